@@ -1,0 +1,150 @@
+/*
+ * storage/storage.h: the content-addressed blob store and its LMDB index.
+ * Sections follow the files: digest.c (SHA-256 via OpenSSL EVP),
+ * blobstore.c (files under <data>/blobs/sha256/ab/<hex>, temp files under
+ * <data>/tmp), db.c (the only LMDB user).  No OpenSSL or LMDB type appears
+ * here.  Nothing in storage/ knows about HTTP or upstreams.
+ */
+#ifndef STORAGE_H
+#define STORAGE_H
+
+#include <sys/types.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* digest.c ---------------------------------------------------------------- */
+
+#define DIGEST_LEN 32
+#define DIGEST_STRLEN (sizeof("sha256:") - 1 + 2 * DIGEST_LEN + 1)
+
+/* A sha256 digest; the only algorithm the store accepts. */
+struct digest {
+	unsigned char b[DIGEST_LEN];
+};
+
+/*
+ * Parses "sha256:<64 lowercase hex>" (the string must end there).  Returns 0,
+ * or -1 for anything else, including other algorithms.
+ */
+int digest_parse(struct digest *, const char *);
+/* As digest_parse, but for the first len bytes of s (no NUL needed). */
+int digest_parsen(struct digest *, const char *s, size_t len);
+/* Writes "sha256:<hex>" into out (DIGEST_STRLEN bytes). */
+void digest_format(const struct digest *, char *out);
+int digest_equal(const struct digest *, const struct digest *);
+/* One-shot hash of a buffer. */
+void digest_buf(const void *, size_t, struct digest *);
+
+/* Incremental hashing: new, update*, final, free.  Fatal on OOM. */
+struct digest_ctx;
+struct digest_ctx *digest_ctx_new(void);
+void digest_ctx_update(struct digest_ctx *, const void *, size_t);
+/* Finishes into out; the context may then only be reset or freed. */
+void digest_ctx_final(struct digest_ctx *, struct digest *out);
+void digest_ctx_reset(struct digest_ctx *);
+void digest_ctx_free(struct digest_ctx *);
+
+/* blobstore.c -------------------------------------------------------------- */
+
+struct blobstore;
+
+/*
+ * Opens (creating as needed) <dir>/blobs/sha256 and <dir>/tmp, and removes
+ * temp files left by an earlier run.  NULL with a logged reason on error.
+ */
+struct blobstore *blobstore_open(const char *dir);
+void blobstore_free(struct blobstore *);
+
+/*
+ * Opens a stored blob read-only.  Returns a new fd (caller closes) and sets
+ * *size, or -1 with errno (ENOENT when absent).
+ */
+int blobstore_open_blob(struct blobstore *, const struct digest *, off_t *size);
+/* 1 if the blob's file exists, 0 if not. */
+int blobstore_has(struct blobstore *, const struct digest *);
+/* Removes a stored blob's file; 0, or -1 with errno. */
+int blobstore_remove(struct blobstore *, const struct digest *);
+/* Writes the stored path of d into buf; -1 if it does not fit. */
+int blobstore_path(struct blobstore *, const struct digest *, char *buf,
+    size_t len);
+
+/*
+ * A temp file being filled while it is hashed.  Readers may open the same
+ * inode through blobstore_tmp_fd() and read [0, size) while it grows; after
+ * a successful commit the fd refers to the stored file.
+ */
+struct blobstore_tmp;
+
+struct blobstore_tmp *blobstore_tmp_new(struct blobstore *);
+/* Appends and hashes; 0, or -1 on an I/O error (logged). */
+int blobstore_tmp_write(struct blobstore_tmp *, const void *, size_t);
+/* Throws away what was written (for a restart from byte 0). */
+int blobstore_tmp_reset(struct blobstore_tmp *);
+int blobstore_tmp_fd(const struct blobstore_tmp *);	/* borrowed */
+uint64_t blobstore_tmp_size(const struct blobstore_tmp *);
+/*
+ * Finishes the hash into *got.  If it equals want: fsync, rename into place,
+ * return 0.  Otherwise unlink and return -1 (*got says what arrived).  An
+ * I/O failure also returns -1 and leaves *got zeroed.
+ */
+int blobstore_tmp_commit(struct blobstore_tmp *, const struct digest *want,
+    struct digest *got);
+/* Closes; unlinks the temp file unless committed.  NULL-safe. */
+void blobstore_tmp_free(struct blobstore_tmp *);
+
+/* db.c --------------------------------------------------------------------- */
+
+#define DB_MEDIA_TYPE_MAX 128
+#define DB_UPSTREAM_MAX 64
+
+struct db;
+
+/* What the index knows about one stored digest (blob or manifest). */
+struct db_blob {
+	uint64_t size;
+	int64_t stored_at;	/* wall seconds */
+	int64_t last_access;	/* wall seconds */
+	uint32_t pins;		/* derived from the pins database */
+	char media_type[DB_MEDIA_TYPE_MAX];	/* "" for plain blobs */
+	char upstream[DB_UPSTREAM_MAX];		/* where it came from */
+};
+
+/* A tag -> digest mapping, keyed by (upstream, repository, tag). */
+struct db_tag {
+	struct digest digest;
+	int64_t confirmed_at;	/* wall seconds of the last upstream check */
+	char media_type[DB_MEDIA_TYPE_MAX];
+};
+
+/*
+ * Opens (creating) the LMDB environment in dir.  NULL with a logged reason
+ * on error.
+ */
+struct db *db_open(const char *dir);
+void db_free(struct db *);	/* flushes pending touches; NULL-safe */
+
+/* 0 found (copied into *out), 1 absent, -1 error (logged). */
+int db_blob_get(struct db *, const struct digest *, struct db_blob *out);
+int db_blob_put(struct db *, const struct digest *, const struct db_blob *);
+int db_blob_del(struct db *, const struct digest *);
+/* Number of blobs and their total size. */
+int db_blob_totals(struct db *, uint64_t *count, uint64_t *bytes);
+
+int db_tag_get(struct db *, const char *upstream, const char *repo,
+    const char *tag, struct db_tag *out);
+int db_tag_put(struct db *, const char *upstream, const char *repo,
+    const char *tag, const struct db_tag *);
+
+/*
+ * Records an access in memory; db_flush() writes all pending ones in one
+ * write transaction (called from a timer every few seconds and at exit).
+ */
+void db_touch(struct db *, const struct digest *, int64_t now);
+int db_flush(struct db *);
+
+/* Store-lifetime counters, by name.  0 or -1. */
+int db_counter_add(struct db *, const char *name, uint64_t delta);
+int db_counter_get(struct db *, const char *name, uint64_t *out);
+
+#endif
