@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "../storage/storage.h"
 
@@ -99,5 +100,395 @@ struct upstream_xfer *upstream_xfer_start(struct upstream *,
     const struct upstream_req *, const struct upstream_cbs *, void *arg);
 /* Stops a transfer; no callback is called after this.  NULL-safe. */
 void upstream_xfer_cancel(struct upstream_xfer *);
+
+/*
+ * For auth.c only: a GET of an absolute URL (a token realm) on the
+ * upstream's client, with HTTP Basic credentials when username is set and
+ * no challenge handling of its own.  Same callbacks and guarantees.
+ */
+struct upstream_xfer *upstream_xfer_start_url(struct upstream *,
+    const char *url, const char *username, const char *password,
+    const struct upstream_cbs *, void *arg);
+
+/* auth.c: WWW-Authenticate challenges and the token cache (for upstream.c) */
+
+enum auth_scheme { AUTH_NONE, AUTH_BASIC, AUTH_BEARER };
+
+/* Per-upstream bearer tokens keyed by scope, and the fetches in flight. */
+struct auth_cache;
+/* One transfer waiting for a token. */
+struct auth_wait;
+
+enum auth_scheme auth_scheme_parse(const char *www_authenticate);
+/*
+ * 0 if a token realm may be used for the upstream at upstream_url: http(s)
+ * on the same host, or a host sharing its last two labels
+ * (auth.docker.io for registry-1.docker.io); else -1.
+ */
+int auth_realm_check(const char *realm, const char *upstream_url);
+
+/* username/password (may be NULL) are borrowed: the upstream outlives us. */
+struct auth_cache *auth_cache_new(struct upstream *, const char *username,
+    const char *password);
+/*
+ * Cancels the fetches in flight; call once no transfer waits any more.
+ * NULL-safe.
+ */
+void auth_cache_free(struct auth_cache *);
+/* The unexpired token for repo's pull scope (repo may be NULL), or NULL;
+ * borrowed until the next auth_ call. */
+const char *auth_token_find(struct auth_cache *, const char *repo);
+/* Drops repo's token if it is still token (the upstream refused it). */
+void auth_token_forget(struct auth_cache *, const char *repo,
+    const char *token);
+/*
+ * Waits for a token for repo from a Bearer challenge; one fetch per scope
+ * however many wait.  cb is called once, from the loop: token borrowed for
+ * the call, or NULL and a static why.  NULL (with *why, no callback) when
+ * the challenge is refused.
+ */
+struct auth_wait *auth_token_wait(struct auth_cache *, const char *challenge,
+    const char *repo, void (*cb)(void *arg, const char *token, const char *why),
+    void *arg, const char **why);
+/* No callback after this.  NULL-safe. */
+void auth_wait_cancel(struct auth_wait *);
+
+/* ref.c: image references ------------------------------------------------ */
+
+#define REF_NAME_MAX 255	/* distribution: host "/" path */
+#define REF_TAG_MAX 128
+/* Room for any ref_format() output, NUL included. */
+#define REF_STRLEN 512
+
+/*
+ * A parsed, normalised image reference: host lower-cased, "index.docker.io"
+ * is "docker.io", Docker Hub single-component names get "library/".
+ */
+struct ref {
+	char host[REF_NAME_MAX + 1];	/* "docker.io", "localhost:5000" */
+	char repo[REF_NAME_MAX + 1];	/* "library/nginx" */
+	char tag[REF_TAG_MAX + 1];	/* "" if none */
+	int has_digest;
+	struct digest digest;		/* sha256 only */
+};
+
+/*
+ * Parses "[host[:port]/]path[:tag][@sha256:hex]" as docker does (the first
+ * component is a host if it has a '.' or ':' or is "localhost").  0, or -1
+ * with a static reason in *why ("invalid tag", "uppercase in repository
+ * name", ...) and the struct zeroed.
+ */
+int ref_parse(struct ref *, const char *s, const char **why);
+/*
+ * Writes the canonical "host/repo:tag[@sha256:hex]" into buf (REF_STRLEN
+ * always suffices).  No tag and no digest is written as ":latest", what a
+ * pull would fetch; a digest without a tag has no ":tag".
+ */
+void ref_format(const struct ref *, char *buf, size_t len);
+/* 1 if the reference has no digest and no tag or the tag "latest". */
+int ref_is_floating(const struct ref *);
+/* 1 if name[0..len) is a valid repository path ("library/nginx"). */
+int ref_valid_name(const char *name, size_t len);
+/* 1 if tag[0..len) is a valid tag: [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}. */
+int ref_valid_tag(const char *tag, size_t len);
+
+/* oci.c: the spec's error codes, media types, manifest JSON -------------- */
+
+enum oci_err {
+	OCI_ERR_BLOB_UNKNOWN,
+	OCI_ERR_DIGEST_INVALID,
+	OCI_ERR_MANIFEST_INVALID,
+	OCI_ERR_MANIFEST_UNKNOWN,
+	OCI_ERR_NAME_INVALID,
+	OCI_ERR_NAME_UNKNOWN,
+	OCI_ERR_TAG_INVALID,
+	OCI_ERR_UNAUTHORIZED,
+	OCI_ERR_DENIED,
+	OCI_ERR_UNSUPPORTED,
+	OCI_ERR_TOOMANYREQUESTS,
+	OCI_ERR_RANGE_INVALID,
+	OCI_ERR_UNAVAILABLE,
+	OCI_ERR_NOT_FOUND,
+	OCI_ERR_INTERNAL,
+};
+
+/* Manifests larger than this are refused (distribution uses 4 MiB). */
+#define OCI_MANIFEST_MAX (4 * 1024 * 1024)
+#define OCI_MEDIA_TYPE_MAX DB_MEDIA_TYPE_MAX
+
+int oci_err_status(enum oci_err);
+const char *oci_err_code(enum oci_err);
+/* The spec's error body for one error; new string, caller frees. */
+char *oci_err_body(enum oci_err, const char *detail);
+/* The Accept list sent upstream when the client sent none. */
+const char *oci_accept_all(void);
+/* 1 if media_type is one of the Accept list's types (or the list is empty
+ * or has a wildcard), else 0. */
+int oci_accepts(const char *accept, const char *media_type);
+/*
+ * Reads the top-level "mediaType" of a manifest; 0 and out filled, or -1
+ * if the bytes are not a JSON object (MANIFEST_INVALID).  A manifest
+ * without mediaType yields "" (old OCI manifests omit it).
+ */
+int oci_manifest_media_type(const void *, size_t, char *out, size_t outlen);
+
+/* route.c: request path + query -> struct route --------------------------- */
+
+enum route_kind {
+	ROUTE_BASE,	/* /v2/ */
+	ROUTE_MANIFEST,	/* /v2/<name>/manifests/<tag|digest> */
+	ROUTE_BLOB,	/* /v2/<name>/blobs/<digest> */
+	ROUTE_TAGS,	/* /v2/<name>/tags/list */
+	ROUTE_UPLOAD,	/* /v2/<name>/blobs/uploads/... (push) */
+	ROUTE_CATALOG,	/* /v2/_catalog */
+	ROUTE_METRICS,	/* /metrics */
+};
+
+#define ROUTE_NAME_MAX 256
+#define ROUTE_TAG_MAX 128
+
+struct route {
+	enum route_kind kind;
+	char name[ROUTE_NAME_MAX];	/* repository, without any host prefix */
+	char host[ROUTE_NAME_MAX];	/* registry from ?ns= or a path prefix; "" = default */
+	char tag[ROUTE_TAG_MAX + 1];	/* manifests by tag; "" when by digest */
+	int by_digest;
+	struct digest digest;		/* blobs, manifests by digest */
+};
+
+/*
+ * Parses a raw (undecoded) request path and query.  0 and *rt filled, or
+ * -1 with the OCI error and a static reason for the client.
+ */
+int route_parse(const char *path, const char *query, struct route *rt,
+    enum oci_err *err, const char **why);
+/* 1 if a first path component names a registry host ("quay.io", "localhost:5000"). */
+int route_is_host(const char *component, size_t len);
+
+/* server.c: the one top-level context ------------------------------------- */
+
+struct server;
+struct fill;
+struct req;
+
+#define SERVER_MAX_UPSTREAMS 16
+
+struct server_upstream_conf {
+	const char *name;	/* "docker.io", "ghcr.io", "127.0.0.1:5001" */
+	const char *url;	/* "https://registry-1.docker.io" */
+	const char *username;	/* NULL: anonymous */
+	const char *password;
+};
+
+struct server_opts {
+	const char *listen_host;
+	unsigned short listen_port;
+	const char *data_dir;
+	struct server_upstream_conf upstreams[SERVER_MAX_UPSTREAMS];
+	size_t nupstreams;	/* "docker.io" takes un-prefixed names */
+	int64_t tag_freshness_s;	/* re-check a tag upstream at most this often */
+	int64_t connect_timeout_ms;
+	int64_t idle_timeout_s;		/* client connections */
+	int64_t drain_timeout_s;	/* SIGTERM: wait this long for requests */
+	const char *access_log;		/* path, "-" for stderr, NULL for none */
+};
+
+/* Opens the store and index, binds the listener.  NULL (logged) on error. */
+struct server *server_new(struct event_base *, const struct server_opts *);
+/* Stops accepting and finishes once in-flight requests drain (or the
+ * deadline passes); then breaks the loop. */
+void server_shutdown(struct server *);
+void server_free(struct server *);
+/* The bound port (useful with port 0). */
+unsigned short server_port(const struct server *);
+
+/*
+ * Inside registry/ only: the context, the request and the fill.  Other
+ * layers use the functions above.
+ */
+#include <sys/queue.h>
+
+struct evhttp;
+struct evhttp_request;
+struct evhttp_connection;
+struct evhttp_bound_socket;
+struct evbuffer;
+struct event;
+
+/* metrics.c-to-be: process-lifetime counters kept by the server. */
+struct server_counters {
+	uint64_t hits[2];		/* [0] blob, [1] manifest */
+	uint64_t misses[2];
+	uint64_t coalesced;
+	uint64_t stale;
+	uint64_t revalidated;
+	uint64_t served_cache_bytes;
+	uint64_t served_upstream_bytes;
+	uint64_t upstream_bytes;
+	uint64_t digest_mismatches;
+	uint64_t upstream_errors;
+	uint64_t requests;
+};
+
+struct server {
+	struct event_base *base;
+	const struct server_opts *opts;
+	struct evhttp *http;
+	struct evhttp_bound_socket *bound;
+	struct blobstore *store;
+	struct db *db;
+	struct upstream_client *uc;
+	struct upstream *upstreams[SERVER_MAX_UPSTREAMS];
+	size_t nupstreams;
+	TAILQ_HEAD(, req) reqs;		/* every live request */
+	TAILQ_HEAD(, fill) fills;	/* in-flight fills (single flight) */
+	struct event *flush_ev;		/* periodic db_flush */
+	struct event *drain_ev;		/* shutdown deadline / poll */
+	int64_t drain_deadline_ms;
+	int draining;
+	FILE *access_log;
+	struct server_counters ctr;
+};
+
+/* X-Cache: what the cache did for this request. */
+enum req_cache {
+	REQ_CACHE_NONE,
+	REQ_CACHE_HIT,		/* served from the store */
+	REQ_CACHE_MISS,		/* fetched from upstream by this request */
+	REQ_CACHE_COALESCED,	/* joined a fetch another request started */
+	REQ_CACHE_REVALIDATED,	/* tag re-checked upstream, unchanged */
+	REQ_CACHE_STALE,	/* upstream failed; served the cached mapping */
+};
+
+enum req_method { REQ_GET, REQ_HEAD, REQ_OTHER };
+
+enum req_state {
+	REQ_NEW,	/* routed, nothing sent */
+	REQ_WAITING,	/* waiting on a fill or an upstream transfer */
+	REQ_STREAMING,	/* status and headers sent, body chunks going out */
+	REQ_DONE,
+};
+
+struct req {
+	TAILQ_ENTRY(req) entry;		/* server->reqs */
+	TAILQ_ENTRY(req) wentry;	/* fill->waiters */
+	struct server *srv;
+	struct evhttp_request *ev;
+	struct evhttp_connection *evcon;
+	enum req_method method;
+	enum req_state state;
+	enum req_cache cache;
+	struct route route;
+	struct upstream *up;		/* borrowed from srv */
+	char *path;			/* owned copy for the access log */
+	char *accept;			/* req_accept()'s cache */
+	int64_t start_ms;
+	int64_t upstream_ms;		/* -1: none */
+	int status;
+	uint64_t sent;			/* body bytes handed to evhttp */
+	int client_gone;		/* connection closed under us */
+	/* streaming from a fill */
+	struct fill *fill;
+	uint64_t off;			/* next byte to send */
+	uint64_t end;			/* one past the last byte to send */
+	int ranged;
+	int chunk_pending;		/* a chunk is being written */
+	void (*sent_cb)(struct req *);	/* called when it has been */
+	/* a transfer owned by this request (tags/list, HEAD, revalidation) */
+	struct upstream_xfer *xfer;
+	struct evbuffer *xbody;
+	long xstatus;
+	int64_t xlength;
+	char xctype[OCI_MEDIA_TYPE_MAX];
+	struct digest xdigest;
+	int have_xdigest;
+	void (*passthru_done)(struct req *, enum upstream_result);
+	enum oci_err fill_err;		/* how the fill failed, for the reply */
+	const char *fill_why;
+	struct db_tag stale;		/* the cached mapping, for STALE */
+	int have_stale;
+};
+
+/* http.c: struct req's one lifecycle -------------------------------------- */
+
+int http_start(struct server *);
+void http_stop(struct server *);
+/* Replies (if nothing went out yet: with the OCI error for status), writes
+ * the access line, detaches from fills and transfers, frees.  The one exit
+ * of every request. */
+void req_finish(struct req *, int status, const char *why);
+/* The spec's error reply, then req_finish. */
+void req_error(struct req *, enum oci_err, const char *detail);
+/* A whole reply from memory (body NULL-able; not sent for HEAD). */
+void req_reply_mem(struct req *, int status, const char *content_type,
+    const struct digest *, const void *body, size_t len);
+/* A stored file (fd owned from here on), honouring Range. */
+void req_reply_file(struct req *, int fd, uint64_t size,
+    const char *content_type, const struct digest *);
+/* Parses the request's Range against size: 0 none/ignored (whole),
+ * 1 satisfiable (*start, *end set; end exclusive), -1 unsatisfiable. */
+int req_range(struct req *, uint64_t size, uint64_t *start, uint64_t *end);
+const char *req_header(struct req *, const char *name);
+/* Every Accept line joined, schema1 dropped; NULL if none.  Borrowed. */
+const char *req_accept(struct req *);
+/* 416 with Content-Range: bytes * /size, then req_finish. */
+void req_range_invalid(struct req *, uint64_t size);
+/* Starts a streamed reply of known (or -1 unknown) length. */
+void req_stream_start(struct req *, int status, int64_t length,
+    const char *content_type, const struct digest *, uint64_t total);
+/* Queues [off, off+len) of fd (dup'ed) and calls back when written. */
+void req_stream_file(struct req *, int fd, uint64_t off, uint64_t len,
+    void (*sent_cb)(struct req *));
+/* Ends a streamed reply normally, then req_finish. */
+void req_stream_end(struct req *);
+/* Cuts the connection before the declared length, then req_finish. */
+void req_abort(struct req *, const char *why);
+
+/* fill.c: one upstream fetch per digest, streamed to every waiter -------- */
+
+enum fill_kind { FILL_BLOB, FILL_MANIFEST };
+
+/*
+ * Attaches req to the in-flight fill for its blob or manifest, starting
+ * one if there is none.  The fill replies to req (and finishes it).
+ * Returns 1 if req joined an existing fill, 0 if it started one.
+ */
+int fill_attach(struct req *, enum fill_kind);
+/* Called by req_finish: leaves the fill (which may free itself). */
+void fill_detach(struct req *);
+/* Fails every fill and its waiters (shutdown). */
+void fill_abort_all(struct server *);
+/* In-flight fills. */
+size_t fill_count(struct server *);
+/* 1 if a fill for req's blob or manifest is in flight. */
+int fill_in_flight(struct req *, enum fill_kind);
+
+/* passthru.c: an upstream request owned by one client request -------- */
+
+/*
+ * Sends method path upstream for r; the status, Content-Type, length and
+ * Docker-Content-Digest land in r->x*, a GET body (up to OCI_MANIFEST_MAX)
+ * in r->xbody.  done is called once (never for a request finished
+ * meanwhile).
+ */
+void passthru_start(struct req *, enum upstream_method, const char *path,
+    const char *accept, void (*done)(struct req *, enum upstream_result));
+/* The OCI error for an upstream status that is not 2xx. */
+enum oci_err passthru_status_err(long status, int blob);
+
+/* manifest.c, blob.c, tags.c: handlers ----------------------------------- */
+
+void manifest_handle(struct req *);
+void blob_handle(struct req *);
+void tags_handle(struct req *);
+void metrics_handle(struct req *);
+/* Serves a stored manifest (by digest) from the store; 0, or -1 if absent. */
+int manifest_serve_stored(struct req *, const struct digest *);
+
+/* server.c */
+/* The upstream for a registry host ("" = the default); NULL if unknown. */
+struct upstream *server_upstream(struct server *, const char *host);
+/* Adds a finished request to the counters. */
+void server_count_request(struct server *, const struct req *);
 
 #endif

@@ -126,11 +126,14 @@ void db_free(struct db *);	/* flushes pending touches; NULL-safe */
 
 /* 0 found (copied into *out), 1 absent, -1 error (logged). */
 int db_blob_get(struct db *, const struct digest *, struct db_blob *out);
+/* Inserts or replaces; 0 or -1. */
 int db_blob_put(struct db *, const struct digest *, const struct db_blob *);
+/* 0 deleted, 1 absent, -1 error. */
 int db_blob_del(struct db *, const struct digest *);
 /* Number of blobs and their total size. */
 int db_blob_totals(struct db *, uint64_t *count, uint64_t *bytes);
 
+/* As db_blob_get: 0 found, 1 absent, -1 error.  db_tag_put: 0 or -1. */
 int db_tag_get(struct db *, const char *upstream, const char *repo,
     const char *tag, struct db_tag *out);
 int db_tag_put(struct db *, const char *upstream, const char *repo,

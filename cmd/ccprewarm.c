@@ -1,0 +1,225 @@
+/*
+ * cmd/ccprewarm.c: main, the subcommand table, option parsing, the one
+ * event_base and its signals.  SIGTERM/SIGINT drain and return from main
+ * with everything freed.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "../common/common.h"
+#include "cmd.h"
+
+static int cmd_serve(int, char **);
+static int cmd_version(int, char **);
+static int cmd_help(int, char **);
+
+static const struct cmd {
+	const char *name;
+	const char *usage;
+	int (*fn)(int, char **);
+} cmds[] = {
+	{ "serve", "serve [--config FILE] [--listen ADDR:PORT] [--data DIR]\n"
+	    "        [--upstream URL | --upstream HOST=URL]... "
+	    "[--tag-freshness SECONDS]\n"
+	    "        [--log-level LEVEL] [--access-log FILE|-] [-n|--check]",
+	    cmd_serve },
+	{ "version", "version", cmd_version },
+	{ "help", "help", cmd_help },
+};
+
+static void
+cmd_usage(FILE *f)
+{
+	size_t i;
+
+	fprintf(f, "usage:\n");
+	for (i = 0; i < nitems(cmds); i++)
+		fprintf(f, "  ccprewarm %s\n", cmds[i].usage);
+}
+
+static int
+cmd_help(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	cmd_usage(stdout);
+	return 0;
+}
+
+static int
+cmd_version(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	printf("ccprewarm %s\n", CCPREWARM_VERSION);
+	return 0;
+}
+
+static void
+cmd_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	log_info("received signal %d", (int)sig);
+	server_shutdown(arg);
+}
+
+static int
+cmd_parse_seconds(struct config *cfg, const char *flag, const char *s,
+    int64_t *out)
+{
+	char *ep;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &ep, 10);
+	if (errno != 0 || *ep != '\0' || ep == s || v < 0) {
+		log_error("%s: '%s' is not a number of seconds", flag, s);
+		cfg->errors++;
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static int
+cmd_serve(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "data", required_argument, NULL, 'd' },
+		{ "upstream", required_argument, NULL, 'u' },
+		{ "tag-freshness", required_argument, NULL, 't' },
+		{ "log-level", required_argument, NULL, 'L' },
+		{ "access-log", required_argument, NULL, 'a' },
+		{ "check", no_argument, NULL, 'n' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct config cfg;
+	struct event_base *base = NULL;
+	struct event *sigterm = NULL, *sigint = NULL;
+	struct server *srv = NULL;
+	const char *config_file = NULL, *listen = NULL, *data = NULL;
+	const char *loglevel = NULL, *access_log = NULL, *freshness = NULL;
+	const char *ups[SERVER_MAX_UPSTREAMS];
+	size_t nups = 0, i;
+	enum log_level lvl;
+	int check = 0, c, rc = 1;
+
+	config_init(&cfg);
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:l:d:u:t:L:a:n", longopts,
+	    NULL)) != -1) {
+		switch (c) {
+		case 'c': config_file = optarg; break;
+		case 'l': listen = optarg; break;
+		case 'd': data = optarg; break;
+		case 'u':
+			if (nups == nitems(ups))
+				fatal("too many --upstream flags");
+			ups[nups++] = optarg;
+			break;
+		case 't': freshness = optarg; break;
+		case 'L': loglevel = optarg; break;
+		case 'a': access_log = optarg; break;
+		case 'n': check = 1; break;
+		default:
+			cmd_usage(stderr);
+			goto out;
+		}
+	}
+	if (optind != argc) {
+		log_error("serve: unexpected argument '%s'", argv[optind]);
+		goto out;
+	}
+	/* The file first; flags override it. */
+	if (config_file != NULL)
+		config_load_file(&cfg, config_file);
+	if (listen != NULL)
+		config_set_listen(&cfg, listen);
+	if (data != NULL)
+		cfg.opts.data_dir = config_str(&cfg, data);
+	for (i = 0; i < nups; i++)
+		config_add_upstream(&cfg, ups[i]);
+	if (freshness != NULL)
+		cmd_parse_seconds(&cfg, "--tag-freshness", freshness,
+		    &cfg.opts.tag_freshness_s);
+	if (loglevel != NULL) {
+		free(cfg.log_level);
+		cfg.log_level = xstrdup(loglevel);
+	}
+	if (access_log != NULL)
+		cfg.opts.access_log = config_str(&cfg, access_log);
+	if (config_finish(&cfg) == -1) {
+		log_error("configuration has %d problem%s; not starting",
+		    cfg.errors, cfg.errors == 1 ? "" : "s");
+		goto out;
+	}
+	if (cfg.log_level != NULL && log_level_parse(cfg.log_level, &lvl) == 0)
+		log_init(lvl, NULL);
+	if (check) {
+		printf("configuration ok: listen %s:%u, data '%s', %zu "
+		    "upstream%s\n", cfg.opts.listen_host, cfg.opts.listen_port,
+		    cfg.opts.data_dir, cfg.opts.nupstreams,
+		    cfg.opts.nupstreams == 1 ? "" : "s");
+		rc = 0;
+		goto out;
+	}
+	/* A client that goes away mid-sendfile must not kill the process. */
+	signal(SIGPIPE, SIG_IGN);
+	if ((base = event_base_new()) == NULL)
+		fatal("cannot create the event loop");
+	if ((srv = server_new(base, &cfg.opts)) == NULL)
+		goto out;
+	sigterm = evsignal_new(base, SIGTERM, cmd_signal_cb, srv);
+	sigint = evsignal_new(base, SIGINT, cmd_signal_cb, srv);
+	if (sigterm == NULL || sigint == NULL || evsignal_add(sigterm, NULL) ||
+	    evsignal_add(sigint, NULL))
+		fatal("cannot install signal handlers");
+	log_info("listening on %s:%u, data '%s'", cfg.opts.listen_host,
+	    server_port(srv), cfg.opts.data_dir);
+	for (i = 0; i < cfg.opts.nupstreams; i++)
+		log_info("upstream '%s' at %s", cfg.opts.upstreams[i].name,
+		    cfg.opts.upstreams[i].url);
+	event_base_dispatch(base);
+	log_info("stopped");
+	rc = 0;
+out:
+	server_free(srv);
+	if (sigterm != NULL)
+		event_free(sigterm);
+	if (sigint != NULL)
+		event_free(sigint);
+	if (base != NULL)
+		event_base_free(base);
+	config_release(&cfg);
+	return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+	size_t i;
+
+	log_init(LOG_LEVEL_INFO, "ccprewarm");
+	if (argc < 2) {
+		cmd_usage(stderr);
+		return 2;
+	}
+	for (i = 0; i < nitems(cmds); i++)
+		if (strcmp(argv[1], cmds[i].name) == 0)
+			return cmds[i].fn(argc - 1, argv + 1);
+	if (strcmp(argv[1], "--version") == 0)
+		return cmd_version(argc - 1, argv + 1);
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+		return cmd_help(argc - 1, argv + 1);
+	log_error("unknown command '%s'", argv[1]);
+	cmd_usage(stderr);
+	return 2;
+}

@@ -1,0 +1,37 @@
+/*
+ * cmd/cmd.h: the command line: configuration loading (config.c) and the
+ * subcommands (ccprewarm.c).
+ */
+#ifndef CMD_H
+#define CMD_H
+
+#include "../registry/registry.h"
+
+#define CONFIG_DEFAULT_LISTEN "127.0.0.1:5000"
+#define CONFIG_DEFAULT_DATA "/var/lib/ccprewarm"
+#define CONFIG_DOCKER_HUB_URL "https://registry-1.docker.io"
+
+/* Everything serve needs; owns the strings server_opts points at. */
+struct config {
+	struct server_opts opts;
+	char *strings[4 * SERVER_MAX_UPSTREAMS + 8];
+	size_t nstrings;
+	char *listen;
+	char *log_level;
+	int errors;	/* problems found so far (each already printed) */
+};
+
+void config_init(struct config *);
+void config_release(struct config *);
+/* Reads a JSON config file into cfg (later command-line flags override). */
+int config_load_file(struct config *, const char *path);
+/* --listen HOST:PORT */
+int config_set_listen(struct config *, const char *);
+/* --upstream URL (the default registry, docker.io) or HOST=URL */
+int config_add_upstream(struct config *, const char *);
+/* Fills defaults and checks the whole; 0, or -1 after printing each error. */
+int config_finish(struct config *);
+/* Keeps a copy of s alive as long as cfg. */
+const char *config_str(struct config *, const char *s);
+
+#endif

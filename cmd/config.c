@@ -1,0 +1,304 @@
+/*
+ * cmd/config.c: the JSON configuration file and the flags that override it.
+ * Every problem is reported with its key path before start-up fails, so an
+ * operator fixes them in one go.  json_t stays in this file.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "../common/common.h"
+#include "cmd.h"
+
+static void config_problem(struct config *, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+config_problem(struct config *cfg, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	log_error("config: %s", line);
+	cfg->errors++;
+}
+
+void
+config_init(struct config *cfg)
+{
+	memset(cfg, 0, sizeof *cfg);
+	cfg->opts.tag_freshness_s = 300;
+	cfg->opts.connect_timeout_ms = 5000;
+	cfg->opts.idle_timeout_s = 120;
+	cfg->opts.drain_timeout_s = 10;
+	cfg->opts.access_log = "-";
+}
+
+void
+config_release(struct config *cfg)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->nstrings; i++)
+		free(cfg->strings[i]);
+	free(cfg->listen);
+	free(cfg->log_level);
+	memset(cfg, 0, sizeof *cfg);
+}
+
+const char *
+config_str(struct config *cfg, const char *s)
+{
+	if (cfg->nstrings == nitems(cfg->strings))
+		fatal("config: too many strings");
+	return cfg->strings[cfg->nstrings++] = xstrdup(s);
+}
+
+int
+config_set_listen(struct config *cfg, const char *s)
+{
+	const char *colon = strrchr(s, ':');
+	char host[256];
+	unsigned long port;
+	size_t hlen;
+	char *ep;
+
+	if (colon == NULL) {
+		config_problem(cfg, "listen: '%s' is not HOST:PORT", s);
+		return -1;
+	}
+	hlen = (size_t)(colon - s);
+	if (hlen >= 2 && s[0] == '[' && s[hlen - 1] == ']') {
+		s++;
+		hlen -= 2;
+	}
+	errno = 0;
+	port = strtoul(colon + 1, &ep, 10);
+	if (errno != 0 || *ep != '\0' || ep == colon + 1 || port > 65535 ||
+	    hlen >= sizeof host) {
+		config_problem(cfg, "listen: '%s' is not HOST:PORT", s);
+		return -1;
+	}
+	memcpy(host, s, hlen);
+	host[hlen] = '\0';
+	cfg->opts.listen_host = config_str(cfg, hlen == 0 ? "0.0.0.0" : host);
+	cfg->opts.listen_port = (unsigned short)port;
+	return 0;
+}
+
+static int
+config_url_ok(const char *url)
+{
+	return strncmp(url, "https://", 8) == 0 ||
+	    strncmp(url, "http://", 7) == 0;
+}
+
+static struct server_upstream_conf *
+config_upstream_slot(struct config *cfg, const char *name)
+{
+	struct server_opts *o = &cfg->opts;
+	size_t i;
+
+	for (i = 0; i < o->nupstreams; i++)
+		if (strcmp(o->upstreams[i].name, name) == 0)
+			return &o->upstreams[i];
+	if (o->nupstreams == SERVER_MAX_UPSTREAMS) {
+		config_problem(cfg, "upstreams: more than %d", SERVER_MAX_UPSTREAMS);
+		return NULL;
+	}
+	o->upstreams[o->nupstreams].name = config_str(cfg, name);
+	return &o->upstreams[o->nupstreams++];
+}
+
+int
+config_add_upstream(struct config *cfg, const char *arg)
+{
+	const char *eq = strchr(arg, '=');
+	struct server_upstream_conf *u;
+	char name[256];
+	const char *url = arg;
+
+	strcpy(name, "docker.io");
+	if (eq != NULL) {
+		if ((size_t)(eq - arg) >= sizeof name || eq == arg) {
+			config_problem(cfg, "upstream: '%s' is not HOST=URL", arg);
+			return -1;
+		}
+		memcpy(name, arg, (size_t)(eq - arg));
+		name[eq - arg] = '\0';
+		url = eq + 1;
+		if (!route_is_host(name, strlen(name))) {
+			config_problem(cfg, "upstream: '%s' is not a registry "
+			    "host name (it needs a '.' or ':')", name);
+			return -1;
+		}
+	}
+	if (!config_url_ok(url)) {
+		config_problem(cfg, "upstream: '%s' is not an http(s) URL", url);
+		return -1;
+	}
+	if ((u = config_upstream_slot(cfg, name)) == NULL)
+		return -1;
+	u->url = config_str(cfg, url);
+	return 0;
+}
+
+static void
+config_int(struct config *cfg, json_t *root, const char *key, int64_t min,
+    int64_t max, int64_t *out)
+{
+	json_t *v = json_object_get(root, key);
+
+	if (v == NULL)
+		return;
+	if (!json_is_integer(v) || json_integer_value(v) < min ||
+	    json_integer_value(v) > max) {
+		config_problem(cfg, "%s: must be an integer from %lld to %lld",
+		    key, (long long)min, (long long)max);
+		return;
+	}
+	*out = json_integer_value(v);
+}
+
+static const char *
+config_string(struct config *cfg, json_t *obj, const char *path,
+    const char *key)
+{
+	json_t *v = json_object_get(obj, key);
+
+	if (v == NULL)
+		return NULL;
+	if (!json_is_string(v)) {
+		config_problem(cfg, "%s%s: must be a string", path, key);
+		return NULL;
+	}
+	return json_string_value(v);
+}
+
+static void
+config_upstreams(struct config *cfg, json_t *ups)
+{
+	struct server_upstream_conf *u;
+	const char *name, *url;
+	char path[300];
+	json_t *v;
+
+	if (!json_is_object(ups)) {
+		config_problem(cfg, "upstreams: must be an object of "
+		    "\"host\": {\"url\": ...}");
+		return;
+	}
+	json_object_foreach(ups, name, v) {
+		snprintf(path, sizeof path, "upstreams.%s.", name);
+		if (json_is_string(v))
+			url = json_string_value(v);
+		else if (json_is_object(v))
+			url = config_string(cfg, v, path, "url");
+		else {
+			config_problem(cfg, "upstreams.%s: must be a URL or an "
+			    "object", name);
+			continue;
+		}
+		if (strcmp(name, "docker.io") != 0 &&
+		    !route_is_host(name, strlen(name))) {
+			config_problem(cfg, "upstreams.%s: not a registry host "
+			    "name (it needs a '.' or ':')", name);
+			continue;
+		}
+		if (url == NULL || !config_url_ok(url)) {
+			config_problem(cfg, "%surl: must be an http(s) URL", path);
+			continue;
+		}
+		if ((u = config_upstream_slot(cfg, name)) != NULL)
+			u->url = config_str(cfg, url);
+	}
+}
+
+static const char *const config_keys[] = { "listen", "data", "upstream",
+	"upstreams", "tag_freshness_seconds", "connect_timeout_ms",
+	"idle_timeout_seconds", "drain_timeout_seconds", "log_level",
+	"access_log" };
+
+int
+config_load_file(struct config *cfg, const char *path)
+{
+	struct server_opts *o = &cfg->opts;
+	json_error_t jerr;
+	const char *key, *s;
+	json_t *root, *v;
+	size_t i;
+	int known;
+
+	if ((root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr)) ==
+	    NULL) {
+		config_problem(cfg, "cannot read '%s': line %d: %s", path,
+		    jerr.line, jerr.text);
+		return -1;
+	}
+	if (!json_is_object(root)) {
+		config_problem(cfg, "'%s': the top level must be an object", path);
+		json_decref(root);
+		return -1;
+	}
+	json_object_foreach(root, key, v) {
+		known = 0;
+		for (i = 0; i < nitems(config_keys); i++)
+			known |= strcmp(key, config_keys[i]) == 0;
+		if (!known)
+			config_problem(cfg, "%s: unknown key", key);
+	}
+	if ((s = config_string(cfg, root, "", "listen")) != NULL)
+		config_set_listen(cfg, s);
+	if ((s = config_string(cfg, root, "", "data")) != NULL)
+		o->data_dir = config_str(cfg, s);
+	if ((s = config_string(cfg, root, "", "upstream")) != NULL)
+		config_add_upstream(cfg, s);
+	if ((v = json_object_get(root, "upstreams")) != NULL)
+		config_upstreams(cfg, v);
+	config_int(cfg, root, "tag_freshness_seconds", 0, 86400 * 365,
+	    &o->tag_freshness_s);
+	config_int(cfg, root, "connect_timeout_ms", 100, 600000,
+	    &o->connect_timeout_ms);
+	config_int(cfg, root, "idle_timeout_seconds", 1, 86400,
+	    &o->idle_timeout_s);
+	config_int(cfg, root, "drain_timeout_seconds", 0, 3600,
+	    &o->drain_timeout_s);
+	if ((s = config_string(cfg, root, "", "log_level")) != NULL) {
+		free(cfg->log_level);
+		cfg->log_level = xstrdup(s);
+	}
+	if ((s = config_string(cfg, root, "", "access_log")) != NULL)
+		o->access_log = config_str(cfg, s);
+	json_decref(root);
+	return cfg->errors ? -1 : 0;
+}
+
+int
+config_finish(struct config *cfg)
+{
+	struct server_opts *o = &cfg->opts;
+	enum log_level lvl;
+
+	if (o->listen_host == NULL)
+		config_set_listen(cfg, CONFIG_DEFAULT_LISTEN);
+	if (o->data_dir == NULL)
+		o->data_dir = CONFIG_DEFAULT_DATA;
+	if (o->nupstreams == 0) {
+		/* The registries Co-op Cloud recipes pull from. */
+		config_add_upstream(cfg, CONFIG_DOCKER_HUB_URL);
+		config_add_upstream(cfg, "ghcr.io=https://ghcr.io");
+		config_add_upstream(cfg, "quay.io=https://quay.io");
+	}
+	if (cfg->log_level != NULL && log_level_parse(cfg->log_level, &lvl) ==
+	    -1)
+		config_problem(cfg, "log_level: '%s' is not one of debug, info, "
+		    "warn, error", cfg->log_level);
+	return cfg->errors ? -1 : 0;
+}

@@ -1,0 +1,54 @@
+/*
+ * registry/blob.c: GET/HEAD /v2/<name>/blobs/<digest>.  A stored blob is
+ * sent with sendfile (Range honoured); anything else joins or starts the
+ * fill for its digest.  A HEAD for a blob we neither have nor are fetching
+ * is asked upstream and not stored.
+ */
+#include <stdio.h>
+#include <unistd.h>
+
+#include "../common/common.h"
+#include "registry.h"
+
+static void
+blob_head_done(struct req *r, enum upstream_result res)
+{
+	if (res != UPSTREAM_OK) {
+		req_error(r, OCI_ERR_UNAVAILABLE, "upstream registry unavailable");
+		return;
+	}
+	if (r->xstatus != 200) {
+		req_error(r, passthru_status_err(r->xstatus, 1), NULL);
+		return;
+	}
+	r->cache = REQ_CACHE_MISS;
+	req_reply_mem(r, 200, "application/octet-stream", &r->route.digest,
+	    NULL, r->xlength >= 0 ? (size_t)r->xlength : 0);
+}
+
+void
+blob_handle(struct req *r)
+{
+	struct server *srv = r->srv;
+	const struct digest *d = &r->route.digest;
+	char path[ROUTE_NAME_MAX + DIGEST_STRLEN + 32], hex[DIGEST_STRLEN];
+	struct db_blob meta;
+	off_t size;
+	int fd;
+
+	if (db_blob_get(srv->db, d, &meta) == 0 &&
+	    (fd = blobstore_open_blob(srv->store, d, &size)) != -1) {
+		db_touch(srv->db, d, clock_wall_s());
+		r->cache = REQ_CACHE_HIT;
+		req_reply_file(r, fd, (uint64_t)size, "application/octet-stream",
+		    d);
+		return;
+	}
+	if (r->method == REQ_HEAD && !fill_in_flight(r, FILL_BLOB)) {
+		digest_format(d, hex);
+		snprintf(path, sizeof path, "/v2/%s/blobs/%s", r->route.name, hex);
+		passthru_start(r, UPSTREAM_HEAD, path, NULL, blob_head_done);
+		return;
+	}
+	fill_attach(r, FILL_BLOB);
+}

@@ -1,0 +1,676 @@
+/*
+ * registry/fill.c: one upstream fetch per in-flight digest (or tag), and
+ * every request that wants it as a waiter.  Blob bytes go to a temp file
+ * while they are hashed; waiters stream [their offset, written) from that
+ * file and follow it as it grows.  No waiter receives its final byte before
+ * the digest has verified, so corruption is always a cut connection, never
+ * a clean reply.  An upstream that drops mid-body is resumed with Range.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "../common/common.h"
+#include "registry.h"
+
+#define FILL_CHUNK_MAX (16 * 1024 * 1024)
+#define FILL_MAX_ATTEMPTS 4
+#define FILL_BACKOFF_MS 250
+
+enum fill_state {
+	FILL_CONNECTING,	/* waiting for upstream headers */
+	FILL_STREAMING,		/* body arriving */
+	FILL_DONE,		/* verified and committed */
+	FILL_FAILED,
+};
+
+static const char *const fill_state_names[] = { "connecting", "streaming",
+	"done", "failed" };
+
+struct fill {
+	TAILQ_ENTRY(fill) entry;	/* srv->fills while listed */
+	struct server *srv;
+	enum fill_kind kind;
+	enum fill_state state;
+	int listed;
+	int hold;			/* > 0 while iterating waiters */
+	struct upstream *up;
+	char repo[ROUTE_NAME_MAX];
+	char tag[ROUTE_TAG_MAX + 1];	/* manifests by tag */
+	int by_digest;
+	struct digest digest;
+	char *accept;
+	int64_t size;			/* -1 until known */
+	uint64_t skip;			/* resumed with a 200: bytes to drop */
+	long status;			/* upstream status of this attempt */
+	struct blobstore_tmp *tmp;	/* blobs */
+	unsigned char *mbuf;		/* manifests */
+	size_t mlen;
+	char media_type[OCI_MEDIA_TYPE_MAX];
+	struct digest claimed;		/* upstream's Docker-Content-Digest */
+	int have_claimed;
+	TAILQ_HEAD(, req) waiters;
+	struct upstream_xfer *xfer;
+	int attempts;
+	struct event *retry_ev;
+	struct event *wake_ev;
+	int64_t start_ms;
+	int64_t upstream_ms;
+};
+
+static void fill_start_xfer(struct fill *);
+static void fill_pump(struct req *);
+
+static void
+fill_set_state(struct fill *f, enum fill_state st)
+{
+	char d[DIGEST_STRLEN];
+
+	if (log_level_get() == LOG_LEVEL_DEBUG) {
+		if (f->by_digest)
+			digest_format(&f->digest, d);
+		log_debug("fill %s/%s: %s -> %s", f->repo,
+		    f->by_digest ? d : f->tag, fill_state_names[f->state],
+		    fill_state_names[st]);
+	}
+	f->state = st;
+}
+
+static void
+fill_unlist(struct fill *f)
+{
+	if (f->listed) {
+		TAILQ_REMOVE(&f->srv->fills, f, entry);
+		f->listed = 0;
+	}
+}
+
+static void
+fill_free(struct fill *f)
+{
+	fill_unlist(f);
+	upstream_xfer_cancel(f->xfer);
+	if (f->retry_ev != NULL)
+		event_free(f->retry_ev);
+	if (f->wake_ev != NULL)
+		event_free(f->wake_ev);
+	blobstore_tmp_free(f->tmp);
+	free(f->mbuf);
+	free(f->accept);
+	free(f);
+}
+
+static void
+fill_maybe_free(struct fill *f)
+{
+	if (f->hold == 0 && TAILQ_EMPTY(&f->waiters) &&
+	    (f->state == FILL_DONE || f->state == FILL_FAILED))
+		fill_free(f);
+}
+
+/* Runs fn on every waiter; waiters may leave (and finish) meanwhile. */
+static void
+fill_each_waiter(struct fill *f, void (*fn)(struct req *))
+{
+	struct req *r, *next;
+
+	f->hold++;
+	for (r = TAILQ_FIRST(&f->waiters); r != NULL; r = next) {
+		next = TAILQ_NEXT(r, wentry);
+		fn(r);
+	}
+	f->hold--;
+	fill_maybe_free(f);
+}
+
+static void
+fill_wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct fill *f = arg;
+
+	(void)fd;
+	(void)what;
+	fill_each_waiter(f, fill_pump);
+}
+
+/* Coalesces wake-ups: waiters are pumped once per loop iteration. */
+static void
+fill_wake(struct fill *f)
+{
+	if (!event_pending(f->wake_ev, EV_TIMEOUT | EV_READ | EV_WRITE, NULL))
+		event_active(f->wake_ev, 0, 0);
+}
+
+/* The error a waiter gets, and the reply of each failure. */
+static void
+fill_fail_waiter(struct req *r)
+{
+	struct fill *f = r->fill;
+
+	if (r->state == REQ_STREAMING) {
+		req_abort(r, "upstream fetch failed");
+		return;
+	}
+	if (f->kind == FILL_MANIFEST && r->have_stale) {
+		fill_detach(r);
+		r->cache = REQ_CACHE_STALE;
+		if (manifest_serve_stored(r, &r->stale.digest) == 0)
+			return;
+	}
+	req_error(r, r->fill_err, r->fill_why);
+}
+
+static void
+fill_fail(struct fill *f, enum oci_err err, const char *why)
+{
+	struct req *r;
+
+	if (f->state == FILL_FAILED || f->state == FILL_DONE)
+		return;
+	fill_set_state(f, FILL_FAILED);
+	fill_unlist(f);	/* the next request starts afresh */
+	upstream_xfer_cancel(f->xfer);
+	f->xfer = NULL;
+	blobstore_tmp_free(f->tmp);
+	f->tmp = NULL;
+	TAILQ_FOREACH(r, &f->waiters, wentry) {
+		r->fill_err = err;
+		r->fill_why = why;
+	}
+	fill_each_waiter(f, fill_fail_waiter);
+}
+
+/* Content-Range: bytes A-B/T -> A, or -1. */
+static int64_t
+fill_range_start(const char *cr)
+{
+	long long a;
+
+	if (cr == NULL || sscanf(cr, "bytes %lld-", &a) != 1 || a < 0)
+		return -1;
+	return a;
+}
+
+static int
+fill_headers_cb(void *arg, const struct upstream_response *resp)
+{
+	struct fill *f = arg;
+	uint64_t have = f->tmp != NULL ? blobstore_tmp_size(f->tmp) : 0;
+
+	f->status = resp->status;
+	f->upstream_ms = resp->duration_ms;
+	if (resp->status != 200 && resp->status != 206)
+		return 0;	/* failed in fill_done_cb */
+	if (f->kind == FILL_MANIFEST) {
+		if (resp->content_length > OCI_MANIFEST_MAX)
+			return -1;
+		if (resp->content_type != NULL)
+			xstrlcpy(f->media_type, resp->content_type,
+			    sizeof f->media_type);
+		if (resp->docker_content_digest != NULL &&
+		    digest_parse(&f->claimed, resp->docker_content_digest) == 0)
+			f->have_claimed = 1;
+	} else if (resp->status == 206) {
+		if (fill_range_start(resp->content_range) != (int64_t)have)
+			return -1;	/* not where we asked to resume */
+	} else {
+		f->skip = have;	/* upstream ignored Range: drop what we have */
+		if (resp->content_length >= 0) {
+			if (f->size >= 0 && f->size != resp->content_length)
+				return -1;
+			f->size = resp->content_length;
+		}
+	}
+	if (f->state == FILL_CONNECTING)
+		fill_set_state(f, FILL_STREAMING);
+	fill_wake(f);
+	return 0;
+}
+
+static int
+fill_body_cb(void *arg, const void *buf, size_t len)
+{
+	struct fill *f = arg;
+	const unsigned char *p = buf;
+
+	f->srv->ctr.upstream_bytes += len;
+	if (f->kind == FILL_MANIFEST) {
+		if (f->mlen + len > OCI_MANIFEST_MAX)
+			return -1;
+		f->mbuf = xreallocarray(f->mbuf, f->mlen + len, 1);
+		memcpy(f->mbuf + f->mlen, buf, len);
+		f->mlen += len;
+		return 0;
+	}
+	if (f->skip > 0) {
+		size_t n = f->skip < len ? (size_t)f->skip : len;
+
+		f->skip -= n;
+		p += n;
+		len -= n;
+	}
+	if (len == 0)
+		return 0;
+	if (f->size >= 0 && blobstore_tmp_size(f->tmp) + len > (uint64_t)f->size)
+		return -1;	/* longer than declared: cannot be the blob */
+	if (blobstore_tmp_write(f->tmp, p, len) == -1)
+		return -1;
+	fill_wake(f);
+	return 0;
+}
+
+static void
+fill_commit_blob(struct fill *f)
+{
+	struct db_blob meta;
+	struct digest got;
+	char want[DIGEST_STRLEN], have[DIGEST_STRLEN];
+
+	if (f->size >= 0 && blobstore_tmp_size(f->tmp) != (uint64_t)f->size) {
+		fill_fail(f, OCI_ERR_UNAVAILABLE, "upstream body too short");
+		return;
+	}
+	if (blobstore_tmp_commit(f->tmp, &f->digest, &got) == -1) {
+		digest_format(&f->digest, want);
+		digest_format(&got, have);
+		f->srv->ctr.digest_mismatches++;
+		log_warn("digest mismatch from '%s' for %s@%s: got %s; "
+		    "nothing stored", upstream_name(f->up), f->repo, want, have);
+		fill_fail(f, OCI_ERR_UNAVAILABLE, "upstream content did not "
+		    "match its digest");
+		return;
+	}
+	memset(&meta, 0, sizeof meta);
+	meta.size = blobstore_tmp_size(f->tmp);
+	meta.stored_at = meta.last_access = clock_wall_s();
+	xstrlcpy(meta.upstream, upstream_name(f->up), sizeof meta.upstream);
+	if (db_blob_put(f->srv->db, &f->digest, &meta) == -1) {
+		/* The file is in place; a later request re-fetches it. */
+		fill_fail(f, OCI_ERR_INTERNAL, "cannot index stored blob");
+		return;
+	}
+	if (f->size < 0)
+		f->size = (int64_t)meta.size;
+	fill_set_state(f, FILL_DONE);
+	fill_unlist(f);
+	fill_wake(f);
+}
+
+static int
+fill_store_manifest(struct fill *f, const struct digest *d)
+{
+	struct blobstore_tmp *tmp;
+	struct db_blob meta;
+	struct digest got;
+	int rc;
+
+	if ((rc = db_blob_get(f->srv->db, d, &meta)) == -1)
+		return -1;
+	if (rc == 1 || !blobstore_has(f->srv->store, d)) {
+		if ((tmp = blobstore_tmp_new(f->srv->store)) == NULL)
+			return -1;
+		if (blobstore_tmp_write(tmp, f->mbuf, f->mlen) == -1 ||
+		    blobstore_tmp_commit(tmp, d, &got) == -1) {
+			blobstore_tmp_free(tmp);
+			return -1;
+		}
+		blobstore_tmp_free(tmp);
+		memset(&meta, 0, sizeof meta);
+		meta.size = f->mlen;
+		meta.stored_at = meta.last_access = clock_wall_s();
+		xstrlcpy(meta.media_type, f->media_type, sizeof meta.media_type);
+		xstrlcpy(meta.upstream, upstream_name(f->up),
+		    sizeof meta.upstream);
+		if (db_blob_put(f->srv->db, d, &meta) == -1)
+			return -1;
+	}
+	if (!f->by_digest) {
+		struct db_tag t;
+
+		memset(&t, 0, sizeof t);
+		t.digest = *d;
+		t.confirmed_at = clock_wall_s();
+		xstrlcpy(t.media_type, f->media_type, sizeof t.media_type);
+		if (db_tag_put(f->srv->db, upstream_name(f->up), f->repo, f->tag,
+		    &t) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+static void
+fill_commit_manifest(struct fill *f)
+{
+	struct digest got;
+	char mt[OCI_MEDIA_TYPE_MAX];
+
+	digest_buf(f->mbuf, f->mlen, &got);
+	if ((f->by_digest && !digest_equal(&got, &f->digest)) ||
+	    (f->have_claimed && !digest_equal(&got, &f->claimed))) {
+		f->srv->ctr.digest_mismatches++;
+		log_warn("digest mismatch from '%s' for manifest %s:%s; "
+		    "nothing stored", upstream_name(f->up), f->repo,
+		    f->by_digest ? "(by digest)" : f->tag);
+		fill_fail(f, OCI_ERR_UNAVAILABLE, "upstream manifest did not "
+		    "match its digest");
+		return;
+	}
+	if (oci_manifest_media_type(f->mbuf, f->mlen, mt, sizeof mt) == -1) {
+		fill_fail(f, OCI_ERR_MANIFEST_INVALID, "upstream sent a "
+		    "manifest that is not JSON");
+		return;
+	}
+	/* The upstream's Content-Type is the manifest's own; fall back to
+	 * its mediaType field only when upstream sent none. */
+	if (f->media_type[0] == '\0')
+		xstrlcpy(f->media_type, mt, sizeof f->media_type);
+	f->digest = got;
+	if (fill_store_manifest(f, &got) == -1)
+		log_warn("cannot store manifest %s:%s; serving it uncached",
+		    f->repo, f->tag);
+	fill_set_state(f, FILL_DONE);
+	fill_unlist(f);
+	fill_wake(f);
+}
+
+static void
+fill_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	fill_start_xfer(arg);
+}
+
+static void
+fill_done_cb(void *arg, enum upstream_result res, const char *why)
+{
+	struct fill *f = arg;
+	struct timeval tv;
+	int64_t ms;
+
+	f->xfer = NULL;
+	if (res == UPSTREAM_OK && f->status != 200 && f->status != 206) {
+		char msg[64];
+
+		f->srv->ctr.upstream_errors++;
+		snprintf(msg, sizeof msg, "upstream answered %ld", f->status);
+		log_info("upstream '%s' answered %ld for %s", upstream_name(f->up),
+		    f->status, f->repo);
+		fill_fail(f, passthru_status_err(f->status, f->kind == FILL_BLOB),
+		    f->status == 404 ? NULL : "upstream refused the request");
+		return;
+	}
+	if (res == UPSTREAM_OK) {
+		if (f->kind == FILL_BLOB)
+			fill_commit_blob(f);
+		else
+			fill_commit_manifest(f);
+		return;
+	}
+	f->srv->ctr.upstream_errors++;
+	/*
+	 * A blob that was arriving: resume from the byte reached, with
+	 * backoff on a timer.  Manifests are small; refetch them whole.
+	 */
+	if ((res == UPSTREAM_EBODY || (res == UPSTREAM_ECONNECT &&
+	    f->state == FILL_STREAMING)) && f->attempts < FILL_MAX_ATTEMPTS) {
+		ms = FILL_BACKOFF_MS << (f->attempts - 1);
+		log_warn("upstream '%s' failed mid-body for %s (%s); retrying in "
+		    "%" PRId64 " ms", upstream_name(f->up), f->repo, why, ms);
+		if (f->kind == FILL_MANIFEST)
+			f->mlen = 0;
+		tv.tv_sec = ms / 1000;
+		tv.tv_usec = (ms % 1000) * 1000;
+		evtimer_add(f->retry_ev, &tv);
+		return;
+	}
+	log_warn("upstream '%s' failed for %s: %s", upstream_name(f->up),
+	    f->repo, why != NULL ? why : "unknown error");
+	fill_fail(f, res == UPSTREAM_EAUTH ? OCI_ERR_UNAUTHORIZED :
+	    OCI_ERR_UNAVAILABLE, "upstream registry unavailable");
+}
+
+static void
+fill_start_xfer(struct fill *f)
+{
+	static const struct upstream_cbs cbs = { fill_headers_cb, fill_body_cb,
+		fill_done_cb };
+	struct upstream_req ureq;
+	char path[ROUTE_NAME_MAX + 256], d[DIGEST_STRLEN];
+
+	f->attempts++;
+	f->status = 0;
+	if (f->by_digest)
+		digest_format(&f->digest, d);
+	snprintf(path, sizeof path, "/v2/%s/%s/%s", f->repo,
+	    f->kind == FILL_BLOB ? "blobs" : "manifests",
+	    f->by_digest ? d : f->tag);
+	memset(&ureq, 0, sizeof ureq);
+	ureq.method = UPSTREAM_GET;
+	ureq.path = path;
+	ureq.repo = f->repo;
+	ureq.accept = f->kind == FILL_MANIFEST ? f->accept : NULL;
+	ureq.range_start = f->kind == FILL_BLOB && f->tmp != NULL &&
+	    blobstore_tmp_size(f->tmp) > 0 ? (int64_t)blobstore_tmp_size(f->tmp) :
+	    -1;
+	f->xfer = upstream_xfer_start(f->up, &ureq, &cbs, f);
+	if (f->xfer == NULL)
+		fill_fail(f, OCI_ERR_INTERNAL, "cannot start upstream transfer");
+}
+
+static struct fill *
+fill_find(struct server *srv, enum fill_kind kind, const struct req *r)
+{
+	const struct route *rt = &r->route;
+	struct fill *f;
+
+	TAILQ_FOREACH(f, &srv->fills, entry) {
+		if (f->kind != kind || f->by_digest != rt->by_digest)
+			continue;
+		if (f->by_digest) {
+			/* content-addressed: any repository, any upstream */
+			if (digest_equal(&f->digest, &rt->digest))
+				return f;
+		} else if (f->up == r->up && strcmp(f->repo, rt->name) == 0 &&
+		    strcmp(f->tag, rt->tag) == 0)
+			return f;
+	}
+	return NULL;
+}
+
+static struct fill *
+fill_new(struct req *r, enum fill_kind kind)
+{
+	struct server *srv = r->srv;
+	const char *accept;
+	struct fill *f;
+
+	f = xcalloc(1, sizeof *f);
+	f->srv = srv;
+	f->kind = kind;
+	f->state = FILL_CONNECTING;
+	f->up = r->up;
+	xstrlcpy(f->repo, r->route.name, sizeof f->repo);
+	xstrlcpy(f->tag, r->route.tag, sizeof f->tag);
+	f->by_digest = r->route.by_digest;
+	f->digest = r->route.digest;
+	f->size = -1;
+	accept = req_accept(r);
+	f->accept = xstrdup(accept != NULL && accept[0] != '\0' ? accept :
+	    oci_accept_all());
+	f->start_ms = clock_now_ms();
+	TAILQ_INIT(&f->waiters);
+	f->retry_ev = evtimer_new(srv->base, fill_retry_cb, f);
+	f->wake_ev = event_new(srv->base, -1, 0, fill_wake_cb, f);
+	if (f->retry_ev == NULL || f->wake_ev == NULL)
+		fatal("out of memory creating fill events");
+	if (kind == FILL_BLOB && (f->tmp = blobstore_tmp_new(srv->store)) ==
+	    NULL) {
+		fill_free(f);
+		return NULL;
+	}
+	TAILQ_INSERT_TAIL(&srv->fills, f, entry);
+	f->listed = 1;
+	return f;
+}
+
+size_t
+fill_count(struct server *srv)
+{
+	struct fill *f;
+	size_t n = 0;
+
+	TAILQ_FOREACH(f, &srv->fills, entry)
+		n++;
+	return n;
+}
+
+int
+fill_in_flight(struct req *r, enum fill_kind kind)
+{
+	return fill_find(r->srv, kind, r) != NULL;
+}
+
+int
+fill_attach(struct req *r, enum fill_kind kind)
+{
+	struct fill *f;
+	int joined = 1;
+
+	if ((f = fill_find(r->srv, kind, r)) == NULL) {
+		if ((f = fill_new(r, kind)) == NULL) {
+			req_error(r, OCI_ERR_INTERNAL, "cannot create temp file");
+			return -1;
+		}
+		joined = 0;
+	}
+	r->fill = f;
+	r->state = REQ_WAITING;
+	r->cache = joined ? REQ_CACHE_COALESCED : REQ_CACHE_MISS;
+	TAILQ_INSERT_TAIL(&f->waiters, r, wentry);
+	if (joined) {
+		r->srv->ctr.coalesced++;
+		fill_wake(f);
+	} else
+		fill_start_xfer(f);
+	return joined;
+}
+
+void
+fill_detach(struct req *r)
+{
+	struct fill *f = r->fill;
+
+	if (f == NULL)
+		return;
+	TAILQ_REMOVE(&f->waiters, r, wentry);
+	r->fill = NULL;
+	r->upstream_ms = f->upstream_ms;
+	fill_maybe_free(f);
+}
+
+void
+fill_abort_all(struct server *srv)
+{
+	struct fill *f;
+
+	while ((f = TAILQ_FIRST(&srv->fills)) != NULL) {
+		f->hold++;
+		fill_fail(f, OCI_ERR_UNAVAILABLE, "shutting down");
+		f->hold--;
+		fill_maybe_free(f);
+	}
+}
+
+static void
+fill_sent_cb(struct req *r)
+{
+	fill_pump(r);
+}
+
+static void
+fill_pump_manifest(struct req *r)
+{
+	struct fill *f = r->fill;
+	const void *body = f->mbuf;
+	size_t len = f->mlen;
+
+	if (f->state != FILL_DONE)
+		return;
+	fill_detach(r);
+	/* f stays alive: fill_each_waiter holds it while we run */
+	req_reply_mem(r, 200, f->media_type, &f->digest, body, len);
+}
+
+/* Stream what has landed; hold back the last byte until verified. */
+static void
+fill_pump_blob(struct req *r)
+{
+	struct fill *f = r->fill;
+	uint64_t written, limit, start, end, n;
+	int rr;
+
+	if (r->chunk_pending || f->state == FILL_CONNECTING)
+		return;
+	written = blobstore_tmp_size(f->tmp);
+	if (r->state == REQ_WAITING) {
+		if (f->size < 0) {
+			if (f->state != FILL_DONE && r->method == REQ_HEAD)
+				return;
+			r->off = 0;
+			r->end = UINT64_MAX;
+			req_stream_start(r, 200, -1, "application/octet-stream",
+			    &f->digest, 0);
+		} else {
+			rr = req_range(r, (uint64_t)f->size, &start, &end);
+			if (rr < 0) {
+				fill_detach(r);
+				req_range_invalid(r, (uint64_t)f->size);
+				return;
+			}
+			r->off = start;
+			r->end = end;
+			if (r->method == REQ_HEAD) {
+				fill_detach(r);
+				req_reply_mem(r, 200, "application/octet-stream",
+				    &f->digest, NULL, (size_t)f->size);
+				return;
+			}
+			req_stream_start(r, rr ? 206 : 200,
+			    (int64_t)(end - start), "application/octet-stream",
+			    &f->digest, (uint64_t)f->size);
+		}
+	}
+	end = r->end;
+	if (f->size < 0 && f->state == FILL_DONE)
+		end = written;
+	limit = written < end ? written : end;
+	if (f->state != FILL_DONE && limit == end && limit > 0)
+		limit--;
+	if (r->off < limit) {
+		n = limit - r->off;
+		if (n > FILL_CHUNK_MAX)
+			n = FILL_CHUNK_MAX;
+		start = r->off;
+		r->off += n;
+		req_stream_file(r, blobstore_tmp_fd(f->tmp), start, n,
+		    fill_sent_cb);
+		return;
+	}
+	if (f->state == FILL_DONE && r->off >= end)
+		req_stream_end(r);
+}
+
+static void
+fill_pump(struct req *r)
+{
+	if (r->fill == NULL)
+		return;
+	if (r->fill->kind == FILL_MANIFEST)
+		fill_pump_manifest(r);
+	else
+		fill_pump_blob(r);
+}

@@ -1,0 +1,641 @@
+/*
+ * registry/http.c: evhttp glue.  Owns struct req: it is created here for
+ * every request, routed through the handler table, and freed by exactly one
+ * req_finish(), which also writes the access-log line.  Reply helpers set
+ * the common headers so handlers never do.
+ */
+#include <sys/types.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "../common/common.h"
+#include "registry.h"
+
+enum http_methods { HTTP_M_GET = 1 << 0, HTTP_M_HEAD = 1 << 1 };
+
+static void http_base_handle(struct req *);
+
+/* Routing is data: which methods each route takes, and who handles it. */
+static const struct http_handler {
+	enum route_kind kind;
+	int methods;	/* 0: refused with UNSUPPORTED (push, delete) */
+	int needs_upstream;
+	void (*fn)(struct req *);
+} http_handlers[] = {
+	{ ROUTE_BASE, HTTP_M_GET | HTTP_M_HEAD, 0, http_base_handle },
+	{ ROUTE_MANIFEST, HTTP_M_GET | HTTP_M_HEAD, 1, manifest_handle },
+	{ ROUTE_BLOB, HTTP_M_GET | HTTP_M_HEAD, 1, blob_handle },
+	{ ROUTE_TAGS, HTTP_M_GET, 1, tags_handle },
+	{ ROUTE_UPLOAD, 0, 0, NULL },
+	{ ROUTE_CATALOG, 0, 0, NULL },
+	{ ROUTE_METRICS, HTTP_M_GET, 0, metrics_handle },
+};
+
+static const char *const http_cache_names[] = {
+	[REQ_CACHE_NONE] = NULL,
+	[REQ_CACHE_HIT] = "HIT",
+	[REQ_CACHE_MISS] = "MISS",
+	[REQ_CACHE_COALESCED] = "COALESCED",
+	[REQ_CACHE_REVALIDATED] = "REVALIDATED",
+	[REQ_CACHE_STALE] = "STALE",
+};
+
+static const char *
+http_reason(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 206: return "Partial Content";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 416: return "Range Not Satisfiable";
+	case 429: return "Too Many Requests";
+	case 500: return "Internal Server Error";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	default: return "Status";
+	}
+}
+
+const char *
+req_header(struct req *r, const char *name)
+{
+	if (r->ev == NULL)
+		return NULL;
+	return evhttp_find_header(evhttp_request_get_input_headers(r->ev),
+	    name);
+}
+
+/*
+ * All Accept header lines joined (Go clients send one line per type),
+ * without Docker schema1 types unless nothing else is acceptable: asking
+ * for schema1 makes distribution convert and sign a manifest on the fly,
+ * whose bytes then match no digest.  NULL if the client sent none.
+ */
+const char *
+req_accept(struct req *r)
+{
+	static const char schema1[] =
+	    "application/vnd.docker.distribution.manifest.v1";
+	struct evkeyvalq *h;
+	struct evkeyval *kv;
+	struct evbuffer *b;
+	const char *p;
+	size_t n;
+
+	if (r->accept != NULL || r->ev == NULL)
+		return r->accept;
+	b = evbuffer_new();
+	h = evhttp_request_get_input_headers(r->ev);
+	TAILQ_FOREACH(kv, h, next) {
+		if (strcasecmp(kv->key, "Accept") != 0)
+			continue;
+		for (p = kv->value; *p != '\0'; p += n) {
+			p += strspn(p, " \t,");
+			n = strcspn(p, ",");
+			if (n == 0)
+				break;
+			if (n >= sizeof schema1 - 1 &&
+			    strncmp(p, schema1, sizeof schema1 - 1) == 0)
+				continue;
+			evbuffer_add_printf(b, "%s%.*s",
+			    evbuffer_get_length(b) ? ", " : "", (int)n, p);
+		}
+	}
+	if (evbuffer_get_length(b) > 0) {
+		evbuffer_add(b, "", 1);
+		r->accept = xstrdup((const char *)evbuffer_pullup(b, -1));
+	} else if (req_header(r, "Accept") != NULL)
+		r->accept = xstrdup(req_header(r, "Accept"));
+	evbuffer_free(b);
+	return r->accept;
+}
+
+static void
+http_close_cb(struct evhttp_connection *evcon, void *arg)
+{
+	struct req *r = arg;
+
+	(void)evcon;
+	/*
+	 * The client went away while we still owned the reply.  evhttp has
+	 * detached the request from the connection (it is ours to complete,
+	 * which frees it); the connection itself is being freed.
+	 */
+	r->client_gone = 1;
+	r->evcon = NULL;
+	req_finish(r, 499, "client closed the connection");
+}
+
+static void
+http_headers(struct req *r, const char *ctype, const struct digest *d,
+    int64_t length)
+{
+	struct evkeyvalq *h = evhttp_request_get_output_headers(r->ev);
+	char buf[DIGEST_STRLEN + 2];
+	char num[32];
+
+	evhttp_add_header(h, "Docker-Distribution-API-Version",
+	    "registry/2.0");
+	if (ctype != NULL && ctype[0] != '\0')
+		evhttp_add_header(h, "Content-Type", ctype);
+	if (d != NULL) {
+		digest_format(d, buf + 1);
+		evhttp_add_header(h, "Docker-Content-Digest", buf + 1);
+		buf[0] = '"';
+		strcat(buf, "\"");
+		evhttp_add_header(h, "ETag", buf);
+	}
+	if (length >= 0) {
+		snprintf(num, sizeof num, "%" PRId64, length);
+		evhttp_add_header(h, "Content-Length", num);
+	}
+	if (http_cache_names[r->cache] != NULL)
+		evhttp_add_header(h, "X-Cache", http_cache_names[r->cache]);
+}
+
+/* Hands the finished reply to evhttp; the request is evhttp's from here. */
+static void
+http_send(struct req *r, int status, struct evbuffer *body)
+{
+	r->status = status;
+	if (body != NULL && r->method != REQ_HEAD)
+		r->sent += evbuffer_get_length(body);
+	if (r->evcon != NULL)
+		evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+	evhttp_send_reply(r->ev, status, http_reason(status),
+	    r->method == REQ_HEAD ? NULL : body);
+	r->ev = NULL;
+}
+
+void
+req_error(struct req *r, enum oci_err err, const char *detail)
+{
+	int status = oci_err_status(err);
+	struct evbuffer *buf;
+	char *body;
+
+	if (r->ev == NULL || r->state == REQ_STREAMING) {
+		req_finish(r, status, detail);
+		return;
+	}
+	body = oci_err_body(err, detail);
+	buf = evbuffer_new();
+	evbuffer_add(buf, body, strlen(body));
+	http_headers(r, "application/json", NULL,
+	    (int64_t)evbuffer_get_length(buf));
+	if (err == OCI_ERR_UNAUTHORIZED)
+		evhttp_add_header(evhttp_request_get_output_headers(r->ev),
+		    "WWW-Authenticate", "Bearer realm=\"ccprewarm\"");
+	http_send(r, status, buf);
+	evbuffer_free(buf);
+	free(body);
+	req_finish(r, status, detail);
+}
+
+void
+req_reply_mem(struct req *r, int status, const char *ctype,
+    const struct digest *d, const void *body, size_t len)
+{
+	struct evbuffer *buf = evbuffer_new();
+
+	if (body != NULL && len > 0)
+		evbuffer_add(buf, body, len);
+	http_headers(r, ctype, d, (int64_t)len);
+	http_send(r, status, buf);
+	evbuffer_free(buf);
+	req_finish(r, status, NULL);
+}
+
+int
+req_range(struct req *r, uint64_t size, uint64_t *start, uint64_t *end)
+{
+	const char *h = req_header(r, "Range");
+	unsigned long long a, b;
+	char *ep;
+
+	*start = 0;
+	*end = size;
+	if (h == NULL || strncmp(h, "bytes=", 6) != 0)
+		return 0;
+	h += 6;
+	if (strchr(h, ',') != NULL)
+		return 0;	/* multiple ranges: RFC 9110 lets us send all */
+	if (*h == '-') {	/* suffix: the last N bytes */
+		errno = 0;
+		b = strtoull(h + 1, &ep, 10);
+		if (errno != 0 || ep == h + 1 || *ep != '\0')
+			return 0;
+		if (b == 0 || size == 0)
+			return -1;
+		*start = b >= size ? 0 : size - b;
+		return 1;
+	}
+	errno = 0;
+	a = strtoull(h, &ep, 10);
+	if (errno != 0 || ep == h || *ep != '-')
+		return 0;
+	h = ep + 1;
+	if (*h == '\0')
+		b = size == 0 ? 0 : size - 1;
+	else {
+		b = strtoull(h, &ep, 10);
+		if (errno != 0 || *ep != '\0' || b < a)
+			return 0;
+		if (b >= size)
+			b = size - 1;
+	}
+	if (a >= size)
+		return -1;
+	*start = a;
+	*end = b + 1;
+	r->ranged = 1;
+	return 1;
+}
+
+static void
+http_range_headers(struct req *r, uint64_t start, uint64_t end, uint64_t size)
+{
+	struct evkeyvalq *h = evhttp_request_get_output_headers(r->ev);
+	char buf[96];
+
+	evhttp_add_header(h, "Accept-Ranges", "bytes");
+	if (r->ranged) {
+		snprintf(buf, sizeof buf, "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64,
+		    start, end - 1, size);
+		evhttp_add_header(h, "Content-Range", buf);
+	}
+}
+
+/* 416 with the spec's error body and the size the client should know. */
+void
+req_range_invalid(struct req *r, uint64_t size)
+{
+	char buf[64];
+
+	snprintf(buf, sizeof buf, "bytes */%" PRIu64, size);
+	evhttp_add_header(evhttp_request_get_output_headers(r->ev),
+	    "Content-Range", buf);
+	req_error(r, OCI_ERR_RANGE_INVALID, "requested range not satisfiable");
+}
+
+void
+req_reply_file(struct req *r, int fd, uint64_t size, const char *ctype,
+    const struct digest *d)
+{
+	uint64_t start, end;
+	struct evbuffer *buf;
+	int rr, status;
+
+	if ((rr = req_range(r, size, &start, &end)) < 0) {
+		close(fd);
+		req_range_invalid(r, size);
+		return;
+	}
+	status = rr ? 206 : 200;
+	http_headers(r, ctype, d, (int64_t)(end - start));
+	http_range_headers(r, start, end, size);
+	buf = evbuffer_new();
+	if (r->method == REQ_HEAD || end == start)
+		close(fd);
+	else if (evbuffer_add_file(buf, fd, (ev_off_t)start,
+	    (ev_off_t)(end - start)) != 0) {
+		/* evbuffer_add_file closes fd on failure */
+		evbuffer_free(buf);
+		req_error(r, OCI_ERR_INTERNAL, "cannot send stored file");
+		return;
+	}
+	http_send(r, status, buf);
+	evbuffer_free(buf);
+	req_finish(r, status, NULL);
+}
+
+void
+req_stream_start(struct req *r, int status, int64_t length, const char *ctype,
+    const struct digest *d, uint64_t total)
+{
+	http_headers(r, ctype, d, length);
+	if (length >= 0)
+		http_range_headers(r, r->off, r->end, total);
+	r->status = status;
+	r->state = REQ_STREAMING;
+	evhttp_send_reply_start(r->ev, status, http_reason(status));
+}
+
+static void
+http_chunk_cb(struct evhttp_connection *evcon, void *arg)
+{
+	struct req *r = arg;
+	void (*cb)(struct req *);
+
+	(void)evcon;
+	if (!r->chunk_pending)
+		return;
+	r->chunk_pending = 0;
+	cb = r->sent_cb;
+	r->sent_cb = NULL;
+	if (cb != NULL)
+		cb(r);
+}
+
+void
+req_stream_file(struct req *r, int fd, uint64_t off, uint64_t len,
+    void (*sent_cb)(struct req *))
+{
+	struct evbuffer *buf;
+	int dfd;
+
+	if ((dfd = dup(fd)) == -1) {
+		req_abort(r, "cannot dup fill fd");
+		return;
+	}
+	buf = evbuffer_new();
+	if (evbuffer_add_file(buf, dfd, (ev_off_t)off, (ev_off_t)len) != 0) {
+		evbuffer_free(buf);
+		req_abort(r, "cannot queue file segment");
+		return;
+	}
+	r->chunk_pending = 1;
+	r->sent_cb = sent_cb;
+	r->sent += len;
+	evhttp_send_reply_chunk_with_cb(r->ev, buf, http_chunk_cb, r);
+	evbuffer_free(buf);
+}
+
+void
+req_stream_end(struct req *r)
+{
+	if (r->evcon != NULL)
+		evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+	evhttp_send_reply_end(r->ev);
+	r->ev = NULL;
+	req_finish(r, r->status, NULL);
+}
+
+void
+req_abort(struct req *r, const char *why)
+{
+	if (r->ev != NULL) {
+		if (r->evcon != NULL) {
+			/*
+			 * Freeing the connection closes the socket before the
+			 * declared Content-Length (or the last chunk): the
+			 * client sees a broken transfer, never a clean reply.
+			 * It also frees the request.
+			 */
+			evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+			evhttp_connection_free(r->evcon);
+			r->evcon = NULL;
+		} else
+			evhttp_send_reply_end(r->ev);	/* detached: frees */
+		r->ev = NULL;
+	}
+	req_finish(r, r->status ? r->status : 502, why);
+}
+
+static void
+http_json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20 || c >= 0x7f)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+static void
+http_access_log(struct req *r, const char *why)
+{
+	static const char *const methods[] = { "GET", "HEAD", "OTHER" };
+	FILE *f = r->srv->access_log;
+	struct timespec ts;
+	struct tm tm;
+	char when[40];
+
+	if (f == NULL)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+	fprintf(f, "{\"time\":\"%s.%03ldZ\",\"method\":\"%s\",\"path\":", when,
+	    ts.tv_nsec / 1000000, methods[r->method]);
+	http_json_str(f, r->path != NULL ? r->path : "");
+	fprintf(f, ",\"status\":%d,\"bytes\":%" PRIu64 ",\"duration_ms\":%" PRId64,
+	    r->status, r->sent, clock_now_ms() - r->start_ms);
+	fprintf(f, ",\"cache\":");
+	http_json_str(f, http_cache_names[r->cache] ? http_cache_names[r->cache] : "");
+	if (r->upstream_ms >= 0)
+		fprintf(f, ",\"upstream_ms\":%" PRId64, r->upstream_ms);
+	if (why != NULL) {
+		fprintf(f, ",\"error\":");
+		http_json_str(f, why);
+	}
+	fputs("}\n", f);
+	fflush(f);
+}
+
+void
+req_finish(struct req *r, int status, const char *why)
+{
+	struct server *srv = r->srv;
+
+	if (r->state == REQ_DONE)
+		return;
+	if (r->ev != NULL) {
+		/*
+		 * Not handed to evhttp yet.  Nothing went out: the reply is
+		 * the error for status.  A stream (or a lost client): cut.
+		 * Either re-enters here with r->ev == NULL.
+		 */
+		if (r->state != REQ_STREAMING && !r->client_gone)
+			req_error(r, status >= 500 ? OCI_ERR_UNAVAILABLE :
+			    OCI_ERR_INTERNAL, why);
+		else
+			req_abort(r, why);
+		return;
+	}
+	r->state = REQ_DONE;
+	if (r->status == 0)
+		r->status = status;
+	if (r->xfer != NULL) {
+		upstream_xfer_cancel(r->xfer);
+		r->xfer = NULL;
+	}
+	if (r->fill != NULL)
+		fill_detach(r);
+	if (r->evcon != NULL)
+		evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+	if (r->xbody != NULL)
+		evbuffer_free(r->xbody);
+	server_count_request(srv, r);
+	http_access_log(r, why);
+	TAILQ_REMOVE(&srv->reqs, r, entry);
+	free(r->path);
+	free(r->accept);
+	free(r);
+}
+
+static void
+http_base_handle(struct req *r)
+{
+	req_reply_mem(r, 200, "application/json", NULL, "{}", 2);
+}
+
+/*
+ * evhttp calls the request callback a second time, with the URI cleared,
+ * when a connection fails with a buffer error while the reply is ours: find
+ * our request and finish it (that completes evhttp's side too).
+ */
+static void
+http_failed_request(struct server *srv, struct evhttp_request *ev)
+{
+	struct req *r;
+
+	TAILQ_FOREACH(r, &srv->reqs, entry) {
+		if (r->ev == ev) {
+			r->client_gone = 1;
+			req_abort(r, "connection failed");
+			return;
+		}
+	}
+	evhttp_send_error(ev, 400, NULL);
+}
+
+static void
+http_request_cb(struct evhttp_request *ev, void *arg)
+{
+	struct server *srv = arg;
+	const struct evhttp_uri *uri;
+	const struct http_handler *h = NULL;
+	enum oci_err err;
+	const char *why, *path;
+	struct req *r;
+	size_t i;
+	int m;
+
+	if (evhttp_request_get_uri(ev) == NULL) {
+		http_failed_request(srv, ev);
+		return;
+	}
+	r = xcalloc(1, sizeof *r);
+	r->srv = srv;
+	r->ev = ev;
+	r->evcon = evhttp_request_get_connection(ev);
+	r->start_ms = clock_now_ms();
+	r->upstream_ms = -1;
+	r->path = xstrdup(evhttp_request_get_uri(ev));
+	switch (evhttp_request_get_command(ev)) {
+	case EVHTTP_REQ_GET: r->method = REQ_GET; m = HTTP_M_GET; break;
+	case EVHTTP_REQ_HEAD: r->method = REQ_HEAD; m = HTTP_M_HEAD; break;
+	default: r->method = REQ_OTHER; m = 0; break;
+	}
+	TAILQ_INSERT_TAIL(&srv->reqs, r, entry);
+	evhttp_connection_set_closecb(r->evcon, http_close_cb, r);
+
+	uri = evhttp_request_get_evhttp_uri(ev);
+	path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+	if (path == NULL || route_parse(path, evhttp_uri_get_query(uri),
+	    &r->route, &err, &why) == -1) {
+		if (path == NULL) {
+			err = OCI_ERR_NOT_FOUND;
+			why = "no path";
+		}
+		req_error(r, err, why);
+		return;
+	}
+	for (i = 0; i < nitems(http_handlers); i++) {
+		if (http_handlers[i].kind == r->route.kind) {
+			h = &http_handlers[i];
+			break;
+		}
+	}
+	if (h == NULL || h->fn == NULL || (h->methods & m) == 0) {
+		req_error(r, OCI_ERR_UNSUPPORTED,
+		    "this is a read-only pull-through cache");
+		return;
+	}
+	if (h->needs_upstream) {
+		r->up = server_upstream(srv, r->route.host);
+		if (r->up == NULL) {
+			req_error(r, OCI_ERR_NAME_UNKNOWN,
+			    "registry is not configured as an upstream");
+			return;
+		}
+		if (strcmp(upstream_name(r->up), "docker.io") == 0 &&
+		    strchr(r->route.name, '/') == NULL) {
+			char tmp[ROUTE_NAME_MAX];
+
+			/* Docker Hub: official images live under library/ */
+			if ((size_t)snprintf(tmp, sizeof tmp, "library/%s",
+			    r->route.name) >= sizeof tmp) {
+				req_error(r, OCI_ERR_NAME_INVALID, "name too long");
+				return;
+			}
+			memcpy(r->route.name, tmp, sizeof tmp);
+		}
+	}
+	if (srv->draining) {
+		req_error(r, OCI_ERR_UNAVAILABLE, "shutting down");
+		return;
+	}
+	h->fn(r);
+}
+
+int
+http_start(struct server *srv)
+{
+	const struct server_opts *o = srv->opts;
+
+	if ((srv->http = evhttp_new(srv->base)) == NULL) {
+		log_error("cannot create the http server");
+		return -1;
+	}
+	evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET |
+	    EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+	    EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
+	evhttp_set_default_content_type(srv->http, NULL);
+	evhttp_set_timeout(srv->http, (int)o->idle_timeout_s);
+	evhttp_set_max_headers_size(srv->http, 64 * 1024);
+	evhttp_set_max_body_size(srv->http, 64 * 1024);
+	evhttp_set_gencb(srv->http, http_request_cb, srv);
+	srv->bound = evhttp_bind_socket_with_handle(srv->http, o->listen_host,
+	    o->listen_port);
+	if (srv->bound == NULL) {
+		log_error("cannot listen on '%s:%u': %s", o->listen_host,
+		    o->listen_port, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Stops accepting; live requests carry on. */
+void
+http_stop(struct server *srv)
+{
+	if (srv->bound != NULL) {
+		evhttp_del_accept_socket(srv->http, srv->bound);
+		srv->bound = NULL;
+	}
+}

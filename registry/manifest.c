@@ -1,0 +1,125 @@
+/*
+ * registry/manifest.c: GET/HEAD /v2/<name>/manifests/<tag|digest>.
+ * By digest: the store, else one fetch.  By tag: the LMDB mapping while it
+ * is fresh; after that one upstream HEAD (free on Docker Hub) revalidates
+ * it; an unreachable or failing upstream gets the cached mapping (STALE).
+ */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../common/common.h"
+#include "registry.h"
+
+int
+manifest_serve_stored(struct req *r, const struct digest *d)
+{
+	struct server *srv = r->srv;
+	struct db_blob meta;
+	off_t size;
+	int fd;
+
+	if (db_blob_get(srv->db, d, &meta) != 0)
+		return -1;
+	if ((fd = blobstore_open_blob(srv->store, d, &size)) == -1)
+		return -1;
+	db_touch(srv->db, d, clock_wall_s());
+	req_reply_file(r, fd, (uint64_t)size, meta.media_type, d);
+	return 0;
+}
+
+static void
+manifest_path(const struct req *r, char *buf, size_t len)
+{
+	snprintf(buf, len, "/v2/%s/manifests/%s", r->route.name, r->route.tag);
+}
+
+static const char *
+manifest_accept(struct req *r)
+{
+	const char *a = req_accept(r);
+
+	return a != NULL && a[0] != '\0' ? a : oci_accept_all();
+}
+
+static void
+manifest_stale(struct req *r, const char *why)
+{
+	log_info("serving cached '%s:%s' from '%s': %s", r->route.name,
+	    r->route.tag, upstream_name(r->up), why);
+	r->cache = REQ_CACHE_STALE;
+	if (manifest_serve_stored(r, &r->stale.digest) == -1)
+		req_error(r, OCI_ERR_UNAVAILABLE, "upstream registry unavailable");
+}
+
+static void
+manifest_revalidated(struct req *r, enum upstream_result res)
+{
+	struct db_tag t;
+
+	if (res != UPSTREAM_OK) {
+		manifest_stale(r, "upstream unreachable");
+		return;
+	}
+	if (r->xstatus == 404) {
+		/* Authoritative: the tag is gone upstream. */
+		req_error(r, OCI_ERR_MANIFEST_UNKNOWN, NULL);
+		return;
+	}
+	if (r->xstatus != 200) {
+		manifest_stale(r, "upstream refused the check");
+		return;
+	}
+	if (r->have_xdigest && digest_equal(&r->xdigest, &r->stale.digest)) {
+		t = r->stale;
+		t.confirmed_at = clock_wall_s();
+		if (db_tag_put(r->srv->db, upstream_name(r->up), r->route.name,
+		    r->route.tag, &t) == -1)
+			log_warn("cannot record revalidation of '%s:%s'",
+			    r->route.name, r->route.tag);
+		r->cache = REQ_CACHE_REVALIDATED;
+		if (manifest_serve_stored(r, &t.digest) == 0)
+			return;
+	}
+	/* Moved (or no digest to compare): fetch it; stale stays the fallback. */
+	fill_attach(r, FILL_MANIFEST);
+}
+
+void
+manifest_handle(struct req *r)
+{
+	struct server *srv = r->srv;
+	struct db_blob meta;
+	char path[ROUTE_NAME_MAX + ROUTE_TAG_MAX + 32];
+	int rc;
+
+	if (r->route.by_digest) {
+		/* Digest references are immutable: never an upstream request. */
+		r->cache = REQ_CACHE_HIT;
+		if (manifest_serve_stored(r, &r->route.digest) == 0)
+			return;
+		r->cache = REQ_CACHE_NONE;
+		fill_attach(r, FILL_MANIFEST);
+		return;
+	}
+	rc = db_tag_get(srv->db, upstream_name(r->up), r->route.name,
+	    r->route.tag, &r->stale);
+	if (rc == 0 && db_blob_get(srv->db, &r->stale.digest, &meta) == 0 &&
+	    oci_accepts(req_accept(r), r->stale.media_type)) {
+		r->have_stale = 1;
+		if (clock_wall_s() - r->stale.confirmed_at <
+		    srv->opts->tag_freshness_s) {
+			r->cache = REQ_CACHE_HIT;
+			if (manifest_serve_stored(r, &r->stale.digest) == 0)
+				return;
+			r->cache = REQ_CACHE_NONE;
+			r->have_stale = 0;
+		} else {
+			manifest_path(r, path, sizeof path);
+			passthru_start(r, UPSTREAM_HEAD, path, manifest_accept(r),
+			    manifest_revalidated);
+			return;
+		}
+	}
+	fill_attach(r, FILL_MANIFEST);
+}

@@ -1,0 +1,184 @@
+/*
+ * registry/route.c: turns a raw request path and query into a struct route.
+ * Handlers never see the URI.  Everything a path names is validated here
+ * by the distribution grammar, before anything touches disk or upstream.
+ */
+#include <string.h>
+
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "../common/common.h"
+#include "registry.h"
+
+/* Fixed paths, matched exactly (with or without a trailing slash). */
+static const struct route_fixed {
+	const char *path;
+	enum route_kind kind;
+} route_fixed[] = {
+	{ "/v2", ROUTE_BASE },
+	{ "/v2/", ROUTE_BASE },
+	{ "/v2/_catalog", ROUTE_CATALOG },
+	{ "/metrics", ROUTE_METRICS },
+};
+
+/*
+ * "/v2/<name>/<suffix><ref>": the suffix that ends the name decides the
+ * route.  Checked in order; upload paths before blobs.
+ */
+static const struct route_rule {
+	const char *marker;
+	enum route_kind kind;
+	int has_ref;	/* the rest after marker is one reference component */
+} route_rules[] = {
+	{ "/blobs/uploads", ROUTE_UPLOAD, 0 },
+	{ "/tags/list", ROUTE_TAGS, 0 },
+	{ "/manifests/", ROUTE_MANIFEST, 1 },
+	{ "/blobs/", ROUTE_BLOB, 1 },
+};
+
+int
+route_is_host(const char *c, size_t len)
+{
+	if (len == 9 && memcmp(c, "localhost", 9) == 0)
+		return 1;
+	return memchr(c, '.', len) != NULL || memchr(c, ':', len) != NULL;
+}
+
+/* Finds the last occurrence of marker in [s, s+len). */
+static const char *
+route_rfind(const char *s, size_t len, const char *marker)
+{
+	size_t mlen = strlen(marker);
+	const char *p;
+
+	if (len < mlen)
+		return NULL;
+	for (p = s + len - mlen;; p--) {
+		if (memcmp(p, marker, mlen) == 0)
+			return p;
+		if (p == s)
+			return NULL;
+	}
+}
+
+static int
+route_query_ns(const char *query, char *out, size_t outlen)
+{
+	struct evkeyvalq q;
+	const char *ns;
+	int rc = 0;
+
+	out[0] = '\0';
+	if (query == NULL || query[0] == '\0')
+		return 0;
+	TAILQ_INIT(&q);
+	if (evhttp_parse_query_str(query, &q) != 0)
+		return -1;
+	if ((ns = evhttp_find_header(&q, "ns")) != NULL) {
+		if (ns[0] == '\0' || strlen(ns) >= outlen ||
+		    !route_is_host(ns, strlen(ns)) ||
+		    strspn(ns, "abcdefghijklmnopqrstuvwxyz0123456789.-:") !=
+		    strlen(ns))
+			rc = -1;
+		else
+			xstrlcpy(out, ns, outlen);
+	}
+	evhttp_clear_headers(&q);
+	return rc;
+}
+
+#define ROUTE_FAIL(e, w)        \
+	do {                    \
+		*err = (e);     \
+		*why = (w);     \
+		return -1;      \
+	} while (0)
+
+int
+route_parse(const char *path, const char *query, struct route *rt,
+    enum oci_err *err, const char **why)
+{
+	const struct route_rule *rule = NULL;
+	const char *rest, *m = NULL, *name, *ref;
+	size_t i, restlen, namelen, reflen;
+	const char *slash;
+
+	memset(rt, 0, sizeof *rt);
+	for (i = 0; i < nitems(route_fixed); i++) {
+		if (strcmp(path, route_fixed[i].path) == 0) {
+			rt->kind = route_fixed[i].kind;
+			return 0;
+		}
+	}
+	if (strncmp(path, "/v2/", 4) != 0)
+		ROUTE_FAIL(OCI_ERR_NOT_FOUND, "not an OCI distribution path");
+	rest = path + 4;
+	restlen = strlen(rest);
+	/* Names, tags and digests never contain these: refuse, don't decode. */
+	if (strpbrk(rest, "%\\") != NULL)
+		ROUTE_FAIL(OCI_ERR_NAME_INVALID, "invalid character in path");
+	for (i = 0; i < nitems(route_rules); i++) {
+		m = route_rfind(rest, restlen, route_rules[i].marker);
+		if (m == NULL)
+			continue;
+		if (!route_rules[i].has_ref) {
+			const char *after = m + strlen(route_rules[i].marker);
+
+			/* tags/list must end the path; uploads may go on */
+			if (route_rules[i].kind == ROUTE_TAGS && *after != '\0')
+				continue;
+			if (route_rules[i].kind == ROUTE_UPLOAD &&
+			    *after != '\0' && *after != '/')
+				continue;
+		} else if (strchr(m + strlen(route_rules[i].marker), '/') !=
+		    NULL)
+			continue;
+		rule = &route_rules[i];
+		break;
+	}
+	if (rule == NULL)
+		ROUTE_FAIL(OCI_ERR_NOT_FOUND, "unknown API path");
+	rt->kind = rule->kind;
+	name = rest;
+	namelen = (size_t)(m - rest);
+
+	if (route_query_ns(query, rt->host, sizeof rt->host) == -1)
+		ROUTE_FAIL(OCI_ERR_NAME_INVALID, "invalid ns parameter");
+	/* A host as the first component picks the upstream (podman, skopeo). */
+	if (rt->host[0] == '\0' && (slash = memchr(name, '/', namelen)) != NULL &&
+	    route_is_host(name, (size_t)(slash - name))) {
+		size_t hlen = (size_t)(slash - name);
+
+		if (hlen >= sizeof rt->host ||
+		    strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789.-:") <
+		    hlen)
+			ROUTE_FAIL(OCI_ERR_NAME_INVALID, "invalid registry host");
+		memcpy(rt->host, name, hlen);
+		rt->host[hlen] = '\0';
+		name = slash + 1;
+		namelen -= hlen + 1;
+	}
+	if (namelen == 0 || namelen >= sizeof rt->name ||
+	    !ref_valid_name(name, namelen))
+		ROUTE_FAIL(OCI_ERR_NAME_INVALID, "invalid repository name");
+	memcpy(rt->name, name, namelen);
+	rt->name[namelen] = '\0';
+
+	if (!rule->has_ref)
+		return 0;
+	ref = m + strlen(rule->marker);
+	reflen = strlen(ref);
+	if (rt->kind == ROUTE_BLOB || memchr(ref, ':', reflen) != NULL) {
+		if (digest_parsen(&rt->digest, ref, reflen) == -1)
+			ROUTE_FAIL(OCI_ERR_DIGEST_INVALID,
+			    "invalid digest (only sha256 is supported)");
+		rt->by_digest = 1;
+		return 0;
+	}
+	if (reflen == 0 || reflen > ROUTE_TAG_MAX || !ref_valid_tag(ref, reflen))
+		ROUTE_FAIL(OCI_ERR_TAG_INVALID, "invalid tag");
+	memcpy(rt->tag, ref, reflen);
+	rt->tag[reflen] = '\0';
+	return 0;
+}

@@ -1,0 +1,238 @@
+/*
+ * registry/server.c: the one top-level context.  Opens the store, the
+ * index and the upstreams, starts the HTTP server, flushes access times on
+ * a timer, and shuts down by draining: stop accepting, let live requests
+ * finish until a deadline, then cut what is left and free everything.
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <netinet/in.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include "../common/common.h"
+#include "registry.h"
+
+#define SERVER_FLUSH_S 5
+
+static void
+server_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+
+	(void)fd;
+	(void)what;
+	db_flush(srv->db);
+}
+
+static int
+server_mkdir(const char *path)
+{
+	if (mkdir(path, 0755) == -1 && errno != EEXIST) {
+		log_error("cannot create data directory '%s': %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int
+server_open_access_log(struct server *srv, const char *path)
+{
+	if (path == NULL || path[0] == '\0')
+		return 0;
+	if (strcmp(path, "-") == 0) {
+		srv->access_log = stderr;
+		return 0;
+	}
+	if ((srv->access_log = fopen(path, "ae")) == NULL) {
+		log_error("cannot open access log '%s': %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+struct server *
+server_new(struct event_base *base, const struct server_opts *o)
+{
+	struct upstream_opts uo;
+	struct server *srv;
+	char *index = NULL;
+	const struct server_upstream_conf *c;
+	size_t i;
+
+	srv = xcalloc(1, sizeof *srv);
+	srv->base = base;
+	srv->opts = o;
+	TAILQ_INIT(&srv->reqs);
+	TAILQ_INIT(&srv->fills);
+	if (server_mkdir(o->data_dir) == -1)
+		goto fail;
+	if ((srv->store = blobstore_open(o->data_dir)) == NULL)
+		goto fail;
+	xasprintf(&index, "%s/index", o->data_dir);
+	if (server_mkdir(index) == -1 || (srv->db = db_open(index)) == NULL)
+		goto fail;
+	memset(&uo, 0, sizeof uo);
+	uo.connect_timeout_ms = (long)o->connect_timeout_ms;
+	uo.low_speed_time_s = 30;
+	uo.user_agent = "ccprewarm/" CCPREWARM_VERSION;
+	if ((srv->uc = upstream_client_new(base, &uo)) == NULL)
+		goto fail;
+	for (i = 0; i < o->nupstreams; i++) {
+		c = &o->upstreams[i];
+		srv->upstreams[i] = upstream_new(srv->uc, c->name, c->url,
+		    c->username, c->password);
+		if (srv->upstreams[i] == NULL)
+			goto fail;
+		srv->nupstreams++;
+	}
+	if (server_open_access_log(srv, o->access_log) == -1)
+		goto fail;
+	if (http_start(srv) == -1)
+		goto fail;
+	srv->flush_ev = event_new(base, -1, EV_PERSIST, server_flush_cb, srv);
+	if (srv->flush_ev == NULL)
+		fatal("out of memory creating the flush timer");
+	event_add(srv->flush_ev, &(struct timeval){ SERVER_FLUSH_S, 0 });
+	free(index);
+	return srv;
+fail:
+	free(index);
+	server_free(srv);
+	return NULL;
+}
+
+unsigned short
+server_port(const struct server *srv)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+	evutil_socket_t fd;
+
+	if (srv->bound == NULL)
+		return 0;
+	fd = evhttp_bound_socket_get_fd(srv->bound);
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1)
+		return 0;
+	if (ss.ss_family == AF_INET)
+		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+struct upstream *
+server_upstream(struct server *srv, const char *host)
+{
+	size_t i;
+
+	/* Un-prefixed names, and Docker Hub's other names, are docker.io. */
+	if (host == NULL || host[0] == '\0' ||
+	    strcmp(host, "index.docker.io") == 0 ||
+	    strcmp(host, "registry-1.docker.io") == 0)
+		host = "docker.io";
+	for (i = 0; i < srv->nupstreams; i++)
+		if (strcmp(upstream_name(srv->upstreams[i]), host) == 0)
+			return srv->upstreams[i];
+	return NULL;
+}
+
+void
+server_count_request(struct server *srv, const struct req *r)
+{
+	struct server_counters *c = &srv->ctr;
+	int k;
+
+	c->requests++;
+	if (r->route.kind != ROUTE_BLOB && r->route.kind != ROUTE_MANIFEST)
+		return;
+	if (r->status < 200 || r->status >= 300)
+		return;
+	k = r->route.kind == ROUTE_MANIFEST;
+	switch (r->cache) {
+	case REQ_CACHE_HIT:
+	case REQ_CACHE_REVALIDATED:
+	case REQ_CACHE_STALE:
+		c->hits[k]++;
+		c->served_cache_bytes += r->sent;
+		break;
+	case REQ_CACHE_MISS:
+	case REQ_CACHE_COALESCED:
+		c->misses[k]++;
+		c->served_upstream_bytes += r->sent;
+		break;
+	case REQ_CACHE_NONE:
+		break;
+	}
+	if (r->cache == REQ_CACHE_REVALIDATED)
+		c->revalidated++;
+	if (r->cache == REQ_CACHE_STALE)
+		c->stale++;
+}
+
+static void
+server_drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+
+	(void)fd;
+	(void)what;
+	if (TAILQ_EMPTY(&srv->reqs) ||
+	    clock_now_ms() >= srv->drain_deadline_ms) {
+		if (!TAILQ_EMPTY(&srv->reqs))
+			log_warn("drain deadline passed; cutting live requests");
+		event_base_loopexit(srv->base, NULL);
+		return;
+	}
+	event_add(srv->drain_ev, &(struct timeval){ 0, 100 * 1000 });
+}
+
+void
+server_shutdown(struct server *srv)
+{
+	if (srv->draining)
+		return;
+	log_info("shutting down: draining live requests");
+	srv->draining = 1;
+	http_stop(srv);
+	srv->drain_deadline_ms = clock_now_ms() + srv->opts->drain_timeout_s *
+	    1000;
+	srv->drain_ev = evtimer_new(srv->base, server_drain_cb, srv);
+	if (srv->drain_ev == NULL)
+		fatal("out of memory creating the drain timer");
+	event_active(srv->drain_ev, EV_TIMEOUT, 0);
+}
+
+void
+server_free(struct server *srv)
+{
+	struct req *r;
+	size_t i;
+
+	if (srv == NULL)
+		return;
+	fill_abort_all(srv);
+	while ((r = TAILQ_FIRST(&srv->reqs)) != NULL)
+		req_abort(r, "shutting down");
+	if (srv->http != NULL)
+		evhttp_free(srv->http);
+	for (i = 0; i < srv->nupstreams; i++)
+		upstream_free(srv->upstreams[i]);
+	upstream_client_free(srv->uc);
+	if (srv->flush_ev != NULL)
+		event_free(srv->flush_ev);
+	if (srv->drain_ev != NULL)
+		event_free(srv->drain_ev);
+	db_free(srv->db);
+	blobstore_free(srv->store);
+	if (srv->access_log != NULL && srv->access_log != stderr)
+		fclose(srv->access_log);
+	free(srv);
+}

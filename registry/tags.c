@@ -1,0 +1,39 @@
+/*
+ * registry/tags.c: GET /v2/<name>/tags/list, passed through to the
+ * upstream (not cached: a tag list is only useful fresh).
+ */
+#include <stdio.h>
+
+#include <event2/buffer.h>
+
+#include "../common/common.h"
+#include "registry.h"
+
+static void
+tags_done(struct req *r, enum upstream_result res)
+{
+	size_t len;
+
+	if (res != UPSTREAM_OK) {
+		req_error(r, OCI_ERR_UNAVAILABLE, "upstream registry unavailable");
+		return;
+	}
+	if (r->xstatus != 200) {
+		req_error(r, r->xstatus == 404 ? OCI_ERR_NAME_UNKNOWN :
+		    passthru_status_err(r->xstatus, 0), NULL);
+		return;
+	}
+	r->cache = REQ_CACHE_MISS;
+	len = r->xbody != NULL ? evbuffer_get_length(r->xbody) : 0;
+	req_reply_mem(r, 200, r->xctype[0] ? r->xctype : "application/json",
+	    NULL, len ? evbuffer_pullup(r->xbody, -1) : NULL, len);
+}
+
+void
+tags_handle(struct req *r)
+{
+	char path[ROUTE_NAME_MAX + 32];
+
+	snprintf(path, sizeof path, "/v2/%s/tags/list", r->route.name);
+	passthru_start(r, UPSTREAM_GET, path, NULL, tags_done);
+}

@@ -1,0 +1,1080 @@
+/*
+ * registry/upstream.c: the transfer engine.  One libcurl multi handle driven
+ * by the server's event_base as in curl's hiperfifo.c (one event per socket
+ * curl watches, one timer), the configured upstreams, and per transfer the
+ * response-header parsing that hides redirects and 401 challenges (auth.c)
+ * from the caller, who sees headers -> body -> done.
+ */
+#include <sys/queue.h>
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+#include <event2/event.h>
+
+#include "../common/common.h"
+#include "registry.h"
+
+/* Error bodies are read and dropped up to this, so the connection stays. */
+#define UPSTREAM_SWALLOW_MAX (64 * 1024)
+#define UPSTREAM_MAXREDIRS 5L
+
+enum upstream_xfer_state {
+	UPSTREAM_XFER_QUEUED,	 /* waiting for the kick to enter the multi */
+	UPSTREAM_XFER_CONNECT,	 /* in the multi, no status line yet */
+	UPSTREAM_XFER_HEADERS,	 /* reading one response's header block */
+	UPSTREAM_XFER_SKIP,	 /* redirect or 401 to retry: body dropped */
+	UPSTREAM_XFER_AUTH,	 /* out of the multi, waiting for a token */
+	UPSTREAM_XFER_BODY,	 /* final headers delivered, body flowing */
+	UPSTREAM_XFER_DONE,	 /* done called; freed once the client idles */
+	UPSTREAM_XFER_CANCELLED, /* no more callbacks; freed likewise */
+};
+
+static const char *const upstream_xfer_state_names[] = {
+	"queued",
+	"connect",
+	"headers",
+	"skip",
+	"auth",
+	"body",
+	"done",
+	"cancelled",
+};
+
+enum upstream_xfer_flags {
+	UPSTREAM_XFER_NOAUTH = (1 << 0), /* a token fetch: 401 is final */
+	UPSTREAM_XFER_BASIC = (1 << 1),	 /* send HTTP Basic credentials */
+};
+
+/* One socket curl asked us to watch. */
+struct upstream_sock {
+	struct upstream_client *client;
+	curl_socket_t fd;
+	struct event *ev;
+	LIST_ENTRY(upstream_sock) link;
+};
+
+TAILQ_HEAD(upstream_xfer_list, upstream_xfer);
+
+struct upstream_client {
+	struct event_base *base;
+	CURLM *multi;
+	struct event *timer; /* curl's one timeout */
+	struct event *kick;  /* adds queued transfers from the loop */
+	long connect_timeout_ms;
+	long low_speed_time_s;
+	char *user_agent;
+	int busy; /* > 0 inside our own event callbacks */
+	struct upstream_xfer_list queued;
+	struct upstream_xfer_list dead; /* done or cancelled, to free */
+	LIST_HEAD(, upstream) upstreams;
+	LIST_HEAD(, upstream_sock) socks;
+};
+
+struct upstream {
+	struct upstream_client *client; /* NULL once the client is freed */
+	char *name;
+	char *url;
+	char *username;
+	char *password;
+	struct auth_cache *auth;
+	struct upstream_xfer_list xfers;
+	LIST_ENTRY(upstream) link;
+};
+
+/* The response being read; reset by every status line. */
+struct upstream_resp {
+	long status;
+	int64_t content_length;
+	char *content_type;
+	char *docker_content_digest;
+	char *content_range;
+	char *retry_after;
+	char *www_authenticate;
+	long ratelimit_limit;
+	long ratelimit_remaining;
+	int has_location;
+};
+
+struct upstream_xfer {
+	struct upstream_client *client;
+	struct upstream *up; /* NULL once done or cancelled */
+	enum upstream_xfer_state state;
+	enum upstream_xfer_flags flags;
+	enum upstream_method method;
+	char *url;
+	char *accept;
+	char *repo;
+	int64_t range_start;
+	const char *username; /* borrowed from the upstream */
+	const char *password;
+	char *token; /* bearer token sent, or NULL */
+	int attempts;
+	struct auth_wait *wait;
+	CURL *easy;
+	int in_multi;
+	struct curl_slist *hdrs;
+	struct upstream_resp resp;
+	size_t swallowed;
+	int64_t start_ms;
+	enum upstream_result abort_result;
+	const char *abort_why; /* non-NULL once we told curl to stop */
+	struct upstream_cbs cbs;
+	void *arg;
+	char errbuf[CURL_ERROR_SIZE];
+	TAILQ_ENTRY(upstream_xfer) link;  /* up->xfers, then client->dead */
+	TAILQ_ENTRY(upstream_xfer) qlink; /* client->queued */
+};
+
+enum upstream_hdr_kind {
+	UPSTREAM_HDR_STR,
+	UPSTREAM_HDR_INT64,
+	UPSTREAM_HDR_RATELIMIT,
+	UPSTREAM_HDR_CHALLENGE,
+	UPSTREAM_HDR_PRESENT,
+};
+
+/* The response headers we keep; names compared case-insensitively. */
+static const struct {
+	const char *name;
+	enum upstream_hdr_kind kind;
+	size_t off;
+} upstream_hdrs[] = {
+	{ "content-length", UPSTREAM_HDR_INT64,
+	    offsetof(struct upstream_resp, content_length) },
+	{ "content-type", UPSTREAM_HDR_STR,
+	    offsetof(struct upstream_resp, content_type) },
+	{ "docker-content-digest", UPSTREAM_HDR_STR,
+	    offsetof(struct upstream_resp, docker_content_digest) },
+	{ "content-range", UPSTREAM_HDR_STR,
+	    offsetof(struct upstream_resp, content_range) },
+	{ "retry-after", UPSTREAM_HDR_STR,
+	    offsetof(struct upstream_resp, retry_after) },
+	{ "ratelimit-limit", UPSTREAM_HDR_RATELIMIT,
+	    offsetof(struct upstream_resp, ratelimit_limit) },
+	{ "ratelimit-remaining", UPSTREAM_HDR_RATELIMIT,
+	    offsetof(struct upstream_resp, ratelimit_remaining) },
+	{ "www-authenticate", UPSTREAM_HDR_CHALLENGE,
+	    offsetof(struct upstream_resp, www_authenticate) },
+	{ "location", UPSTREAM_HDR_PRESENT,
+	    offsetof(struct upstream_resp, has_location) },
+};
+
+/* libcurl's global state, initialised with the first client. */
+static int upstream_curl_users;
+
+static void upstream_xfer_finish(struct upstream_xfer *, enum upstream_result,
+    const char *);
+
+/* Client ---------------------------------------------------------------- */
+
+static void
+upstream_client_enter(struct upstream_client *client)
+{
+	client->busy++;
+}
+
+static void upstream_xfer_free(struct upstream_xfer *);
+
+/*
+ * Transfers that ended while we were inside curl or a callback wait on the
+ * dead list: curl forbids removing a handle from inside its callbacks, and
+ * the caller's stack may still hold the transfer.
+ */
+static void
+upstream_client_leave(struct upstream_client *client)
+{
+	struct upstream_xfer *x;
+
+	if (--client->busy > 0)
+		return;
+	while ((x = TAILQ_FIRST(&client->dead)) != NULL) {
+		TAILQ_REMOVE(&client->dead, x, link);
+		upstream_xfer_free(x);
+	}
+}
+
+static void
+upstream_sock_free(struct upstream_sock *sock)
+{
+	LIST_REMOVE(sock, link);
+	if (sock->ev != NULL)
+		event_free(sock->ev);
+	free(sock);
+}
+
+static void upstream_xfer_complete(struct upstream_xfer *, CURLcode);
+
+/* Hands every finished transfer to its completion. */
+static void
+upstream_client_drain(struct upstream_client *client)
+{
+	struct upstream_xfer *x;
+	CURLMsg *msg;
+	CURLcode code;
+	char *priv;
+	int left;
+
+	while ((msg = curl_multi_info_read(client->multi, &left)) != NULL) {
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		code = msg->data.result;
+		priv = NULL;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
+		x = (struct upstream_xfer *)priv;
+		if (x != NULL)
+			upstream_xfer_complete(x, code);
+	}
+}
+
+static void
+upstream_sock_event_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct upstream_sock *sock = arg;
+	struct upstream_client *client = sock->client;
+	int action = 0, running;
+
+	/* sock may be freed by curl's socket callback in here. */
+	if (what & EV_READ)
+		action |= CURL_CSELECT_IN;
+	if (what & EV_WRITE)
+		action |= CURL_CSELECT_OUT;
+	upstream_client_enter(client);
+	curl_multi_socket_action(client->multi, fd, action, &running);
+	upstream_client_drain(client);
+	upstream_client_leave(client);
+}
+
+static void
+upstream_timer_event_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct upstream_client *client = arg;
+	int running;
+
+	(void)fd;
+	(void)what;
+	upstream_client_enter(client);
+	curl_multi_socket_action(client->multi, CURL_SOCKET_TIMEOUT, 0,
+	    &running);
+	upstream_client_drain(client);
+	upstream_client_leave(client);
+}
+
+/* CURLMOPT_SOCKETFUNCTION: watch fd for what curl asks, or forget it. */
+static int
+upstream_curl_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp,
+    void *socketp)
+{
+	struct upstream_client *client = userp;
+	struct upstream_sock *sock = socketp;
+	short kind = EV_PERSIST;
+
+	(void)easy;
+	if (what == CURL_POLL_REMOVE) {
+		if (sock != NULL)
+			upstream_sock_free(sock);
+		return 0;
+	}
+	if (sock == NULL) {
+		sock = xcalloc(1, sizeof *sock);
+		sock->client = client;
+		sock->fd = fd;
+		LIST_INSERT_HEAD(&client->socks, sock, link);
+		curl_multi_assign(client->multi, fd, sock);
+	}
+	if (what & CURL_POLL_IN)
+		kind |= EV_READ;
+	if (what & CURL_POLL_OUT)
+		kind |= EV_WRITE;
+	/* Freeing the event from inside its own callback is fine. */
+	if (sock->ev != NULL)
+		event_free(sock->ev);
+	sock->ev = event_new(client->base, fd, kind, upstream_sock_event_cb,
+	    sock);
+	if (sock->ev == NULL || event_add(sock->ev, NULL) == -1) {
+		log_error("cannot watch upstream socket %d", (int)fd);
+		return -1;
+	}
+	return 0;
+}
+
+/* CURLMOPT_TIMERFUNCTION: one timer; curl must not be re-entered here. */
+static int
+upstream_curl_timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+	struct upstream_client *client = userp;
+	struct timeval tv;
+
+	(void)multi;
+	if (timeout_ms < 0) {
+		evtimer_del(client->timer);
+		return 0;
+	}
+	tv.tv_sec = timeout_ms / 1000;
+	tv.tv_usec = (timeout_ms % 1000) * 1000;
+	return evtimer_add(client->timer, &tv);
+}
+
+static void upstream_xfer_begin(struct upstream_xfer *);
+
+static void
+upstream_kick_event_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct upstream_client *client = arg;
+	struct upstream_xfer *x;
+
+	(void)fd;
+	(void)what;
+	upstream_client_enter(client);
+	while ((x = TAILQ_FIRST(&client->queued)) != NULL) {
+		TAILQ_REMOVE(&client->queued, x, qlink);
+		upstream_xfer_begin(x);
+	}
+	upstream_client_leave(client);
+}
+
+struct upstream_client *
+upstream_client_new(struct event_base *base, const struct upstream_opts *opts)
+{
+	struct upstream_client *client;
+
+	if (upstream_curl_users++ == 0 &&
+	    curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		fatal("cannot initialise libcurl");
+	client = xcalloc(1, sizeof *client);
+	client->base = base;
+	client->connect_timeout_ms = 5000;
+	client->low_speed_time_s = 30;
+	if (opts != NULL && opts->connect_timeout_ms > 0)
+		client->connect_timeout_ms = opts->connect_timeout_ms;
+	if (opts != NULL && opts->low_speed_time_s > 0)
+		client->low_speed_time_s = opts->low_speed_time_s;
+	client->user_agent = xstrdup(opts != NULL && opts->user_agent != NULL ?
+		opts->user_agent :
+		"ccprewarm");
+	TAILQ_INIT(&client->queued);
+	TAILQ_INIT(&client->dead);
+	LIST_INIT(&client->upstreams);
+	LIST_INIT(&client->socks);
+	if ((client->multi = curl_multi_init()) == NULL)
+		fatal("cannot create the curl multi handle");
+	curl_multi_setopt(client->multi, CURLMOPT_SOCKETFUNCTION,
+	    upstream_curl_socket_cb);
+	curl_multi_setopt(client->multi, CURLMOPT_SOCKETDATA, client);
+	curl_multi_setopt(client->multi, CURLMOPT_TIMERFUNCTION,
+	    upstream_curl_timer_cb);
+	curl_multi_setopt(client->multi, CURLMOPT_TIMERDATA, client);
+	client->timer = evtimer_new(base, upstream_timer_event_cb, client);
+	client->kick = event_new(base, -1, 0, upstream_kick_event_cb, client);
+	if (client->timer == NULL || client->kick == NULL)
+		fatal("cannot create the upstream client's events");
+	return client;
+}
+
+static void upstream_detach(struct upstream *);
+
+void
+upstream_client_free(struct upstream_client *client)
+{
+	struct upstream_sock *sock;
+	struct upstream *up;
+
+	if (client == NULL)
+		return;
+	while ((up = LIST_FIRST(&client->upstreams)) != NULL)
+		upstream_detach(up);
+	/* Every easy handle is out of the multi now, as curl requires. */
+	curl_multi_cleanup(client->multi);
+	while ((sock = LIST_FIRST(&client->socks)) != NULL)
+		upstream_sock_free(sock);
+	event_free(client->kick);
+	event_free(client->timer);
+	free(client->user_agent);
+	free(client);
+	if (--upstream_curl_users == 0)
+		curl_global_cleanup();
+}
+
+/* Upstreams ------------------------------------------------------------- */
+
+struct upstream *
+upstream_new(struct upstream_client *client, const char *name,
+    const char *url, const char *username, const char *password)
+{
+	struct upstream *up;
+	size_t len;
+
+	up = xcalloc(1, sizeof *up);
+	up->client = client;
+	up->name = xstrdup(name);
+	up->url = xstrdup(url);
+	len = strlen(up->url);
+	while (len > 0 && up->url[len - 1] == '/')
+		up->url[--len] = '\0';
+	if (username != NULL) {
+		up->username = xstrdup(username);
+		up->password = xstrdup(password != NULL ? password : "");
+	}
+	TAILQ_INIT(&up->xfers);
+	up->auth = auth_cache_new(up, up->username, up->password);
+	LIST_INSERT_HEAD(&client->upstreams, up, link);
+	return up;
+}
+
+/*
+ * Cancels the upstream's transfers, waiters before the token fetches they
+ * wait on (auth_cache_free's precondition), and lets go of the client.
+ */
+static void
+upstream_detach(struct upstream *up)
+{
+	struct upstream_client *client = up->client;
+	struct upstream_xfer *x, *next;
+
+	upstream_client_enter(client);
+	for (x = TAILQ_FIRST(&up->xfers); x != NULL; x = next) {
+		next = TAILQ_NEXT(x, link);
+		if (!(x->flags & UPSTREAM_XFER_NOAUTH))
+			upstream_xfer_cancel(x);
+	}
+	auth_cache_free(up->auth);
+	up->auth = NULL;
+	while ((x = TAILQ_FIRST(&up->xfers)) != NULL)
+		upstream_xfer_cancel(x);
+	upstream_client_leave(client);
+	LIST_REMOVE(up, link);
+	up->client = NULL;
+}
+
+void
+upstream_free(struct upstream *up)
+{
+	if (up == NULL)
+		return;
+	if (up->client != NULL)
+		upstream_detach(up);
+	free(up->name);
+	free(up->url);
+	free(up->username);
+	free(up->password);
+	free(up);
+}
+
+const char *
+upstream_name(const struct upstream *up)
+{
+	return up->name;
+}
+
+const char *
+upstream_url(const struct upstream *up)
+{
+	return up->url;
+}
+
+/* Response headers -------------------------------------------------------- */
+
+static void
+upstream_resp_reset(struct upstream_resp *resp)
+{
+	free(resp->content_type);
+	free(resp->docker_content_digest);
+	free(resp->content_range);
+	free(resp->retry_after);
+	free(resp->www_authenticate);
+	memset(resp, 0, sizeof *resp);
+	resp->content_length = -1;
+	resp->ratelimit_limit = -1;
+	resp->ratelimit_remaining = -1;
+}
+
+/* "HTTP/1.1 200 OK", "HTTP/2 404" */
+static long
+upstream_resp_status(const char *line, size_t len)
+{
+	const char *end = line + len;
+	long status = 0;
+
+	while (line < end && *line != ' ')
+		line++;
+	while (line < end && *line == ' ')
+		line++;
+	for (; line < end && *line >= '0' && *line <= '9'; line++)
+		status = status * 10 + (*line - '0');
+	return status;
+}
+
+static void
+upstream_resp_header(struct upstream_resp *resp, const char *line,
+    size_t len)
+{
+	const char *colon, *v, *end = line + len;
+	char *value, **str;
+	size_t i, nlen;
+
+	if ((colon = memchr(line, ':', len)) == NULL)
+		return;
+	nlen = (size_t)(colon - line);
+	for (v = colon + 1; v < end && (*v == ' ' || *v == '\t'); v++)
+		;
+	while (end > v && (end[-1] == '\r' || end[-1] == '\n' ||
+			      end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	for (i = 0; i < nitems(upstream_hdrs); i++) {
+		if (strlen(upstream_hdrs[i].name) == nlen &&
+		    strncasecmp(line, upstream_hdrs[i].name, nlen) == 0)
+			break;
+	}
+	if (i == nitems(upstream_hdrs))
+		return;
+	value = xstrndup(v, (size_t)(end - v));
+	switch (upstream_hdrs[i].kind) {
+	case UPSTREAM_HDR_INT64:
+		*(int64_t *)((char *)resp + upstream_hdrs[i].off) =
+		    value[0] >= '0' && value[0] <= '9' ?
+		    strtoll(value, NULL, 10) :
+		    -1;
+		break;
+	case UPSTREAM_HDR_RATELIMIT:
+		/* Docker Hub: "100;w=21600" is 100 per 21600 s. */
+		*(long *)((char *)resp + upstream_hdrs[i].off) =
+		    value[0] >= '0' && value[0] <= '9' ?
+		    strtol(value, NULL, 10) :
+		    -1;
+		break;
+	case UPSTREAM_HDR_PRESENT:
+		*(int *)((char *)resp + upstream_hdrs[i].off) = 1;
+		break;
+	case UPSTREAM_HDR_CHALLENGE:
+		/* Several challenges: keep a Bearer one if there is one. */
+		if (auth_scheme_parse(resp->www_authenticate) == AUTH_BEARER)
+			break;
+		/* FALLTHROUGH */
+	case UPSTREAM_HDR_STR:
+		str = (char **)(void *)((char *)resp + upstream_hdrs[i].off);
+		free(*str);
+		*str = value;
+		return;
+	}
+	free(value);
+}
+
+/* Transfers ------------------------------------------------------------- */
+
+static const char *
+upstream_xfer_name(const struct upstream_xfer *x)
+{
+	return x->up != NULL ? x->up->name : "?";
+}
+
+/* Every state change goes through here. */
+static void
+upstream_xfer_set_state(struct upstream_xfer *x,
+    enum upstream_xfer_state state)
+{
+	if (x->state == state)
+		return;
+	log_debug("upstream '%s': transfer %p '%s': %s -> %s",
+	    upstream_xfer_name(x), (void *)x, x->url,
+	    upstream_xfer_state_names[x->state],
+	    upstream_xfer_state_names[state]);
+	x->state = state;
+}
+
+static void
+upstream_xfer_free(struct upstream_xfer *x)
+{
+	if (x->in_multi)
+		curl_multi_remove_handle(x->client->multi, x->easy);
+	if (x->easy != NULL)
+		curl_easy_cleanup(x->easy);
+	curl_slist_free_all(x->hdrs);
+	upstream_resp_reset(&x->resp);
+	free(x->url);
+	free(x->accept);
+	free(x->repo);
+	free(x->token);
+	free(x);
+}
+
+/*
+ * Ends x's life as a transfer (DONE or CANCELLED): off the upstream and the
+ * queue, no token wait; freed when the client next idles.
+ */
+static void
+upstream_xfer_bury(struct upstream_xfer *x, enum upstream_xfer_state state)
+{
+	struct upstream_client *client = x->client;
+
+	if (x->state == UPSTREAM_XFER_QUEUED)
+		TAILQ_REMOVE(&client->queued, x, qlink);
+	auth_wait_cancel(x->wait);
+	x->wait = NULL;
+	upstream_xfer_set_state(x, state);
+	if (x->up != NULL) {
+		TAILQ_REMOVE(&x->up->xfers, x, link);
+		x->up = NULL;
+	}
+	TAILQ_INSERT_TAIL(&client->dead, x, link);
+}
+
+static void
+upstream_xfer_finish(struct upstream_xfer *x, enum upstream_result result,
+    const char *why)
+{
+	struct upstream_client *client = x->client;
+
+	upstream_client_enter(client);
+	upstream_xfer_bury(x, UPSTREAM_XFER_DONE);
+	if (x->cbs.done != NULL)
+		x->cbs.done(x->arg, result, result == UPSTREAM_OK ? NULL : why);
+	upstream_client_leave(client);
+}
+
+/* Asks curl to stop (from one of its callbacks) and says what to report. */
+static size_t
+upstream_xfer_abort(struct upstream_xfer *x, enum upstream_result result,
+    const char *why)
+{
+	if (x->abort_why == NULL) {
+		x->abort_result = result;
+		x->abort_why = why;
+	}
+	return 0;
+}
+
+static void
+upstream_xfer_queue(struct upstream_xfer *x)
+{
+	upstream_xfer_set_state(x, UPSTREAM_XFER_QUEUED);
+	TAILQ_INSERT_TAIL(&x->client->queued, x, qlink);
+	event_active(x->client->kick, 0, 0);
+}
+
+/* Calls the headers callback; -1 if the transfer must stop. */
+static int
+upstream_xfer_deliver_headers(struct upstream_xfer *x)
+{
+	struct upstream_response r;
+
+	upstream_xfer_set_state(x, UPSTREAM_XFER_BODY);
+	if (x->cbs.headers == NULL)
+		return 0;
+	memset(&r, 0, sizeof r);
+	r.status = x->resp.status;
+	r.content_length = x->resp.content_length;
+	r.content_type = x->resp.content_type;
+	r.docker_content_digest = x->resp.docker_content_digest;
+	r.content_range = x->resp.content_range;
+	r.retry_after = x->resp.retry_after;
+	r.ratelimit_limit = x->resp.ratelimit_limit;
+	r.ratelimit_remaining = x->resp.ratelimit_remaining;
+	r.duration_ms = clock_now_ms() - x->start_ms;
+	if (x->cbs.headers(x->arg, &r) == -1) {
+		upstream_xfer_abort(x, UPSTREAM_EABORT,
+		    "aborted by the headers callback");
+		return -1;
+	}
+	return x->state == UPSTREAM_XFER_CANCELLED ? -1 : 0;
+}
+
+/* 1 if this 401 is ours to answer: once, and only with something to send. */
+static int
+upstream_xfer_can_auth(const struct upstream_xfer *x)
+{
+	switch (auth_scheme_parse(x->resp.www_authenticate)) {
+	case AUTH_BEARER:
+		break;
+	case AUTH_BASIC:
+		if (x->up->username == NULL ||
+		    (x->flags & UPSTREAM_XFER_BASIC))
+			return 0;
+		break;
+	case AUTH_NONE:
+		return 0;
+	}
+	return !(x->flags & UPSTREAM_XFER_NOAUTH) && x->attempts == 0;
+}
+
+/*
+ * End of a header block: an interim response (1xx), a redirect curl is
+ * about to follow, a challenge we answer, or the final response, whose
+ * headers go to the caller now, before any body byte.
+ */
+static int
+upstream_xfer_headers_end(struct upstream_xfer *x)
+{
+	long status = x->resp.status;
+
+	if (status >= 100 && status < 200) {
+		upstream_xfer_set_state(x, UPSTREAM_XFER_CONNECT);
+		return 0;
+	}
+	if (x->method == UPSTREAM_GET && status >= 300 && status < 400 &&
+	    x->resp.has_location) {
+		upstream_xfer_set_state(x, UPSTREAM_XFER_SKIP);
+		return 0;
+	}
+	if (status == 401 && upstream_xfer_can_auth(x)) {
+		upstream_xfer_set_state(x, UPSTREAM_XFER_SKIP);
+		return 0;
+	}
+	return upstream_xfer_deliver_headers(x);
+}
+
+/* CURLOPT_HEADERFUNCTION: every header line of every response, one a call. */
+static size_t
+upstream_header_cb(char *buf, size_t size, size_t n, void *arg)
+{
+	struct upstream_xfer *x = arg;
+	size_t len = size * n;
+
+	switch (x->state) {
+	case UPSTREAM_XFER_CONNECT:
+	case UPSTREAM_XFER_HEADERS:
+	case UPSTREAM_XFER_SKIP:
+		break;
+	case UPSTREAM_XFER_BODY: /* trailers */
+		return len;
+	default:
+		return 0;
+	}
+	if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
+		upstream_resp_reset(&x->resp);
+		x->resp.status = upstream_resp_status(buf, len);
+		x->swallowed = 0;
+		upstream_xfer_set_state(x, UPSTREAM_XFER_HEADERS);
+		return len;
+	}
+	if (x->state != UPSTREAM_XFER_HEADERS)
+		return len;
+	if (buf[0] == '\r' || buf[0] == '\n')
+		return upstream_xfer_headers_end(x) == 0 ? len : 0;
+	upstream_resp_header(&x->resp, buf, len);
+	return len;
+}
+
+/* CURLOPT_WRITEFUNCTION: body bytes (curl decodes nothing). */
+static size_t
+upstream_write_cb(char *buf, size_t size, size_t n, void *arg)
+{
+	struct upstream_xfer *x = arg;
+	size_t len = size * n;
+
+	switch (x->state) {
+	case UPSTREAM_XFER_BODY:
+		if (x->resp.status >= 200 && x->resp.status < 300) {
+			if (x->cbs.body != NULL &&
+			    x->cbs.body(x->arg, buf, len) == -1)
+				return upstream_xfer_abort(x, UPSTREAM_EABORT,
+				    "aborted by the body callback");
+			return x->state == UPSTREAM_XFER_BODY ? len : 0;
+		}
+		/* The caller has the status; closing beats reading on. */
+		x->swallowed += len;
+		if (x->swallowed > UPSTREAM_SWALLOW_MAX)
+			return upstream_xfer_abort(x, UPSTREAM_OK,
+			    "error body too large");
+		return len;
+	case UPSTREAM_XFER_SKIP:
+		x->swallowed += len;
+		if (x->swallowed > UPSTREAM_SWALLOW_MAX)
+			return upstream_xfer_abort(x, UPSTREAM_ECONNECT,
+			    "interim response body too large");
+		return len;
+	default:
+		return 0;
+	}
+}
+
+/* The easy handle's options that hold for every attempt. */
+static int
+upstream_xfer_setup(struct upstream_xfer *x)
+{
+	struct upstream_client *client = x->client;
+	CURL *e;
+	char range[32];
+	int bad = 0;
+
+	if ((e = x->easy = curl_easy_init()) == NULL)
+		fatal("cannot create a curl handle");
+	bad |= curl_easy_setopt(e, CURLOPT_URL, x->url) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)x) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+		   client->connect_timeout_ms) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME,
+		   client->low_speed_time_s) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_USERAGENT, client->user_agent) !=
+	    CURLE_OK;
+	/* A proxy's "200 Connection established" is not the response. */
+	bad |= curl_easy_setopt(e, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L) !=
+	    CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") !=
+	    CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https") !=
+	    CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION,
+		   upstream_header_cb) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_HEADERDATA, x) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, upstream_write_cb) !=
+	    CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_WRITEDATA, x) != CURLE_OK;
+	/* No CURLOPT_ACCEPT_ENCODING: bytes must reach the store unchanged. */
+	if (x->method == UPSTREAM_HEAD) {
+		bad |= curl_easy_setopt(e, CURLOPT_NOBODY, 1L) != CURLE_OK;
+	} else {
+		/*
+		 * Docker Hub sends blobs to a CDN.  curl (>= 7.58, and >= 7.83
+		 * also for another port or scheme) drops our Authorization
+		 * header and Basic credentials when a redirect leaves the
+		 * host that challenged; CURLOPT_UNRESTRICTED_AUTH stays off.
+		 */
+		bad |= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L) !=
+		    CURLE_OK;
+		bad |= curl_easy_setopt(e, CURLOPT_MAXREDIRS,
+			   UPSTREAM_MAXREDIRS) != CURLE_OK;
+	}
+	if (x->range_start >= 0) {
+		snprintf(range, sizeof range, "%lld-",
+		    (long long)x->range_start);
+		bad |= curl_easy_setopt(e, CURLOPT_RANGE, range) != CURLE_OK;
+	}
+	if (bad)
+		log_error("cannot set up curl for '%s'", x->url);
+	return bad ? -1 : 0;
+}
+
+/* Per attempt: request headers and credentials, then into the multi. */
+static void
+upstream_xfer_begin(struct upstream_xfer *x)
+{
+	struct curl_slist *hdrs = NULL;
+	char *h;
+
+	upstream_xfer_set_state(x, UPSTREAM_XFER_CONNECT);
+	if (x->easy == NULL && upstream_xfer_setup(x) == -1) {
+		upstream_xfer_finish(x, UPSTREAM_ECONNECT,
+		    "cannot set up the transfer");
+		return;
+	}
+	if (x->accept != NULL) {
+		xasprintf(&h, "Accept: %s", x->accept);
+		hdrs = curl_slist_append(hdrs, h);
+		free(h);
+	}
+	if (x->token != NULL) {
+		xasprintf(&h, "Authorization: Bearer %s", x->token);
+		hdrs = curl_slist_append(hdrs, h);
+		free(h);
+	}
+	curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, hdrs);
+	curl_slist_free_all(x->hdrs);
+	x->hdrs = hdrs;
+	if (x->flags & UPSTREAM_XFER_BASIC) {
+		curl_easy_setopt(x->easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+		curl_easy_setopt(x->easy, CURLOPT_USERNAME, x->username);
+		curl_easy_setopt(x->easy, CURLOPT_PASSWORD, x->password);
+	}
+	upstream_resp_reset(&x->resp);
+	x->swallowed = 0;
+	x->errbuf[0] = '\0';
+	if (curl_multi_add_handle(x->client->multi, x->easy) != CURLM_OK) {
+		log_error("cannot add a transfer for '%s' to curl", x->url);
+		upstream_xfer_finish(x, UPSTREAM_ECONNECT,
+		    "cannot start the transfer");
+		return;
+	}
+	x->in_multi = 1;
+}
+
+static void
+upstream_xfer_retry(struct upstream_xfer *x, const char *token)
+{
+	if (token != NULL) {
+		free(x->token);
+		x->token = xstrdup(token);
+	}
+	x->attempts++;
+	upstream_xfer_queue(x);
+}
+
+/* auth.c's answer for a transfer in UPSTREAM_XFER_AUTH. */
+static void
+upstream_xfer_token_cb(void *arg, const char *token, const char *why)
+{
+	struct upstream_xfer *x = arg;
+
+	x->wait = NULL;
+	if (token == NULL) {
+		upstream_xfer_finish(x, UPSTREAM_EAUTH, why);
+		return;
+	}
+	upstream_xfer_retry(x, token);
+}
+
+/* A 401 we answer: Basic with the credentials, Bearer with a token. */
+static void
+upstream_xfer_auth(struct upstream_xfer *x)
+{
+	struct upstream *up = x->up;
+	const char *token, *why = "token fetch failed";
+
+	if (auth_scheme_parse(x->resp.www_authenticate) == AUTH_BASIC) {
+		x->flags |= UPSTREAM_XFER_BASIC;
+		upstream_xfer_retry(x, NULL);
+		return;
+	}
+	/* The token we sent was refused: never offer it again. */
+	if (x->token != NULL)
+		auth_token_forget(up->auth, x->repo, x->token);
+	if ((token = auth_token_find(up->auth, x->repo)) != NULL) {
+		upstream_xfer_retry(x, token);
+		return;
+	}
+	upstream_xfer_set_state(x, UPSTREAM_XFER_AUTH);
+	x->wait = auth_token_wait(up->auth, x->resp.www_authenticate, x->repo,
+	    upstream_xfer_token_cb, x, &why);
+	if (x->wait == NULL)
+		upstream_xfer_finish(x, UPSTREAM_EAUTH, why);
+}
+
+/* curl is done with x's attempt (CURLMSG_DONE). */
+static void
+upstream_xfer_complete(struct upstream_xfer *x, CURLcode code)
+{
+	enum upstream_result result;
+	const char *why;
+
+	curl_multi_remove_handle(x->client->multi, x->easy);
+	x->in_multi = 0;
+	switch (x->state) {
+	case UPSTREAM_XFER_DONE:
+	case UPSTREAM_XFER_CANCELLED:
+		return;
+	default:
+		break;
+	}
+	if (x->abort_why != NULL) {
+		upstream_xfer_finish(x, x->abort_result, x->abort_why);
+		return;
+	}
+	if (code != CURLE_OK) {
+		result = x->state == UPSTREAM_XFER_BODY ? UPSTREAM_EBODY :
+							  UPSTREAM_ECONNECT;
+		why = curl_easy_strerror(code);
+		log_warn("upstream '%s': transfer of '%s' failed: %s",
+		    upstream_xfer_name(x), x->url,
+		    x->errbuf[0] != '\0' ? x->errbuf : why);
+		upstream_xfer_finish(x, result, why);
+		return;
+	}
+	if (x->state == UPSTREAM_XFER_SKIP && x->resp.status == 401) {
+		upstream_xfer_auth(x);
+		return;
+	}
+	/* Bodyless or not followed: the headers go out now. */
+	if (x->state != UPSTREAM_XFER_BODY &&
+	    upstream_xfer_deliver_headers(x) == -1) {
+		if (x->state != UPSTREAM_XFER_CANCELLED)
+			upstream_xfer_finish(x, x->abort_result, x->abort_why);
+		return;
+	}
+	upstream_xfer_finish(x, UPSTREAM_OK, NULL);
+}
+
+static struct upstream_xfer *
+upstream_xfer_new(struct upstream *up, char *url,
+    const struct upstream_cbs *cbs, void *arg)
+{
+	struct upstream_xfer *x;
+
+	x = xcalloc(1, sizeof *x);
+	x->client = up->client;
+	x->up = up;
+	x->state = UPSTREAM_XFER_QUEUED;
+	x->url = url;
+	x->range_start = -1;
+	x->start_ms = clock_now_ms();
+	x->cbs = *cbs;
+	x->arg = arg;
+	upstream_resp_reset(&x->resp);
+	TAILQ_INSERT_TAIL(&up->xfers, x, link);
+	return x;
+}
+
+struct upstream_xfer *
+upstream_xfer_start(struct upstream *up, const struct upstream_req *req,
+    const struct upstream_cbs *cbs, void *arg)
+{
+	struct upstream_xfer *x;
+	const char *token;
+	char *url;
+
+	if (up->client == NULL) {
+		log_error("upstream '%s': transfer after shutdown", up->name);
+		return NULL;
+	}
+	xasprintf(&url, "%s%s", up->url, req->path);
+	x = upstream_xfer_new(up, url, cbs, arg);
+	x->method = req->method;
+	x->accept = req->accept != NULL ? xstrdup(req->accept) : NULL;
+	x->repo = req->repo != NULL ? xstrdup(req->repo) : NULL;
+	x->range_start = req->range_start;
+	x->username = up->username;
+	x->password = up->password;
+	/* Skip the 401 round trip when a token for the scope is at hand. */
+	if ((token = auth_token_find(up->auth, x->repo)) != NULL)
+		x->token = xstrdup(token);
+	upstream_xfer_queue(x);
+	return x;
+}
+
+struct upstream_xfer *
+upstream_xfer_start_url(struct upstream *up, const char *url,
+    const char *username, const char *password,
+    const struct upstream_cbs *cbs, void *arg)
+{
+	struct upstream_xfer *x;
+
+	if (up->client == NULL)
+		return NULL;
+	x = upstream_xfer_new(up, xstrdup(url), cbs, arg);
+	x->method = UPSTREAM_GET;
+	x->flags = UPSTREAM_XFER_NOAUTH;
+	if (username != NULL) {
+		x->flags |= UPSTREAM_XFER_BASIC;
+		x->username = username;
+		x->password = password != NULL ? password : "";
+	}
+	upstream_xfer_queue(x);
+	return x;
+}
+
+void
+upstream_xfer_cancel(struct upstream_xfer *x)
+{
+	struct upstream_client *client;
+
+	if (x == NULL)
+		return;
+	switch (x->state) {
+	case UPSTREAM_XFER_DONE: /* inside its own done callback */
+	case UPSTREAM_XFER_CANCELLED:
+		return;
+	default:
+		break;
+	}
+	client = x->client;
+	upstream_client_enter(client);
+	upstream_xfer_bury(x, UPSTREAM_XFER_CANCELLED);
+	upstream_client_leave(client);
+}

@@ -1,0 +1,390 @@
+/*
+ * storage/blobstore.c: verified content under <dir>/blobs/sha256/ab/<hex>
+ * and in-progress fills under <dir>/tmp/<random>.  A temp file becomes
+ * visible only once its sha256 matches: fsync, rename, fsync of the
+ * directory.  The open fd survives the rename, so readers keep the inode.
+ */
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../common/common.h"
+#include "storage.h"
+
+/* Start writeback every so often so that the fsync at commit is short. */
+#define BLOBSTORE_SYNC_CHUNK (8u << 20)
+
+struct blobstore {
+	char *shadir; /* <dir>/blobs/sha256 */
+	char *tmpdir; /* <dir>/tmp */
+};
+
+enum blobstore_tmp_state {
+	BLOBSTORE_TMP_WRITING,	 /* accepting writes, path under tmp/ */
+	BLOBSTORE_TMP_COMMITTED, /* renamed into blobs/, fd still open */
+	BLOBSTORE_TMP_DISCARDED, /* failed or gave up; temp path gone */
+};
+
+struct blobstore_tmp {
+	struct blobstore *bs; /* borrowed; outlives the temp file */
+	enum blobstore_tmp_state state;
+	int fd;
+	char *path;
+	uint64_t size;
+	uint64_t synced; /* writeback started for [0, synced) */
+	struct digest_ctx *hash;
+};
+
+static int
+blobstore_mkdir(const char *path, int *created)
+{
+	if (created != NULL)
+		*created = 0;
+	if (mkdir(path, 0755) == 0) {
+		if (created != NULL)
+			*created = 1;
+		return 0;
+	}
+	if (errno == EEXIST)
+		return 0;
+	log_error("cannot create directory '%s': %s", path, strerror(errno));
+	return -1;
+}
+
+static int
+blobstore_fsync_dir(const char *path)
+{
+	int fd, rc = -1;
+
+	if ((fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
+		log_error(
+		    "cannot open directory '%s': %s", path, strerror(errno));
+		return -1;
+	}
+	if (fsync(fd) == -1) {
+		log_error(
+		    "cannot fsync directory '%s': %s", path, strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	close(fd);
+	return rc;
+}
+
+/* Removes whatever an earlier run left in tmp/: unverified partial fills. */
+static int
+blobstore_clean_tmp(struct blobstore *bs)
+{
+	struct dirent *de;
+	DIR *d;
+	int n = 0;
+
+	if ((d = opendir(bs->tmpdir)) == NULL) {
+		log_error("cannot open directory '%s': %s", bs->tmpdir,
+		    strerror(errno));
+		return -1;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
+			continue;
+		if (unlinkat(dirfd(d), de->d_name, 0) == -1) {
+			log_warn("cannot remove leftover '%s/%s': %s",
+			    bs->tmpdir, de->d_name, strerror(errno));
+			continue;
+		}
+		n++;
+	}
+	closedir(d);
+	if (n > 0)
+		log_info(
+		    "removed %d leftover temp files from '%s'", n, bs->tmpdir);
+	return 0;
+}
+
+struct blobstore *
+blobstore_open(const char *dir)
+{
+	struct blobstore *bs;
+	char *blobsdir = NULL;
+	int rc = -1;
+
+	bs = xcalloc(1, sizeof *bs);
+	xasprintf(&blobsdir, "%s/blobs", dir);
+	xasprintf(&bs->shadir, "%s/sha256", blobsdir);
+	xasprintf(&bs->tmpdir, "%s/tmp", dir);
+
+	/* "/ab/<64 hex>" must fit in a path buffer for every digest. */
+	if (strlen(bs->shadir) + 4 + 2 * DIGEST_LEN >= PATH_MAX) {
+		log_error("data directory path too long: '%s'", dir);
+		goto out;
+	}
+	if (blobstore_mkdir(dir, NULL) == -1 ||
+	    blobstore_mkdir(blobsdir, NULL) == -1 ||
+	    blobstore_mkdir(bs->shadir, NULL) == -1 ||
+	    blobstore_mkdir(bs->tmpdir, NULL) == -1)
+		goto out;
+	if (blobstore_clean_tmp(bs) == -1)
+		goto out;
+	rc = 0;
+out:
+	free(blobsdir);
+	if (rc == -1) {
+		blobstore_free(bs);
+		return NULL;
+	}
+	return bs;
+}
+
+void
+blobstore_free(struct blobstore *bs)
+{
+	if (bs == NULL)
+		return;
+	free(bs->tmpdir);
+	free(bs->shadir);
+	free(bs);
+}
+
+int
+blobstore_path(
+    struct blobstore *bs, const struct digest *d, char *buf, size_t len)
+{
+	char s[DIGEST_STRLEN];
+	const char *hex = s + sizeof("sha256:") - 1;
+	int n;
+
+	digest_format(d, s);
+	n = snprintf(buf, len, "%s/%.2s/%s", bs->shadir, hex, hex);
+	if (n < 0 || (size_t)n >= len)
+		return -1;
+	return 0;
+}
+
+int
+blobstore_open_blob(struct blobstore *bs, const struct digest *d, off_t *size)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	int fd, saved;
+
+	if (blobstore_path(bs, d, path, sizeof path) == -1) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return -1;
+	if (fstat(fd, &st) == -1) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	*size = st.st_size;
+	return fd;
+}
+
+int
+blobstore_has(struct blobstore *bs, const struct digest *d)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	if (blobstore_path(bs, d, path, sizeof path) == -1)
+		return 0;
+	return stat(path, &st) == 0;
+}
+
+int
+blobstore_remove(struct blobstore *bs, const struct digest *d)
+{
+	char path[PATH_MAX];
+
+	if (blobstore_path(bs, d, path, sizeof path) == -1) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return unlink(path);
+}
+
+struct blobstore_tmp *
+blobstore_tmp_new(struct blobstore *bs)
+{
+	struct blobstore_tmp *t;
+
+	t = xcalloc(1, sizeof *t);
+	t->bs = bs;
+	t->state = BLOBSTORE_TMP_WRITING;
+	xasprintf(&t->path, "%s/fill-XXXXXX", bs->tmpdir);
+	if ((t->fd = mkostemp(t->path, O_CLOEXEC)) == -1) {
+		log_error("cannot create temp file in '%s': %s", bs->tmpdir,
+		    strerror(errno));
+		free(t->path);
+		free(t);
+		return NULL;
+	}
+	/* mkostemp creates 0600; stored blobs are world-readable. */
+	if (fchmod(t->fd, 0644) == -1)
+		log_warn("cannot chmod '%s': %s", t->path, strerror(errno));
+	t->hash = digest_ctx_new();
+	return t;
+}
+
+int
+blobstore_tmp_write(struct blobstore_tmp *t, const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+	ssize_t n;
+
+	if (t->state != BLOBSTORE_TMP_WRITING) {
+		log_error(
+		    "cannot write '%s': temp file already finished", t->path);
+		return -1;
+	}
+	while (len > 0) {
+		/* pwrite: a reader sharing the open file cannot move us. */
+		n = pwrite(t->fd, p, len, (off_t)t->size);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			log_error(
+			    "cannot write '%s': %s", t->path, strerror(errno));
+			return -1;
+		}
+		digest_ctx_update(t->hash, p, (size_t)n);
+		t->size += (uint64_t)n;
+		p += n;
+		len -= (size_t)n;
+	}
+	if (t->size - t->synced >= BLOBSTORE_SYNC_CHUNK) {
+		/*
+		 * Only starts writeback, never waits; a failure here would
+		 * show again at the fsync in commit, which is what counts.
+		 */
+		(void)sync_file_range(t->fd, (off_t)t->synced,
+		    (off_t)(t->size - t->synced), SYNC_FILE_RANGE_WRITE);
+		t->synced = t->size;
+	}
+	return 0;
+}
+
+int
+blobstore_tmp_reset(struct blobstore_tmp *t)
+{
+	if (t->state != BLOBSTORE_TMP_WRITING) {
+		log_error(
+		    "cannot reset '%s': temp file already finished", t->path);
+		return -1;
+	}
+	if (ftruncate(t->fd, 0) == -1) {
+		log_error("cannot truncate '%s': %s", t->path, strerror(errno));
+		return -1;
+	}
+	digest_ctx_reset(t->hash);
+	t->size = 0;
+	t->synced = 0;
+	return 0;
+}
+
+int
+blobstore_tmp_fd(const struct blobstore_tmp *t)
+{
+	return t->fd;
+}
+
+uint64_t
+blobstore_tmp_size(const struct blobstore_tmp *t)
+{
+	return t->size;
+}
+
+static void
+blobstore_tmp_discard(struct blobstore_tmp *t)
+{
+	if (unlink(t->path) == -1)
+		log_warn("cannot remove '%s': %s", t->path, strerror(errno));
+	t->state = BLOBSTORE_TMP_DISCARDED;
+}
+
+int
+blobstore_tmp_commit(
+    struct blobstore_tmp *t, const struct digest *want, struct digest *got)
+{
+	char path[PATH_MAX], dir[PATH_MAX], ws[DIGEST_STRLEN],
+	    gs[DIGEST_STRLEN];
+	int created;
+
+	memset(got, 0, sizeof *got);
+	if (t->state != BLOBSTORE_TMP_WRITING) {
+		log_error(
+		    "cannot commit '%s': temp file already finished", t->path);
+		return -1;
+	}
+	digest_ctx_final(t->hash, got);
+	if (!digest_equal(got, want)) {
+		digest_format(want, ws);
+		digest_format(got, gs);
+		log_warn("digest mismatch for '%s': got '%s' after %llu bytes",
+		    ws, gs, (unsigned long long)t->size);
+		blobstore_tmp_discard(t);
+		return -1;
+	}
+
+	/* The path fits: blobstore_open checked the directory's length. */
+	blobstore_path(t->bs, want, path, sizeof path);
+	xstrlcpy(dir, path, sizeof dir);
+	*strrchr(dir, '/') = '\0';
+
+	if (fsync(t->fd) == -1) {
+		log_error("cannot fsync '%s': %s", t->path, strerror(errno));
+		goto fail;
+	}
+	if (blobstore_mkdir(dir, &created) == -1)
+		goto fail;
+	if (created && blobstore_fsync_dir(t->bs->shadir) == -1)
+		goto fail;
+	if (rename(t->path, path) == -1) {
+		log_error("cannot rename '%s' to '%s': %s", t->path, path,
+		    strerror(errno));
+		goto fail;
+	}
+	/*
+	 * From here the temp name is gone and may be reused by another fill:
+	 * never unlink it again.  If the directory fsync fails the content is
+	 * still verified, so it is left in place; the caller does not index it
+	 * and a later fill of the same digest replaces it.
+	 */
+	t->state = BLOBSTORE_TMP_DISCARDED;
+	if (blobstore_fsync_dir(dir) == -1) {
+		memset(got, 0, sizeof *got);
+		return -1;
+	}
+	t->state = BLOBSTORE_TMP_COMMITTED;
+	return 0;
+fail:
+	memset(got, 0, sizeof *got);
+	blobstore_tmp_discard(t);
+	return -1;
+}
+
+void
+blobstore_tmp_free(struct blobstore_tmp *t)
+{
+	if (t == NULL)
+		return;
+	if (t->state == BLOBSTORE_TMP_WRITING)
+		blobstore_tmp_discard(t);
+	close(t->fd);
+	digest_ctx_free(t->hash);
+	free(t->path);
+	free(t);
+}

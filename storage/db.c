@@ -1,0 +1,747 @@
+/*
+ * storage/db.c: the LMDB index (the only file that includes <lmdb.h>).  One
+ * environment, named databases for blob metadata, tags, pins, jobs, counters
+ * and meta.  Values are explicit little-endian records with a leading version
+ * byte, copied out before their transaction ends.  Access times are buffered
+ * in memory and written in one transaction per flush.
+ */
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lmdb.h>
+
+#include "../common/common.h"
+#include "storage.h"
+
+#define DB_MAP_SIZE ((size_t)1 << 30)
+#define DB_RECORD_VERSION 1
+
+/* Pending touches: open addressing, at most half full. */
+#define DB_TOUCH_MAX 4096
+#define DB_TOUCH_SLOTS (2 * DB_TOUCH_MAX)
+
+/* version, size, stored_at, last_access, pins, media type, upstream */
+#define DB_BLOB_VAL_MAX \
+	(1 + 8 + 8 + 8 + 4 + 2 + DB_MEDIA_TYPE_MAX + 2 + DB_UPSTREAM_MAX)
+/* version, digest, confirmed_at, media type */
+#define DB_TAG_VAL_MAX (1 + DIGEST_LEN + 8 + 2 + DB_MEDIA_TYPE_MAX)
+/* version, value */
+#define DB_COUNTER_VAL_LEN (1 + 8)
+/* LMDB's default maximum key size is 511. */
+#define DB_KEY_BUF 512
+
+struct db_touch {
+	struct digest digest;
+	int64_t at;
+	int used;
+};
+
+struct db {
+	MDB_env *env;
+	char *dir;
+	size_t mapsize;
+	MDB_dbi blobs, tags, pins, jobs, counters, meta;
+	struct db_touch *touch; /* DB_TOUCH_SLOTS entries */
+	size_t ntouch;
+};
+
+static const struct {
+	const char *name;
+	size_t off;
+} db_tables[] = {
+    {"blobs", offsetof(struct db, blobs)},
+    {"tags", offsetof(struct db, tags)},
+    {"pins", offsetof(struct db, pins)},
+    {"jobs", offsetof(struct db, jobs)},
+    {"counters", offsetof(struct db, counters)},
+    {"meta", offsetof(struct db, meta)},
+};
+
+/* Encoding ----------------------------------------------------------------- */
+
+/* Writer over a buffer sized for the largest record, so it cannot overflow. */
+struct db_wr {
+	unsigned char *p;
+	size_t len;
+};
+
+/* Reader; any short or malformed field sets bad and reads as zero. */
+struct db_rd {
+	const unsigned char *p;
+	size_t len, off;
+	int bad;
+};
+
+static void
+db_wr_uint(struct db_wr *w, uint64_t v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		w->p[w->len++] = (unsigned char)(v >> (8 * i));
+}
+
+static void
+db_wr_bytes(struct db_wr *w, const void *p, size_t n)
+{
+	memcpy(w->p + w->len, p, n);
+	w->len += n;
+}
+
+/* Length-prefixed (u16) string, at most max-1 bytes of s. */
+static void
+db_wr_str(struct db_wr *w, const char *s, size_t max)
+{
+	size_t n = strnlen(s, max - 1);
+
+	db_wr_uint(w, n, 2);
+	db_wr_bytes(w, s, n);
+}
+
+static uint64_t
+db_rd_uint(struct db_rd *r, size_t n)
+{
+	uint64_t v = 0;
+	size_t i;
+
+	if (r->bad || r->len - r->off < n) {
+		r->bad = 1;
+		return 0;
+	}
+	for (i = 0; i < n; i++)
+		v |= (uint64_t)r->p[r->off + i] << (8 * i);
+	r->off += n;
+	return v;
+}
+
+static void
+db_rd_bytes(struct db_rd *r, void *out, size_t n)
+{
+	if (r->bad || r->len - r->off < n) {
+		r->bad = 1;
+		memset(out, 0, n);
+		return;
+	}
+	memcpy(out, r->p + r->off, n);
+	r->off += n;
+}
+
+static void
+db_rd_str(struct db_rd *r, char *out, size_t size)
+{
+	size_t n;
+
+	n = (size_t)db_rd_uint(r, 2);
+	if (r->bad || n >= size || r->len - r->off < n) {
+		r->bad = 1;
+		out[0] = '\0';
+		return;
+	}
+	memcpy(out, r->p + r->off, n);
+	out[n] = '\0';
+	r->off += n;
+}
+
+static void
+db_rd_init(struct db_rd *r, const MDB_val *v)
+{
+	r->p = v->mv_data;
+	r->len = v->mv_size;
+	r->off = 0;
+	r->bad = 0;
+	if (db_rd_uint(r, 1) != DB_RECORD_VERSION)
+		r->bad = 1;
+}
+
+/* 0, or -1 if the record was short, long or of another version. */
+static int
+db_rd_done(const struct db_rd *r)
+{
+	return r->bad || r->off != r->len ? -1 : 0;
+}
+
+static size_t
+db_blob_encode(const struct db_blob *b, unsigned char *buf)
+{
+	struct db_wr w = {buf, 0};
+
+	db_wr_uint(&w, DB_RECORD_VERSION, 1);
+	db_wr_uint(&w, b->size, 8);
+	db_wr_uint(&w, (uint64_t)b->stored_at, 8);
+	db_wr_uint(&w, (uint64_t)b->last_access, 8);
+	db_wr_uint(&w, b->pins, 4);
+	db_wr_str(&w, b->media_type, sizeof b->media_type);
+	db_wr_str(&w, b->upstream, sizeof b->upstream);
+	return w.len;
+}
+
+static int
+db_blob_decode(const MDB_val *v, struct db_blob *b)
+{
+	struct db_rd r;
+
+	db_rd_init(&r, v);
+	b->size = db_rd_uint(&r, 8);
+	b->stored_at = (int64_t)db_rd_uint(&r, 8);
+	b->last_access = (int64_t)db_rd_uint(&r, 8);
+	b->pins = (uint32_t)db_rd_uint(&r, 4);
+	db_rd_str(&r, b->media_type, sizeof b->media_type);
+	db_rd_str(&r, b->upstream, sizeof b->upstream);
+	return db_rd_done(&r);
+}
+
+static size_t
+db_tag_encode(const struct db_tag *t, unsigned char *buf)
+{
+	struct db_wr w = {buf, 0};
+
+	db_wr_uint(&w, DB_RECORD_VERSION, 1);
+	db_wr_bytes(&w, t->digest.b, DIGEST_LEN);
+	db_wr_uint(&w, (uint64_t)t->confirmed_at, 8);
+	db_wr_str(&w, t->media_type, sizeof t->media_type);
+	return w.len;
+}
+
+static int
+db_tag_decode(const MDB_val *v, struct db_tag *t)
+{
+	struct db_rd r;
+
+	db_rd_init(&r, v);
+	db_rd_bytes(&r, t->digest.b, DIGEST_LEN);
+	t->confirmed_at = (int64_t)db_rd_uint(&r, 8);
+	db_rd_str(&r, t->media_type, sizeof t->media_type);
+	return db_rd_done(&r);
+}
+
+/* LMDB glue ---------------------------------------------------------------- */
+
+/* LMDB never writes through a key or value pointer it is given. */
+static MDB_val
+db_val(const void *p, size_t n)
+{
+	MDB_val v;
+
+	v.mv_size = n;
+	v.mv_data = (void *)(uintptr_t)p;
+	return v;
+}
+
+/* Logs an LMDB failure once; a full map gets an actionable message. */
+static void
+db_log(const struct db *db, const char *what, const char *subject, int err)
+{
+	if (err == MDB_MAP_FULL) {
+		log_error(
+		    "index full in '%s' (map size %zu MiB) while trying "
+		    "to %s '%s': free space with gc or raise the map size",
+		    db->dir, db->mapsize >> 20, what, subject);
+		return;
+	}
+	log_error("cannot %s '%s': %s", what, subject, mdb_strerror(err));
+}
+
+static int
+db_txn_begin(struct db *db, unsigned int flags, MDB_txn **txn)
+{
+	int err;
+
+	if ((err = mdb_txn_begin(db->env, NULL, flags, txn)) != 0) {
+		*txn = NULL;
+		db_log(db, "begin a transaction in", db->dir, err);
+		return -1;
+	}
+	return 0;
+}
+
+/* Commits and always consumes *txn. */
+static int
+db_txn_commit(
+    struct db *db, MDB_txn **txn, const char *what, const char *subject)
+{
+	int err;
+
+	err = mdb_txn_commit(*txn);
+	*txn = NULL;
+	if (err != 0) {
+		db_log(db, what, subject, err);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+db_txn_abort(MDB_txn **txn)
+{
+	if (*txn != NULL)
+		mdb_txn_abort(*txn);
+	*txn = NULL;
+}
+
+/* Lifecycle ---------------------------------------------------------------- */
+
+struct db *
+db_open(const char *dir)
+{
+	struct db *db;
+	MDB_txn *txn = NULL;
+	MDB_dbi *dbi;
+	size_t i;
+	int dead, err, rc = -1;
+
+	db = xcalloc(1, sizeof *db);
+	db->dir = xstrdup(dir);
+	db->mapsize = DB_MAP_SIZE;
+	db->touch = xcalloc(DB_TOUCH_SLOTS, sizeof *db->touch);
+
+	if (mkdir(dir, 0755) == -1 && errno != EEXIST) {
+		log_error(
+		    "cannot create directory '%s': %s", dir, strerror(errno));
+		goto out;
+	}
+	if ((err = mdb_env_create(&db->env)) != 0) {
+		db->env = NULL;
+		db_log(db, "create an lmdb environment for", dir, err);
+		goto out;
+	}
+	if ((err = mdb_env_set_maxdbs(db->env, nitems(db_tables))) != 0 ||
+	    (err = mdb_env_set_mapsize(db->env, db->mapsize)) != 0 ||
+	    (err = mdb_env_open(db->env, dir, 0, 0644)) != 0) {
+		db_log(db, "open index", dir, err);
+		goto out;
+	}
+	/* Reader slots left by a crashed process would pin old pages. */
+	if (mdb_reader_check(db->env, &dead) == 0 && dead > 0)
+		log_info("cleared %d stale reader slots in '%s'", dead, dir);
+
+	if (db_txn_begin(db, 0, &txn) == -1)
+		goto out;
+	for (i = 0; i < nitems(db_tables); i++) {
+		dbi = (MDB_dbi *)(void *)((char *)db + db_tables[i].off);
+		err = mdb_dbi_open(txn, db_tables[i].name, MDB_CREATE, dbi);
+		if (err != 0) {
+			db_log(db, "open database", db_tables[i].name, err);
+			goto out;
+		}
+	}
+	if (db_txn_commit(db, &txn, "create databases in", dir) == -1)
+		goto out;
+	rc = 0;
+out:
+	db_txn_abort(&txn);
+	if (rc == -1) {
+		db_free(db);
+		return NULL;
+	}
+	return db;
+}
+
+void
+db_free(struct db *db)
+{
+	if (db == NULL)
+		return;
+	if (db->env != NULL) {
+		db_flush(db);
+		mdb_env_close(db->env);
+	}
+	free(db->touch);
+	free(db->dir);
+	free(db);
+}
+
+/* Pending touches ---------------------------------------------------------- */
+
+/* The slot holding d, or the empty slot where it would go. */
+static struct db_touch *
+db_touch_slot(struct db *db, const struct digest *d)
+{
+	struct db_touch *e;
+	size_t i;
+
+	/* A digest's bytes are already uniformly distributed. */
+	i = ((size_t)d->b[0] | (size_t)d->b[1] << 8 | (size_t)d->b[2] << 16) &
+	    (DB_TOUCH_SLOTS - 1);
+	for (;;) {
+		e = &db->touch[i];
+		if (!e->used || digest_equal(&e->digest, d))
+			return e;
+		i = (i + 1) & (DB_TOUCH_SLOTS - 1);
+	}
+}
+
+void
+db_touch(struct db *db, const struct digest *d, int64_t now)
+{
+	struct db_touch *e;
+
+	e = db_touch_slot(db, d);
+	if (e->used) {
+		if (now > e->at)
+			e->at = now;
+		return;
+	}
+	e->used = 1;
+	e->digest = *d;
+	e->at = now;
+	if (++db->ntouch >= DB_TOUCH_MAX)
+		db_flush(db);
+}
+
+int
+db_flush(struct db *db)
+{
+	unsigned char buf[DB_BLOB_VAL_MAX];
+	char ds[DIGEST_STRLEN];
+	struct db_touch *e;
+	struct db_blob b;
+	MDB_txn *txn = NULL;
+	MDB_val k, v;
+	size_t i;
+	int err, rc = -1;
+
+	if (db->ntouch == 0)
+		return 0;
+	if (db_txn_begin(db, 0, &txn) == -1)
+		goto out;
+	for (i = 0; i < DB_TOUCH_SLOTS; i++) {
+		e = &db->touch[i];
+		if (!e->used)
+			continue;
+		k = db_val(e->digest.b, DIGEST_LEN);
+		err = mdb_get(txn, db->blobs, &k, &v);
+		if (err == MDB_NOTFOUND)
+			continue; /* evicted meanwhile, or never indexed */
+		digest_format(&e->digest, ds);
+		if (err != 0) {
+			db_log(db, "read blob record", ds, err);
+			goto out;
+		}
+		if (db_blob_decode(&v, &b) == -1) {
+			log_warn(
+			    "corrupt blob record '%s' in '%s'", ds, db->dir);
+			continue;
+		}
+		if (e->at <= b.last_access)
+			continue;
+		b.last_access = e->at;
+		v = db_val(buf, db_blob_encode(&b, buf));
+		if ((err = mdb_put(txn, db->blobs, &k, &v, 0)) != 0) {
+			db_log(db, "write blob record", ds, err);
+			goto out;
+		}
+	}
+	if (db_txn_commit(db, &txn, "flush access times in", db->dir) == -1)
+		goto out;
+	rc = 0;
+out:
+	db_txn_abort(&txn);
+	/*
+	 * Dropped even on failure: access times only guide eviction, and
+	 * keeping them would let the table grow past its bound.
+	 */
+	memset(db->touch, 0, DB_TOUCH_SLOTS * sizeof *db->touch);
+	db->ntouch = 0;
+	return rc;
+}
+
+/* Blobs -------------------------------------------------------------------- */
+
+int
+db_blob_get(struct db *db, const struct digest *d, struct db_blob *out)
+{
+	char ds[DIGEST_STRLEN];
+	struct db_touch *e;
+	MDB_txn *txn = NULL;
+	MDB_val k, v;
+	int err, rc = -1;
+
+	digest_format(d, ds);
+	if (db_txn_begin(db, MDB_RDONLY, &txn) == -1)
+		return -1;
+	k = db_val(d->b, DIGEST_LEN);
+	if ((err = mdb_get(txn, db->blobs, &k, &v)) == MDB_NOTFOUND) {
+		rc = 1;
+		goto out;
+	}
+	if (err != 0) {
+		db_log(db, "read blob record", ds, err);
+		goto out;
+	}
+	if (db_blob_decode(&v, out) == -1) {
+		log_error("corrupt blob record '%s' in '%s'", ds, db->dir);
+		goto out;
+	}
+	/* A touch not yet flushed is still the latest access. */
+	e = db_touch_slot(db, d);
+	if (e->used && e->at > out->last_access)
+		out->last_access = e->at;
+	rc = 0;
+out:
+	db_txn_abort(&txn);
+	return rc;
+}
+
+int
+db_blob_put(struct db *db, const struct digest *d, const struct db_blob *b)
+{
+	unsigned char buf[DB_BLOB_VAL_MAX];
+	char ds[DIGEST_STRLEN];
+	MDB_txn *txn = NULL;
+	MDB_val k, v;
+	int err, rc = -1;
+
+	digest_format(d, ds);
+	if (db_txn_begin(db, 0, &txn) == -1)
+		return -1;
+	k = db_val(d->b, DIGEST_LEN);
+	v = db_val(buf, db_blob_encode(b, buf));
+	if ((err = mdb_put(txn, db->blobs, &k, &v, 0)) != 0) {
+		db_log(db, "write blob record", ds, err);
+		goto out;
+	}
+	if (db_txn_commit(db, &txn, "write blob record", ds) == -1)
+		goto out;
+	rc = 0;
+out:
+	db_txn_abort(&txn);
+	return rc;
+}
+
+int
+db_blob_del(struct db *db, const struct digest *d)
+{
+	char ds[DIGEST_STRLEN];
+	MDB_txn *txn = NULL;
+	MDB_val k;
+	int err, rc = -1;
+
+	digest_format(d, ds);
+	if (db_txn_begin(db, 0, &txn) == -1)
+		return -1;
+	k = db_val(d->b, DIGEST_LEN);
+	if ((err = mdb_del(txn, db->blobs, &k, NULL)) == MDB_NOTFOUND) {
+		rc = 1;
+		goto out;
+	}
+	if (err != 0) {
+		db_log(db, "delete blob record", ds, err);
+		goto out;
+	}
+	if (db_txn_commit(db, &txn, "delete blob record", ds) == -1)
+		goto out;
+	rc = 0;
+out:
+	db_txn_abort(&txn);
+	return rc;
+}
+
+/*
+ * A walk over every record: fine for a stats call.  Issue-5 metrics, if
+ * scraped often, may want the totals kept incrementally in "meta" instead.
+ */
+int
+db_blob_totals(struct db *db, uint64_t *count, uint64_t *bytes)
+{
+	struct db_blob b;
+	MDB_cursor *cur = NULL;
+	MDB_txn *txn = NULL;
+	MDB_val k, v;
+	uint64_t n = 0, sum = 0;
+	int err, rc = -1;
+
+	if (db_txn_begin(db, MDB_RDONLY, &txn) == -1)
+		return -1;
+	if ((err = mdb_cursor_open(txn, db->blobs, &cur)) != 0) {
+		db_log(db, "walk blob records in", db->dir, err);
+		goto out;
+	}
+	while ((err = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+		if (db_blob_decode(&v, &b) == -1) {
+			log_error("corrupt blob record in '%s'", db->dir);
+			goto out;
+		}
+		n++;
+		sum += b.size;
+	}
+	if (err != MDB_NOTFOUND) {
+		db_log(db, "walk blob records in", db->dir, err);
+		goto out;
+	}
+	*count = n;
+	*bytes = sum;
+	rc = 0;
+out:
+	if (cur != NULL)
+		mdb_cursor_close(cur);
+	db_txn_abort(&txn);
+	return rc;
+}
+
+/* Tags --------------------------------------------------------------------- */
+
+/*
+ * Key: upstream \0 repo \0 tag, so that the same repository and tag on two
+ * upstreams never collide.  Fills name with "upstream/repo:tag" for logs.
+ */
+static int
+db_tag_key(struct db *db, const char *upstream, const char *repo,
+    const char *tag, unsigned char *key, size_t *len, char *name, size_t namesz)
+{
+	size_t lu = strlen(upstream), lr = strlen(repo), lt = strlen(tag);
+	size_t max = (size_t)mdb_env_get_maxkeysize(db->env);
+
+	snprintf(name, namesz, "%s/%s:%s", upstream, repo, tag);
+	if (max > DB_KEY_BUF)
+		max = DB_KEY_BUF;
+	if (lu + lr + lt + 2 > max) {
+		log_error("tag key too long for the index: '%s'", name);
+		return -1;
+	}
+	memcpy(key, upstream, lu + 1);
+	memcpy(key + lu + 1, repo, lr + 1);
+	memcpy(key + lu + lr + 2, tag, lt);
+	*len = lu + lr + lt + 2;
+	return 0;
+}
+
+int
+db_tag_get(struct db *db, const char *upstream, const char *repo,
+    const char *tag, struct db_tag *out)
+{
+	unsigned char key[DB_KEY_BUF];
+	char name[DB_KEY_BUF + 8];
+	MDB_txn *txn = NULL;
+	MDB_val k, v;
+	size_t klen;
+	int err, rc = -1;
+
+	if (db_tag_key(
+		db, upstream, repo, tag, key, &klen, name, sizeof name) == -1)
+		return -1;
+	if (db_txn_begin(db, MDB_RDONLY, &txn) == -1)
+		return -1;
+	k = db_val(key, klen);
+	if ((err = mdb_get(txn, db->tags, &k, &v)) == MDB_NOTFOUND) {
+		rc = 1;
+		goto out;
+	}
+	if (err != 0) {
+		db_log(db, "read tag", name, err);
+		goto out;
+	}
+	if (db_tag_decode(&v, out) == -1) {
+		log_error("corrupt tag record '%s' in '%s'", name, db->dir);
+		goto out;
+	}
+	rc = 0;
+out:
+	db_txn_abort(&txn);
+	return rc;
+}
+
+int
+db_tag_put(struct db *db, const char *upstream, const char *repo,
+    const char *tag, const struct db_tag *t)
+{
+	unsigned char key[DB_KEY_BUF], buf[DB_TAG_VAL_MAX];
+	char name[DB_KEY_BUF + 8];
+	MDB_txn *txn = NULL;
+	MDB_val k, v;
+	size_t klen;
+	int err, rc = -1;
+
+	if (db_tag_key(
+		db, upstream, repo, tag, key, &klen, name, sizeof name) == -1)
+		return -1;
+	if (db_txn_begin(db, 0, &txn) == -1)
+		return -1;
+	k = db_val(key, klen);
+	v = db_val(buf, db_tag_encode(t, buf));
+	if ((err = mdb_put(txn, db->tags, &k, &v, 0)) != 0) {
+		db_log(db, "write tag", name, err);
+		goto out;
+	}
+	if (db_txn_commit(db, &txn, "write tag", name) == -1)
+		goto out;
+	rc = 0;
+out:
+	db_txn_abort(&txn);
+	return rc;
+}
+
+/* Counters ----------------------------------------------------------------- */
+
+static int
+db_counter_read(struct db *db, MDB_txn *txn, const char *name, uint64_t *out)
+{
+	MDB_val k, v;
+	struct db_rd r;
+	int err;
+
+	k = db_val(name, strlen(name));
+	if ((err = mdb_get(txn, db->counters, &k, &v)) == MDB_NOTFOUND) {
+		*out = 0;
+		return 0;
+	}
+	if (err != 0) {
+		db_log(db, "read counter", name, err);
+		return -1;
+	}
+	db_rd_init(&r, &v);
+	*out = db_rd_uint(&r, 8);
+	if (db_rd_done(&r) == -1) {
+		log_error("corrupt counter '%s' in '%s'", name, db->dir);
+		return -1;
+	}
+	return 0;
+}
+
+int
+db_counter_add(struct db *db, const char *name, uint64_t delta)
+{
+	unsigned char buf[DB_COUNTER_VAL_LEN];
+	struct db_wr w = {buf, 0};
+	MDB_txn *txn = NULL;
+	MDB_val k, v;
+	uint64_t cur;
+	int err, rc = -1;
+
+	if (db_txn_begin(db, 0, &txn) == -1)
+		return -1;
+	if (db_counter_read(db, txn, name, &cur) == -1)
+		goto out;
+	db_wr_uint(&w, DB_RECORD_VERSION, 1);
+	db_wr_uint(&w, cur + delta, 8);
+	k = db_val(name, strlen(name));
+	v = db_val(buf, w.len);
+	if ((err = mdb_put(txn, db->counters, &k, &v, 0)) != 0) {
+		db_log(db, "write counter", name, err);
+		goto out;
+	}
+	if (db_txn_commit(db, &txn, "write counter", name) == -1)
+		goto out;
+	rc = 0;
+out:
+	db_txn_abort(&txn);
+	return rc;
+}
+
+int
+db_counter_get(struct db *db, const char *name, uint64_t *out)
+{
+	MDB_txn *txn = NULL;
+	int rc;
+
+	if (db_txn_begin(db, MDB_RDONLY, &txn) == -1)
+		return -1;
+	rc = db_counter_read(db, txn, name, out);
+	db_txn_abort(&txn);
+	return rc;
+}
