@@ -118,8 +118,8 @@ auth_param(const char *h, const char *key)
 			if (*h == '"')
 				h++;
 		} else {
-			while (*h != '\0' && *h != ',' && *h != ' ' &&
-			    *h != '\t')
+			while (
+			    *h != '\0' && *h != ',' && *h != ' ' && *h != '\t')
 				value[i++] = *h++;
 		}
 		value[i] = '\0';
@@ -278,7 +278,8 @@ auth_token_lookup(struct auth_cache *cache, const char *scope)
 {
 	struct auth_token *t;
 
-	TAILQ_FOREACH(t, &cache->tokens, link) {
+	for (t = TAILQ_FIRST(&cache->tokens); t != NULL;
+	     t = TAILQ_NEXT(t, link)) {
 		if (strcmp(t->scope, scope) == 0)
 			break;
 	}
@@ -290,17 +291,16 @@ auth_token_lookup(struct auth_cache *cache, const char *scope)
 }
 
 static void
-auth_token_store(struct auth_cache *cache, const char *scope,
-    const char *token, long expires_in)
+auth_token_store(struct auth_cache *cache, const char *scope, const char *token,
+    long expires_in)
 {
 	struct auth_token *t;
 	long margin;
 
 	if ((t = auth_token_lookup(cache, scope)) != NULL)
 		auth_token_free(cache, t);
-	margin = expires_in > 2 * AUTH_EXPIRES_MARGIN_S ?
-	    AUTH_EXPIRES_MARGIN_S :
-	    expires_in / 2;
+	margin = expires_in > 2 * AUTH_EXPIRES_MARGIN_S ? AUTH_EXPIRES_MARGIN_S
+							: expires_in / 2;
 	t = xcalloc(1, sizeof *t);
 	t->scope = xstrdup(scope);
 	t->token = xstrdup(token);
@@ -309,8 +309,7 @@ auth_token_store(struct auth_cache *cache, const char *scope,
 }
 
 struct auth_cache *
-auth_cache_new(struct upstream *up, const char *username,
-    const char *password)
+auth_cache_new(struct upstream *up, const char *username, const char *password)
 {
 	struct auth_cache *cache;
 
@@ -370,8 +369,7 @@ auth_token_find(struct auth_cache *cache, const char *repo)
 }
 
 void
-auth_token_forget(struct auth_cache *cache, const char *repo,
-    const char *token)
+auth_token_forget(struct auth_cache *cache, const char *repo, const char *token)
 {
 	struct auth_token *t;
 	char *scope;
@@ -402,9 +400,9 @@ auth_reply_parse(const char *body, size_t len, char **token, long *expires_in)
 	if (!json_is_string(t) || json_string_length(t) == 0)
 		goto out;
 	e = json_object_get(root, "expires_in");
-	*expires_in = json_is_number(e) && json_number_value(e) >= 1 ?
-	    (long)json_number_value(e) :
-	    AUTH_EXPIRES_DEFAULT_S;
+	*expires_in = json_is_number(e) && json_number_value(e) >= 1
+	    ? (long)json_number_value(e)
+	    : AUTH_EXPIRES_DEFAULT_S;
 	*token = xstrdup(json_string_value(t));
 	rc = 0;
 out:
@@ -458,8 +456,8 @@ auth_fetch_done_cb(void *arg, enum upstream_result result, const char *why)
 		why = "token request refused";
 	} else if (auth_reply_parse(f->body, f->len, &token, &expires_in) ==
 	    -1) {
-		log_warn("upstream '%s': bad token reply for '%s'", name,
-		    f->scope);
+		log_warn(
+		    "upstream '%s': bad token reply for '%s'", name, f->scope);
 		why = "bad token reply";
 	} else {
 		auth_token_store(cache, f->scope, token, expires_in);
@@ -479,15 +477,15 @@ auth_fetch_done_cb(void *arg, enum upstream_result result, const char *why)
 }
 
 static const struct upstream_cbs auth_fetch_cbs = {
-	auth_fetch_headers_cb,
-	auth_fetch_body_cb,
-	auth_fetch_done_cb,
+    auth_fetch_headers_cb,
+    auth_fetch_body_cb,
+    auth_fetch_done_cb,
 };
 
 struct auth_wait *
 auth_token_wait(struct auth_cache *cache, const char *challenge,
-    const char *repo, void (*cb)(void *, const char *, const char *),
-    void *arg, const char **why)
+    const char *repo, void (*cb)(void *, const char *, const char *), void *arg,
+    const char **why)
 {
 	struct auth_fetch *f;
 	struct auth_wait *w = NULL;
@@ -495,13 +493,14 @@ auth_token_wait(struct auth_cache *cache, const char *challenge,
 	char *scope, *realm = NULL, *service = NULL, *url = NULL;
 
 	scope = auth_scope(repo);
-	LIST_FOREACH(f, &cache->fetches, link) {
+	for (f = LIST_FIRST(&cache->fetches); f != NULL;
+	     f = LIST_NEXT(f, link)) {
 		if (strcmp(f->scope, scope) == 0)
 			goto wait;
 	}
 	if ((realm = auth_param(challenge, "realm")) == NULL) {
-		log_warn("upstream '%s': bearer challenge without a realm",
-		    name);
+		log_warn(
+		    "upstream '%s': bearer challenge without a realm", name);
 		*why = "bearer challenge without a realm";
 		goto out;
 	}

@@ -51,7 +51,7 @@ oci_err_body(enum oci_err e, const char *detail)
 	json_t *root;
 	char *s;
 
-	root = json_pack("{s:[{s:s,s:s,s:s?}]}", "errors", "code",
+	root = json_pack("{s:[{s:s,s:s,s:s*}]}", "errors", "code",
 	    oci_errs[e].code, "message", oci_errs[e].message, "detail", detail);
 	if (root == NULL || (s = json_dumps(root, JSON_COMPACT)) == NULL)
 		fatal("out of memory building an error body");

@@ -141,8 +141,8 @@ ref_valid_host(const char *s, size_t len)
 	if (len == 0)
 		return 0;
 	if (s[0] == '[') {
-		for (i = 1; i < len && (ref_is_hex((unsigned char)s[i]) ||
-				s[i] == ':');)
+		for (i = 1; i < len &&
+		     (ref_is_hex((unsigned char)s[i]) || s[i] == ':');)
 			i++;
 		if (i == 1 || i >= len || s[i] != ']')
 			return 0;
@@ -151,8 +151,8 @@ ref_valid_host(const char *s, size_t len)
 		for (;;) {
 			if (i >= len || !ref_is_alnum((unsigned char)s[i]))
 				return 0;
-			while (i < len && (ref_is_alnum((unsigned char)s[i]) ||
-			    s[i] == '-'))
+			while (i < len &&
+			    (ref_is_alnum((unsigned char)s[i]) || s[i] == '-'))
 				i++;
 			if (s[i - 1] == '-')
 				return 0;
@@ -193,7 +193,8 @@ ref_all_hex64(const char *s, size_t len)
 	if (len != 64)
 		return 0;
 	for (i = 0; i < len; i++)
-		if (!ref_is_hex((unsigned char)s[i]) || (s[i] >= 'A' && s[i] <= 'F'))
+		if (!ref_is_hex((unsigned char)s[i]) ||
+		    (s[i] >= 'A' && s[i] <= 'F'))
 			return 0;
 	return 1;
 }
@@ -221,9 +222,9 @@ ref_parse_into(struct ref *ref, const char *s, const char **why)
 	if ((at = strchr(s, '@')) != NULL) {
 		if (strncmp(at + 1, REF_DIGEST_PREFIX,
 			strlen(REF_DIGEST_PREFIX)) != 0) {
-			*why = strchr(at + 1, ':') != NULL ?
-			    "unsupported digest algorithm" :
-			    "invalid digest";
+			*why = strchr(at + 1, ':') != NULL
+			    ? "unsupported digest algorithm"
+			    : "invalid digest";
 			return -1;
 		}
 		if (digest_parse(&ref->digest, at + 1) == -1) {
@@ -272,12 +273,12 @@ ref_parse_into(struct ref *ref, const char *s, const char **why)
 			return -1;
 		}
 		for (p = name; p < slash; p++)
-			ref->host[p - name] = (*p >= 'A' && *p <= 'Z') ?
-			    *p - 'A' + 'a' :
-			    *p;
+			ref->host[p - name] =
+			    (*p >= 'A' && *p <= 'Z') ? *p - 'A' + 'a' : *p;
 		ref->host[hostlen] = '\0';
 		if (strcmp(ref->host, REF_LEGACY_HOST) == 0)
-			xstrlcpy(ref->host, REF_DEFAULT_HOST, sizeof(ref->host));
+			xstrlcpy(
+			    ref->host, REF_DEFAULT_HOST, sizeof(ref->host));
 		repo = slash + 1;
 	} else {
 		if (ref_all_hex64(name, namelen) && colon == NULL &&
@@ -313,7 +314,7 @@ ref_parse(struct ref *ref, const char *s, const char **why)
 {
 	if (ref_parse_into(ref, s, why) == 0)
 		return 0;
-	memset(ref, 0, sizeof(*ref));	/* nothing half-parsed escapes */
+	memset(ref, 0, sizeof(*ref)); /* nothing half-parsed escapes */
 	return -1;
 }
 

@@ -128,19 +128,21 @@ enum auth_scheme auth_scheme_parse(const char *www_authenticate);
 int auth_realm_check(const char *realm, const char *upstream_url);
 
 /* username/password (may be NULL) are borrowed: the upstream outlives us. */
-struct auth_cache *auth_cache_new(struct upstream *, const char *username,
-    const char *password);
+struct auth_cache *auth_cache_new(
+    struct upstream *, const char *username, const char *password);
 /*
  * Cancels the fetches in flight; call once no transfer waits any more.
  * NULL-safe.
  */
 void auth_cache_free(struct auth_cache *);
-/* The unexpired token for repo's pull scope (repo may be NULL), or NULL;
- * borrowed until the next auth_ call. */
+/*
+ * The unexpired token for repo's pull scope (repo may be NULL), or NULL;
+ * borrowed until the next auth_ call.
+ */
 const char *auth_token_find(struct auth_cache *, const char *repo);
 /* Drops repo's token if it is still token (the upstream refused it). */
-void auth_token_forget(struct auth_cache *, const char *repo,
-    const char *token);
+void auth_token_forget(
+    struct auth_cache *, const char *repo, const char *token);
 /*
  * Waits for a token for repo from a Bearer challenge; one fetch per scope
  * however many wait.  cb is called once, from the loop: token borrowed for
@@ -155,7 +157,7 @@ void auth_wait_cancel(struct auth_wait *);
 
 /* ref.c: image references ------------------------------------------------ */
 
-#define REF_NAME_MAX 255	/* distribution: host "/" path */
+#define REF_NAME_MAX 255 /* distribution: host "/" path */
 #define REF_TAG_MAX 128
 /* Room for any ref_format() output, NUL included. */
 #define REF_STRLEN 512
@@ -165,11 +167,11 @@ void auth_wait_cancel(struct auth_wait *);
  * is "docker.io", Docker Hub single-component names get "library/".
  */
 struct ref {
-	char host[REF_NAME_MAX + 1];	/* "docker.io", "localhost:5000" */
-	char repo[REF_NAME_MAX + 1];	/* "library/nginx" */
-	char tag[REF_TAG_MAX + 1];	/* "" if none */
+	char host[REF_NAME_MAX + 1]; /* "docker.io", "localhost:5000" */
+	char repo[REF_NAME_MAX + 1]; /* "library/nginx" */
+	char tag[REF_TAG_MAX + 1];   /* "" if none */
 	int has_digest;
-	struct digest digest;		/* sha256 only */
+	struct digest digest; /* sha256 only */
 };
 
 /*

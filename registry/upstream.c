@@ -34,14 +34,14 @@ enum upstream_xfer_state {
 };
 
 static const char *const upstream_xfer_state_names[] = {
-	"queued",
-	"connect",
-	"headers",
-	"skip",
-	"auth",
-	"body",
-	"done",
-	"cancelled",
+    "queued",
+    "connect",
+    "headers",
+    "skip",
+    "auth",
+    "body",
+    "done",
+    "cancelled",
 };
 
 enum upstream_xfer_flags {
@@ -143,31 +143,31 @@ static const struct {
 	enum upstream_hdr_kind kind;
 	size_t off;
 } upstream_hdrs[] = {
-	{ "content-length", UPSTREAM_HDR_INT64,
-	    offsetof(struct upstream_resp, content_length) },
-	{ "content-type", UPSTREAM_HDR_STR,
-	    offsetof(struct upstream_resp, content_type) },
-	{ "docker-content-digest", UPSTREAM_HDR_STR,
-	    offsetof(struct upstream_resp, docker_content_digest) },
-	{ "content-range", UPSTREAM_HDR_STR,
-	    offsetof(struct upstream_resp, content_range) },
-	{ "retry-after", UPSTREAM_HDR_STR,
-	    offsetof(struct upstream_resp, retry_after) },
-	{ "ratelimit-limit", UPSTREAM_HDR_RATELIMIT,
-	    offsetof(struct upstream_resp, ratelimit_limit) },
-	{ "ratelimit-remaining", UPSTREAM_HDR_RATELIMIT,
-	    offsetof(struct upstream_resp, ratelimit_remaining) },
-	{ "www-authenticate", UPSTREAM_HDR_CHALLENGE,
-	    offsetof(struct upstream_resp, www_authenticate) },
-	{ "location", UPSTREAM_HDR_PRESENT,
-	    offsetof(struct upstream_resp, has_location) },
+    {"content-length", UPSTREAM_HDR_INT64,
+	offsetof(struct upstream_resp, content_length)},
+    {"content-type", UPSTREAM_HDR_STR,
+	offsetof(struct upstream_resp, content_type)},
+    {"docker-content-digest", UPSTREAM_HDR_STR,
+	offsetof(struct upstream_resp, docker_content_digest)},
+    {"content-range", UPSTREAM_HDR_STR,
+	offsetof(struct upstream_resp, content_range)},
+    {"retry-after", UPSTREAM_HDR_STR,
+	offsetof(struct upstream_resp, retry_after)},
+    {"ratelimit-limit", UPSTREAM_HDR_RATELIMIT,
+	offsetof(struct upstream_resp, ratelimit_limit)},
+    {"ratelimit-remaining", UPSTREAM_HDR_RATELIMIT,
+	offsetof(struct upstream_resp, ratelimit_remaining)},
+    {"www-authenticate", UPSTREAM_HDR_CHALLENGE,
+	offsetof(struct upstream_resp, www_authenticate)},
+    {"location", UPSTREAM_HDR_PRESENT,
+	offsetof(struct upstream_resp, has_location)},
 };
 
 /* libcurl's global state, initialised with the first client. */
 static int upstream_curl_users;
 
-static void upstream_xfer_finish(struct upstream_xfer *, enum upstream_result,
-    const char *);
+static void upstream_xfer_finish(
+    struct upstream_xfer *, enum upstream_result, const char *);
 
 /* Client ---------------------------------------------------------------- */
 
@@ -257,16 +257,16 @@ upstream_timer_event_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	upstream_client_enter(client);
-	curl_multi_socket_action(client->multi, CURL_SOCKET_TIMEOUT, 0,
-	    &running);
+	curl_multi_socket_action(
+	    client->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 	upstream_client_drain(client);
 	upstream_client_leave(client);
 }
 
 /* CURLMOPT_SOCKETFUNCTION: watch fd for what curl asks, or forget it. */
 static int
-upstream_curl_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp,
-    void *socketp)
+upstream_curl_socket_cb(
+    CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
 	struct upstream_client *client = userp;
 	struct upstream_sock *sock = socketp;
@@ -292,8 +292,8 @@ upstream_curl_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp,
 	/* Freeing the event from inside its own callback is fine. */
 	if (sock->ev != NULL)
 		event_free(sock->ev);
-	sock->ev = event_new(client->base, fd, kind, upstream_sock_event_cb,
-	    sock);
+	sock->ev =
+	    event_new(client->base, fd, kind, upstream_sock_event_cb, sock);
 	if (sock->ev == NULL || event_add(sock->ev, NULL) == -1) {
 		log_error("cannot watch upstream socket %d", (int)fd);
 		return -1;
@@ -352,20 +352,20 @@ upstream_client_new(struct event_base *base, const struct upstream_opts *opts)
 		client->connect_timeout_ms = opts->connect_timeout_ms;
 	if (opts != NULL && opts->low_speed_time_s > 0)
 		client->low_speed_time_s = opts->low_speed_time_s;
-	client->user_agent = xstrdup(opts != NULL && opts->user_agent != NULL ?
-		opts->user_agent :
-		"ccprewarm");
+	client->user_agent =
+	    xstrdup(opts != NULL && opts->user_agent != NULL ? opts->user_agent
+							     : "ccprewarm");
 	TAILQ_INIT(&client->queued);
 	TAILQ_INIT(&client->dead);
 	LIST_INIT(&client->upstreams);
 	LIST_INIT(&client->socks);
 	if ((client->multi = curl_multi_init()) == NULL)
 		fatal("cannot create the curl multi handle");
-	curl_multi_setopt(client->multi, CURLMOPT_SOCKETFUNCTION,
-	    upstream_curl_socket_cb);
+	curl_multi_setopt(
+	    client->multi, CURLMOPT_SOCKETFUNCTION, upstream_curl_socket_cb);
 	curl_multi_setopt(client->multi, CURLMOPT_SOCKETDATA, client);
-	curl_multi_setopt(client->multi, CURLMOPT_TIMERFUNCTION,
-	    upstream_curl_timer_cb);
+	curl_multi_setopt(
+	    client->multi, CURLMOPT_TIMERFUNCTION, upstream_curl_timer_cb);
 	curl_multi_setopt(client->multi, CURLMOPT_TIMERDATA, client);
 	client->timer = evtimer_new(base, upstream_timer_event_cb, client);
 	client->kick = event_new(base, -1, 0, upstream_kick_event_cb, client);
@@ -401,8 +401,8 @@ upstream_client_free(struct upstream_client *client)
 /* Upstreams ------------------------------------------------------------- */
 
 struct upstream *
-upstream_new(struct upstream_client *client, const char *name,
-    const char *url, const char *username, const char *password)
+upstream_new(struct upstream_client *client, const char *name, const char *url,
+    const char *username, const char *password)
 {
 	struct upstream *up;
 	size_t len;
@@ -508,8 +508,7 @@ upstream_resp_status(const char *line, size_t len)
 }
 
 static void
-upstream_resp_header(struct upstream_resp *resp, const char *line,
-    size_t len)
+upstream_resp_header(struct upstream_resp *resp, const char *line, size_t len)
 {
 	const char *colon, *v, *end = line + len;
 	char *value, **str;
@@ -520,8 +519,9 @@ upstream_resp_header(struct upstream_resp *resp, const char *line,
 	nlen = (size_t)(colon - line);
 	for (v = colon + 1; v < end && (*v == ' ' || *v == '\t'); v++)
 		;
-	while (end > v && (end[-1] == '\r' || end[-1] == '\n' ||
-			      end[-1] == ' ' || end[-1] == '\t'))
+	while (end > v &&
+	    (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' ||
+		end[-1] == '\t'))
 		end--;
 	for (i = 0; i < nitems(upstream_hdrs); i++) {
 		if (strlen(upstream_hdrs[i].name) == nlen &&
@@ -534,16 +534,15 @@ upstream_resp_header(struct upstream_resp *resp, const char *line,
 	switch (upstream_hdrs[i].kind) {
 	case UPSTREAM_HDR_INT64:
 		*(int64_t *)((char *)resp + upstream_hdrs[i].off) =
-		    value[0] >= '0' && value[0] <= '9' ?
-		    strtoll(value, NULL, 10) :
-		    -1;
+		    value[0] >= '0' && value[0] <= '9'
+		    ? strtoll(value, NULL, 10)
+		    : -1;
 		break;
 	case UPSTREAM_HDR_RATELIMIT:
 		/* Docker Hub: "100;w=21600" is 100 per 21600 s. */
 		*(long *)((char *)resp + upstream_hdrs[i].off) =
-		    value[0] >= '0' && value[0] <= '9' ?
-		    strtol(value, NULL, 10) :
-		    -1;
+		    value[0] >= '0' && value[0] <= '9' ? strtol(value, NULL, 10)
+						       : -1;
 		break;
 	case UPSTREAM_HDR_PRESENT:
 		*(int *)((char *)resp + upstream_hdrs[i].off) = 1;
@@ -572,8 +571,7 @@ upstream_xfer_name(const struct upstream_xfer *x)
 
 /* Every state change goes through here. */
 static void
-upstream_xfer_set_state(struct upstream_xfer *x,
-    enum upstream_xfer_state state)
+upstream_xfer_set_state(struct upstream_xfer *x, enum upstream_xfer_state state)
 {
 	if (x->state == state)
 		return;
@@ -622,8 +620,8 @@ upstream_xfer_bury(struct upstream_xfer *x, enum upstream_xfer_state state)
 }
 
 static void
-upstream_xfer_finish(struct upstream_xfer *x, enum upstream_result result,
-    const char *why)
+upstream_xfer_finish(
+    struct upstream_xfer *x, enum upstream_result result, const char *why)
 {
 	struct upstream_client *client = x->client;
 
@@ -636,8 +634,8 @@ upstream_xfer_finish(struct upstream_xfer *x, enum upstream_result result,
 
 /* Asks curl to stop (from one of its callbacks) and says what to report. */
 static size_t
-upstream_xfer_abort(struct upstream_xfer *x, enum upstream_result result,
-    const char *why)
+upstream_xfer_abort(
+    struct upstream_xfer *x, enum upstream_result result, const char *why)
 {
 	if (x->abort_why == NULL) {
 		x->abort_result = result;
@@ -674,8 +672,8 @@ upstream_xfer_deliver_headers(struct upstream_xfer *x)
 	r.ratelimit_remaining = x->resp.ratelimit_remaining;
 	r.duration_ms = clock_now_ms() - x->start_ms;
 	if (x->cbs.headers(x->arg, &r) == -1) {
-		upstream_xfer_abort(x, UPSTREAM_EABORT,
-		    "aborted by the headers callback");
+		upstream_xfer_abort(
+		    x, UPSTREAM_EABORT, "aborted by the headers callback");
 		return -1;
 	}
 	return x->state == UPSTREAM_XFER_CANCELLED ? -1 : 0;
@@ -689,8 +687,7 @@ upstream_xfer_can_auth(const struct upstream_xfer *x)
 	case AUTH_BEARER:
 		break;
 	case AUTH_BASIC:
-		if (x->up->username == NULL ||
-		    (x->flags & UPSTREAM_XFER_BASIC))
+		if (x->up->username == NULL || (x->flags & UPSTREAM_XFER_BASIC))
 			return 0;
 		break;
 	case AUTH_NONE:
@@ -776,8 +773,8 @@ upstream_write_cb(char *buf, size_t size, size_t n, void *arg)
 		/* The caller has the status; closing beats reading on. */
 		x->swallowed += len;
 		if (x->swallowed > UPSTREAM_SWALLOW_MAX)
-			return upstream_xfer_abort(x, UPSTREAM_OK,
-			    "error body too large");
+			return upstream_xfer_abort(
+			    x, UPSTREAM_OK, "error body too large");
 		return len;
 	case UPSTREAM_XFER_SKIP:
 		x->swallowed += len;
@@ -822,8 +819,8 @@ upstream_xfer_setup(struct upstream_xfer *x)
 	    CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https") !=
 	    CURLE_OK;
-	bad |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION,
-		   upstream_header_cb) != CURLE_OK;
+	bad |= curl_easy_setopt(
+		   e, CURLOPT_HEADERFUNCTION, upstream_header_cb) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_HEADERDATA, x) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, upstream_write_cb) !=
 	    CURLE_OK;
@@ -838,14 +835,14 @@ upstream_xfer_setup(struct upstream_xfer *x)
 		 * header and Basic credentials when a redirect leaves the
 		 * host that challenged; CURLOPT_UNRESTRICTED_AUTH stays off.
 		 */
-		bad |= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L) !=
-		    CURLE_OK;
+		bad |=
+		    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L) != CURLE_OK;
 		bad |= curl_easy_setopt(e, CURLOPT_MAXREDIRS,
 			   UPSTREAM_MAXREDIRS) != CURLE_OK;
 	}
 	if (x->range_start >= 0) {
-		snprintf(range, sizeof range, "%lld-",
-		    (long long)x->range_start);
+		snprintf(
+		    range, sizeof range, "%lld-", (long long)x->range_start);
 		bad |= curl_easy_setopt(e, CURLOPT_RANGE, range) != CURLE_OK;
 	}
 	if (bad)
@@ -862,8 +859,8 @@ upstream_xfer_begin(struct upstream_xfer *x)
 
 	upstream_xfer_set_state(x, UPSTREAM_XFER_CONNECT);
 	if (x->easy == NULL && upstream_xfer_setup(x) == -1) {
-		upstream_xfer_finish(x, UPSTREAM_ECONNECT,
-		    "cannot set up the transfer");
+		upstream_xfer_finish(
+		    x, UPSTREAM_ECONNECT, "cannot set up the transfer");
 		return;
 	}
 	if (x->accept != NULL) {
@@ -880,7 +877,8 @@ upstream_xfer_begin(struct upstream_xfer *x)
 	curl_slist_free_all(x->hdrs);
 	x->hdrs = hdrs;
 	if (x->flags & UPSTREAM_XFER_BASIC) {
-		curl_easy_setopt(x->easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+		curl_easy_setopt(
+		    x->easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
 		curl_easy_setopt(x->easy, CURLOPT_USERNAME, x->username);
 		curl_easy_setopt(x->easy, CURLOPT_PASSWORD, x->password);
 	}
@@ -889,8 +887,8 @@ upstream_xfer_begin(struct upstream_xfer *x)
 	x->errbuf[0] = '\0';
 	if (curl_multi_add_handle(x->client->multi, x->easy) != CURLM_OK) {
 		log_error("cannot add a transfer for '%s' to curl", x->url);
-		upstream_xfer_finish(x, UPSTREAM_ECONNECT,
-		    "cannot start the transfer");
+		upstream_xfer_finish(
+		    x, UPSTREAM_ECONNECT, "cannot start the transfer");
 		return;
 	}
 	x->in_multi = 1;
@@ -968,8 +966,8 @@ upstream_xfer_complete(struct upstream_xfer *x, CURLcode code)
 		return;
 	}
 	if (code != CURLE_OK) {
-		result = x->state == UPSTREAM_XFER_BODY ? UPSTREAM_EBODY :
-							  UPSTREAM_ECONNECT;
+		result = x->state == UPSTREAM_XFER_BODY ? UPSTREAM_EBODY
+							: UPSTREAM_ECONNECT;
 		why = curl_easy_strerror(code);
 		log_warn("upstream '%s': transfer of '%s' failed: %s",
 		    upstream_xfer_name(x), x->url,
@@ -992,8 +990,8 @@ upstream_xfer_complete(struct upstream_xfer *x, CURLcode code)
 }
 
 static struct upstream_xfer *
-upstream_xfer_new(struct upstream *up, char *url,
-    const struct upstream_cbs *cbs, void *arg)
+upstream_xfer_new(
+    struct upstream *up, char *url, const struct upstream_cbs *cbs, void *arg)
 {
 	struct upstream_xfer *x;
 
@@ -1040,8 +1038,8 @@ upstream_xfer_start(struct upstream *up, const struct upstream_req *req,
 
 struct upstream_xfer *
 upstream_xfer_start_url(struct upstream *up, const char *url,
-    const char *username, const char *password,
-    const struct upstream_cbs *cbs, void *arg)
+    const char *username, const char *password, const struct upstream_cbs *cbs,
+    void *arg)
 {
 	struct upstream_xfer *x;
 

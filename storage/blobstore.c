@@ -333,7 +333,8 @@ blobstore_tmp_commit(
 	if (!digest_equal(got, want)) {
 		digest_format(want, ws);
 		digest_format(got, gs);
-		log_warn("digest mismatch for '%s': got '%s' after %llu bytes",
+		/* debug: the caller logs it with the upstream and name */
+		log_debug("digest mismatch for '%s': got '%s' after %llu bytes",
 		    ws, gs, (unsigned long long)t->size);
 		blobstore_tmp_discard(t);
 		return -1;
