@@ -3,6 +3,8 @@
  * event_base and its signals.  SIGTERM/SIGINT drain and return from main
  * with everything freed.
  */
+#include <sys/resource.h>
+
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -85,6 +87,20 @@ cmd_parse_seconds(struct config *cfg, const char *flag, const char *s,
 	}
 	*out = v;
 	return 0;
+}
+
+/* Each live request may hold a socket, an upstream socket and a temp file. */
+static void
+cmd_raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+			log_warn("cannot raise the open-file limit: %s",
+			    strerror(errno));
+	}
 }
 
 static int
@@ -173,6 +189,7 @@ cmd_serve(int argc, char **argv)
 	}
 	/* A client that goes away mid-sendfile must not kill the process. */
 	signal(SIGPIPE, SIG_IGN);
+	cmd_raise_nofile();
 	if ((base = event_base_new()) == NULL)
 		fatal("cannot create the event loop");
 	if ((srv = server_new(base, &cfg.opts)) == NULL)

@@ -3,6 +3,8 @@
  * Every problem is reported with its key path before start-up fails, so an
  * operator fixes them in one go.  json_t stays in this file.
  */
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -38,6 +40,7 @@ config_init(struct config *cfg)
 	cfg->opts.connect_timeout_ms = 5000;
 	cfg->opts.idle_timeout_s = 120;
 	cfg->opts.drain_timeout_s = 10;
+	cfg->opts.max_requests = 4096;
 	cfg->opts.access_log = "-";
 }
 
@@ -182,13 +185,53 @@ config_string(struct config *cfg, json_t *obj, const char *path,
 	return json_string_value(v);
 }
 
+/*
+ * A credentials file: {"username": "...", "password": "..."}, readable by
+ * its owner only.  Its contents are never logged.
+ */
+static void
+config_credentials(struct config *cfg, struct server_upstream_conf *u,
+    const char *keypath, const char *file)
+{
+	json_error_t jerr;
+	struct stat st;
+	json_t *root;
+	const char *user, *pass;
+
+	if (stat(file, &st) == -1) {
+		config_problem(cfg, "%s: cannot read '%s': %s", keypath, file,
+		    strerror(errno));
+		return;
+	}
+	if ((st.st_mode & 077) != 0) {
+		config_problem(cfg, "%s: '%s' is readable by others (mode %03o); "
+		    "chmod 600 it", keypath, file, (unsigned)(st.st_mode & 0777));
+		return;
+	}
+	if ((root = json_load_file(file, 0, &jerr)) == NULL) {
+		config_problem(cfg, "%s: '%s' line %d: %s", keypath, file,
+		    jerr.line, jerr.text);
+		return;
+	}
+	user = json_string_value(json_object_get(root, "username"));
+	pass = json_string_value(json_object_get(root, "password"));
+	if (user == NULL || pass == NULL)
+		config_problem(cfg, "%s: '%s' needs string keys \"username\" "
+		    "and \"password\"", keypath, file);
+	else {
+		u->username = config_str(cfg, user);
+		u->password = config_str(cfg, pass);
+	}
+	json_decref(root);
+}
+
 static void
 config_upstreams(struct config *cfg, json_t *ups)
 {
 	struct server_upstream_conf *u;
-	const char *name, *url;
+	const char *name, *url, *key, *s;
 	char path[300];
-	json_t *v;
+	json_t *v, *field;
 
 	if (!json_is_object(ups)) {
 		config_problem(cfg, "upstreams: must be an object of "
@@ -216,14 +259,34 @@ config_upstreams(struct config *cfg, json_t *ups)
 			config_problem(cfg, "%surl: must be an http(s) URL", path);
 			continue;
 		}
-		if ((u = config_upstream_slot(cfg, name)) != NULL)
-			u->url = config_str(cfg, url);
+		if ((u = config_upstream_slot(cfg, name)) == NULL)
+			continue;
+		u->url = config_str(cfg, url);
+		if (!json_is_object(v))
+			continue;
+		json_object_foreach(v, key, field) {
+			if (strcmp(key, "url") != 0 &&
+			    strcmp(key, "credentials_file") != 0 &&
+			    strcmp(key, "ca_file") != 0)
+				config_problem(cfg, "%s%s: unknown key", path,
+				    key);
+		}
+		if ((s = config_string(cfg, v, path, "credentials_file")) !=
+		    NULL) {
+			char kp[320];
+
+			snprintf(kp, sizeof kp, "%scredentials_file", path);
+			config_credentials(cfg, u, kp, s);
+		}
+		if ((s = config_string(cfg, v, path, "ca_file")) != NULL)
+			u->ca_file = config_str(cfg, s);
 	}
 }
 
 static const char *const config_keys[] = { "listen", "data", "upstream",
 	"upstreams", "tag_freshness_seconds", "connect_timeout_ms",
-	"idle_timeout_seconds", "drain_timeout_seconds", "log_level",
+	"idle_timeout_seconds", "drain_timeout_seconds", "max_requests",
+	"log_level",
 	"access_log" };
 
 int
@@ -270,6 +333,7 @@ config_load_file(struct config *cfg, const char *path)
 	    &o->idle_timeout_s);
 	config_int(cfg, root, "drain_timeout_seconds", 0, 3600,
 	    &o->drain_timeout_s);
+	config_int(cfg, root, "max_requests", 1, 1000000, &o->max_requests);
 	if ((s = config_string(cfg, root, "", "log_level")) != NULL) {
 		free(cfg->log_level);
 		cfg->log_level = xstrdup(s);

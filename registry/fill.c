@@ -384,14 +384,34 @@ fill_retry_cb(evutil_socket_t fd, short what, void *arg)
 	fill_start_xfer(arg);
 }
 
+/* Backoff on a timer, never sleep: 250 ms, 500 ms, 1 s. */
+static void
+fill_retry_later(struct fill *f, const char *why)
+{
+	struct timeval tv;
+	int64_t ms = FILL_BACKOFF_MS << (f->attempts - 1);
+
+	log_warn("upstream '%s' failed for %s (%s); retrying in %" PRId64
+	    " ms", upstream_name(f->up), f->repo, why, ms);
+	if (f->kind == FILL_MANIFEST)
+		f->mlen = 0;
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(f->retry_ev, &tv);
+}
+
 static void
 fill_done_cb(void *arg, enum upstream_result res, const char *why)
 {
 	struct fill *f = arg;
-	struct timeval tv;
-	int64_t ms;
 
 	f->xfer = NULL;
+	if (res == UPSTREAM_OK && f->status >= 500 &&
+	    f->attempts < FILL_MAX_ATTEMPTS) {
+		f->srv->ctr.upstream_errors++;
+		fill_retry_later(f, "upstream answered 5xx");
+		return;
+	}
 	if (res == UPSTREAM_OK && f->status != 200 && f->status != 206) {
 		char msg[64];
 
@@ -417,14 +437,7 @@ fill_done_cb(void *arg, enum upstream_result res, const char *why)
 	 */
 	if ((res == UPSTREAM_EBODY || (res == UPSTREAM_ECONNECT &&
 	    f->state == FILL_STREAMING)) && f->attempts < FILL_MAX_ATTEMPTS) {
-		ms = FILL_BACKOFF_MS << (f->attempts - 1);
-		log_warn("upstream '%s' failed mid-body for %s (%s); retrying in "
-		    "%" PRId64 " ms", upstream_name(f->up), f->repo, why, ms);
-		if (f->kind == FILL_MANIFEST)
-			f->mlen = 0;
-		tv.tv_sec = ms / 1000;
-		tv.tv_usec = (ms % 1000) * 1000;
-		evtimer_add(f->retry_ev, &tv);
+		fill_retry_later(f, why);
 		return;
 	}
 	log_warn("upstream '%s' failed for %s: %s", upstream_name(f->up),

@@ -492,6 +492,7 @@ req_finish(struct req *r, int status, const char *why)
 	server_count_request(srv, r);
 	http_access_log(r, why);
 	TAILQ_REMOVE(&srv->reqs, r, entry);
+	srv->nreqs--;
 	free(r->path);
 	free(r->accept);
 	free(r);
@@ -552,7 +553,23 @@ http_request_cb(struct evhttp_request *ev, void *arg)
 	default: r->method = REQ_OTHER; m = 0; break;
 	}
 	TAILQ_INSERT_TAIL(&srv->reqs, r, entry);
+	srv->nreqs++;
 	evhttp_connection_set_closecb(r->evcon, http_close_cb, r);
+	/*
+	 * evhttp 2.1 has no connection cap; live requests are what hold
+	 * fds, transfers and temp files, so they are capped here, and idle
+	 * connections are closed by the idle timeout.
+	 */
+	if (srv->opts->max_requests > 0 &&
+	    srv->nreqs > (size_t)srv->opts->max_requests) {
+		evhttp_add_header(evhttp_request_get_output_headers(ev),
+		    "Retry-After", "1");
+		evhttp_add_header(evhttp_request_get_output_headers(ev),
+		    "Connection", "close");
+		req_error(r, OCI_ERR_UNAVAILABLE, "too many requests in "
+		    "progress");
+		return;
+	}
 
 	uri = evhttp_request_get_evhttp_uri(ev);
 	path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;

@@ -114,6 +114,10 @@ manifest_handle(struct req *r)
 				return;
 			r->cache = REQ_CACHE_NONE;
 			r->have_stale = 0;
+		} else if (!upstream_usable(r->up)) {
+			manifest_stale(r, "upstream unreachable or rate "
+			    "limiting");
+			return;
 		} else {
 			manifest_path(r, path, sizeof path);
 			passthru_start(r, UPSTREAM_HEAD, path, manifest_accept(r),

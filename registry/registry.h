@@ -95,6 +95,31 @@ struct upstream_req {
 	int64_t range_start;	/* -1: whole; else "Range: bytes=N-" */
 };
 
+/* Health and counters of one upstream (for routing and /metrics). */
+#define UPSTREAM_NBUCKETS 11	/* finite histogram buckets; +Inf extra */
+struct upstream_stats {
+	int available;			/* 0 while the circuit is open */
+	int64_t ratelimited_until_ms;	/* after a 429; 0 if not limited */
+	long ratelimit_limit;		/* Docker Hub's headers; -1 unknown */
+	long ratelimit_remaining;
+	uint64_t breaker_opens;
+	/* answers by status; index upstream_code_count()-2 is "other",
+	 * the last is "error" (no answer) */
+	uint64_t requests[16];
+	uint64_t duration_buckets[UPSTREAM_NBUCKETS + 1];
+	double duration_sum_s;
+	uint64_t duration_count;
+};
+
+void upstream_stats(const struct upstream *, struct upstream_stats *);
+/* 0 while the circuit is open or a 429's Retry-After has not passed. */
+int upstream_usable(const struct upstream *);
+size_t upstream_code_count(void);
+const char *upstream_code_label(size_t, char *buf, size_t len);
+const double *upstream_duration_bounds(void);	/* UPSTREAM_NBUCKETS */
+/* A CA bundle for this upstream's TLS (NULL: the system's). */
+void upstream_set_ca_file(struct upstream *, const char *);
+
 /* Starts a transfer; callbacks come from the event loop, never from here. */
 struct upstream_xfer *upstream_xfer_start(struct upstream *,
     const struct upstream_req *, const struct upstream_cbs *, void *arg);
@@ -280,6 +305,7 @@ struct server_upstream_conf {
 	const char *url;	/* "https://registry-1.docker.io" */
 	const char *username;	/* NULL: anonymous */
 	const char *password;
+	const char *ca_file;	/* NULL: the system's CA bundle */
 };
 
 struct server_opts {
@@ -292,6 +318,7 @@ struct server_opts {
 	int64_t connect_timeout_ms;
 	int64_t idle_timeout_s;		/* client connections */
 	int64_t drain_timeout_s;	/* SIGTERM: wait this long for requests */
+	int64_t max_requests;		/* live requests; more get 503 */
 	const char *access_log;		/* path, "-" for stderr, NULL for none */
 };
 
@@ -343,6 +370,7 @@ struct server {
 	struct upstream *upstreams[SERVER_MAX_UPSTREAMS];
 	size_t nupstreams;
 	TAILQ_HEAD(, req) reqs;		/* every live request */
+	size_t nreqs;
 	TAILQ_HEAD(, fill) fills;	/* in-flight fills (single flight) */
 	struct event *flush_ev;		/* periodic db_flush */
 	struct event *drain_ev;		/* shutdown deadline / poll */

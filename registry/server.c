@@ -94,6 +94,8 @@ server_new(struct event_base *base, const struct server_opts *o)
 		if (srv->upstreams[i] == NULL)
 			goto fail;
 		srv->nupstreams++;
+		if (c->ca_file != NULL)
+			upstream_set_ca_file(srv->upstreams[i], c->ca_file);
 	}
 	if (server_open_access_log(srv, o->access_log) == -1)
 		goto fail;

@@ -47,7 +47,32 @@ static const char *const upstream_xfer_state_names[] = {
 enum upstream_xfer_flags {
 	UPSTREAM_XFER_NOAUTH = (1 << 0), /* a token fetch: 401 is final */
 	UPSTREAM_XFER_BASIC = (1 << 1),	 /* send HTTP Basic credentials */
+	UPSTREAM_XFER_PROBE = (1 << 2),	 /* the breaker's half-open probe */
 };
+
+/*
+ * The circuit breaker: a connect failure or timeout opens it, and while it
+ * is open every transfer fails at once (so a dead or black-holed upstream
+ * costs one connect timeout, not one per request).  A timer then sends one
+ * probe (GET /v2/, any HTTP answer will do): an answer closes it, a failure
+ * opens it again for twice as long, up to UPSTREAM_OPEN_MAX_MS.
+ */
+enum upstream_breaker {
+	UPSTREAM_BREAKER_CLOSED,
+	UPSTREAM_BREAKER_OPEN,
+	UPSTREAM_BREAKER_HALF_OPEN,
+};
+
+#define UPSTREAM_OPEN_MIN_MS 2000
+#define UPSTREAM_OPEN_MAX_MS 60000
+#define UPSTREAM_RETRY_AFTER_DEFAULT_S 60
+
+/* /metrics label values for upstream answers, in the stats' order. */
+static const long upstream_codes[] = { 200, 206, 304, 307, 401, 403, 404,
+	429, 500, 502, 503, 504 };
+/* upper bounds (seconds) of the time-to-headers histogram */
+static const double upstream_bounds[UPSTREAM_NBUCKETS] = { 0.005, 0.01,
+	0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 };
 
 /* One socket curl asked us to watch. */
 struct upstream_sock {
@@ -80,9 +105,14 @@ struct upstream {
 	char *url;
 	char *username;
 	char *password;
+	char *ca_file;
 	struct auth_cache *auth;
 	struct upstream_xfer_list xfers;
 	LIST_ENTRY(upstream) link;
+	enum upstream_breaker breaker;
+	int64_t open_ms;	/* how long it stays open this time */
+	struct event *probe_ev;
+	struct upstream_stats stats;
 };
 
 /* The response being read; reset by every status line. */
@@ -400,6 +430,10 @@ upstream_client_free(struct upstream_client *client)
 
 /* Upstreams ------------------------------------------------------------- */
 
+static void upstream_probe_event_cb(evutil_socket_t, short, void *);
+static struct upstream_xfer *upstream_xfer_new(struct upstream *, char *,
+    const struct upstream_cbs *, void *);
+
 struct upstream *
 upstream_new(struct upstream_client *client, const char *name, const char *url,
     const char *username, const char *password)
@@ -420,6 +454,12 @@ upstream_new(struct upstream_client *client, const char *name, const char *url,
 	}
 	TAILQ_INIT(&up->xfers);
 	up->auth = auth_cache_new(up, up->username, up->password);
+	up->stats.available = 1;
+	up->stats.ratelimit_limit = up->stats.ratelimit_remaining = -1;
+	up->open_ms = UPSTREAM_OPEN_MIN_MS;
+	if ((up->probe_ev = evtimer_new(client->base, upstream_probe_event_cb,
+	    up)) == NULL)
+		fatal("out of memory creating a probe timer");
 	LIST_INSERT_HEAD(&client->upstreams, up, link);
 	return up;
 }
@@ -447,6 +487,8 @@ upstream_detach(struct upstream *up)
 	upstream_client_leave(client);
 	LIST_REMOVE(up, link);
 	up->client = NULL;
+	event_free(up->probe_ev);
+	up->probe_ev = NULL;
 }
 
 void
@@ -460,6 +502,7 @@ upstream_free(struct upstream *up)
 	free(up->url);
 	free(up->username);
 	free(up->password);
+	free(up->ca_file);
 	free(up);
 }
 
@@ -652,6 +695,142 @@ upstream_xfer_queue(struct upstream_xfer *x)
 	event_active(x->client->kick, 0, 0);
 }
 
+/* A response arrived: count it, remember rate limits, close the breaker. */
+static void
+upstream_note_response(struct upstream *up, const struct upstream_response *r)
+{
+	struct upstream_stats *st = &up->stats;
+	double secs = (double)r->duration_ms / 1000.0;
+	long retry;
+	size_t i;
+
+	for (i = 0; i < nitems(upstream_codes); i++)
+		if (upstream_codes[i] == r->status)
+			break;
+	st->requests[i]++;	/* i == nitems: "other" */
+	for (i = 0; i < UPSTREAM_NBUCKETS && secs > upstream_bounds[i]; i++)
+		;
+	st->duration_buckets[i]++;
+	st->duration_sum_s += secs;
+	st->duration_count++;
+	if (r->ratelimit_limit >= 0)
+		st->ratelimit_limit = r->ratelimit_limit;
+	if (r->ratelimit_remaining >= 0)
+		st->ratelimit_remaining = r->ratelimit_remaining;
+	if (r->status == 429) {
+		retry = r->retry_after != NULL ? atol(r->retry_after) : 0;
+		if (retry <= 0 || retry > 86400)
+			retry = UPSTREAM_RETRY_AFTER_DEFAULT_S;
+		st->ratelimited_until_ms = clock_now_ms() + retry * 1000;
+		log_warn("upstream '%s' is rate limiting (429); serving cached "
+		    "tags without checking for %ld s", up->name, retry);
+	}
+	if (up->breaker != UPSTREAM_BREAKER_CLOSED) {
+		log_info("upstream '%s' answers again; circuit closed",
+		    up->name);
+		up->breaker = UPSTREAM_BREAKER_CLOSED;
+		up->open_ms = UPSTREAM_OPEN_MIN_MS;
+		st->available = 1;
+		event_del(up->probe_ev);
+	}
+}
+
+/* A connect failure or timeout: open the breaker (or keep it open). */
+static void
+upstream_breaker_trip(struct upstream *up, const char *why)
+{
+	struct timeval tv;
+
+	if (up->breaker == UPSTREAM_BREAKER_OPEN)
+		return;
+	if (up->breaker == UPSTREAM_BREAKER_HALF_OPEN)
+		up->open_ms = up->open_ms * 2 > UPSTREAM_OPEN_MAX_MS ?
+		    UPSTREAM_OPEN_MAX_MS : up->open_ms * 2;
+	up->breaker = UPSTREAM_BREAKER_OPEN;
+	up->stats.available = 0;
+	up->stats.breaker_opens++;
+	log_warn("upstream '%s' unreachable (%s); failing fast for %lld ms",
+	    up->name, why, (long long)up->open_ms);
+	tv.tv_sec = up->open_ms / 1000;
+	tv.tv_usec = (up->open_ms % 1000) * 1000;
+	evtimer_add(up->probe_ev, &tv);
+}
+
+static void
+upstream_probe_done_cb(void *arg, enum upstream_result res, const char *why)
+{
+	(void)arg;
+	(void)res;
+	(void)why;
+	/* upstream_note_response closed it, or the failure re-opened it */
+}
+
+static void
+upstream_probe_event_cb(evutil_socket_t fd, short what, void *arg)
+{
+	static const struct upstream_cbs cbs = { NULL, NULL,
+		upstream_probe_done_cb };
+	struct upstream *up = arg;
+	struct upstream_xfer *x;
+	char *url;
+
+	(void)fd;
+	(void)what;
+	if (up->client == NULL || up->breaker != UPSTREAM_BREAKER_OPEN)
+		return;
+	up->breaker = UPSTREAM_BREAKER_HALF_OPEN;
+	xasprintf(&url, "%s/v2/", up->url);
+	x = upstream_xfer_new(up, url, &cbs, NULL);
+	x->method = UPSTREAM_GET;
+	x->flags = UPSTREAM_XFER_NOAUTH | UPSTREAM_XFER_PROBE;
+	upstream_xfer_queue(x);
+}
+
+void
+upstream_stats(const struct upstream *up, struct upstream_stats *out)
+{
+	*out = up->stats;
+	if (out->ratelimited_until_ms <= clock_now_ms())
+		out->ratelimited_until_ms = 0;
+}
+
+int
+upstream_usable(const struct upstream *up)
+{
+	return up->breaker == UPSTREAM_BREAKER_CLOSED &&
+	    up->stats.ratelimited_until_ms <= clock_now_ms();
+}
+
+size_t
+upstream_code_count(void)
+{
+	return nitems(upstream_codes) + 2;
+}
+
+const char *
+upstream_code_label(size_t i, char *buf, size_t len)
+{
+	if (i < nitems(upstream_codes))
+		snprintf(buf, len, "%ld", upstream_codes[i]);
+	else
+		xstrlcpy(buf, i == nitems(upstream_codes) ? "other" : "error",
+		    len);
+	return buf;
+}
+
+const double *
+upstream_duration_bounds(void)
+{
+	return upstream_bounds;
+}
+
+void
+upstream_set_ca_file(struct upstream *up, const char *path)
+{
+	free(up->ca_file);
+	up->ca_file = path != NULL ? xstrdup(path) : NULL;
+}
+
 /* Calls the headers callback; -1 if the transfer must stop. */
 static int
 upstream_xfer_deliver_headers(struct upstream_xfer *x)
@@ -659,8 +838,6 @@ upstream_xfer_deliver_headers(struct upstream_xfer *x)
 	struct upstream_response r;
 
 	upstream_xfer_set_state(x, UPSTREAM_XFER_BODY);
-	if (x->cbs.headers == NULL)
-		return 0;
 	memset(&r, 0, sizeof r);
 	r.status = x->resp.status;
 	r.content_length = x->resp.content_length;
@@ -671,6 +848,10 @@ upstream_xfer_deliver_headers(struct upstream_xfer *x)
 	r.ratelimit_limit = x->resp.ratelimit_limit;
 	r.ratelimit_remaining = x->resp.ratelimit_remaining;
 	r.duration_ms = clock_now_ms() - x->start_ms;
+	if (x->up != NULL)
+		upstream_note_response(x->up, &r);
+	if (x->cbs.headers == NULL)
+		return 0;
 	if (x->cbs.headers(x->arg, &r) == -1) {
 		upstream_xfer_abort(
 		    x, UPSTREAM_EABORT, "aborted by the headers callback");
@@ -810,6 +991,9 @@ upstream_xfer_setup(struct upstream_xfer *x)
 		   client->low_speed_time_s) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK;
+	if (x->up != NULL && x->up->ca_file != NULL)
+		bad |= curl_easy_setopt(e, CURLOPT_CAINFO, x->up->ca_file) !=
+		    CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_USERAGENT, client->user_agent) !=
 	    CURLE_OK;
 	/* A proxy's "200 Connection established" is not the response. */
@@ -857,6 +1041,13 @@ upstream_xfer_begin(struct upstream_xfer *x)
 	struct curl_slist *hdrs = NULL;
 	char *h;
 
+	if (x->up != NULL && x->up->breaker != UPSTREAM_BREAKER_CLOSED &&
+	    !(x->flags & UPSTREAM_XFER_PROBE)) {
+		x->up->stats.requests[nitems(upstream_codes) + 1]++;
+		upstream_xfer_finish(x, UPSTREAM_ECONNECT,
+		    "upstream unreachable (circuit open)");
+		return;
+	}
 	upstream_xfer_set_state(x, UPSTREAM_XFER_CONNECT);
 	if (x->easy == NULL && upstream_xfer_setup(x) == -1) {
 		upstream_xfer_finish(
@@ -972,6 +1163,11 @@ upstream_xfer_complete(struct upstream_xfer *x, CURLcode code)
 		log_warn("upstream '%s': transfer of '%s' failed: %s",
 		    upstream_xfer_name(x), x->url,
 		    x->errbuf[0] != '\0' ? x->errbuf : why);
+		if (x->up != NULL) {
+			x->up->stats.requests[nitems(upstream_codes) + 1]++;
+			if (result == UPSTREAM_ECONNECT)
+				upstream_breaker_trip(x->up, why);
+		}
 		upstream_xfer_finish(x, result, why);
 		return;
 	}
