@@ -23,7 +23,12 @@
 #include "../common/common.h"
 #include "registry.h"
 
-enum http_methods { HTTP_M_GET = 1 << 0, HTTP_M_HEAD = 1 << 1 };
+enum http_methods {
+	HTTP_M_GET = 1 << 0,
+	HTTP_M_HEAD = 1 << 1,
+	HTTP_M_POST = 1 << 2,
+	HTTP_M_DELETE = 1 << 3,
+};
 
 static void http_base_handle(struct req *);
 
@@ -41,6 +46,7 @@ static const struct http_handler {
 	{ ROUTE_UPLOAD, 0, 0, NULL },
 	{ ROUTE_CATALOG, 0, 0, NULL },
 	{ ROUTE_METRICS, HTTP_M_GET, 0, metrics_handle },
+	{ ROUTE_ADMIN, HTTP_M_GET | HTTP_M_POST, 0, admin_handle },
 };
 
 static const char *const http_cache_names[] = {
@@ -428,7 +434,8 @@ http_json_str(FILE *f, const char *s)
 static void
 http_access_log(struct req *r, const char *why)
 {
-	static const char *const methods[] = { "GET", "HEAD", "OTHER" };
+	static const char *const methods[] = { "GET", "HEAD", "POST", "DELETE",
+		"OTHER" };
 	FILE *f = r->srv->access_log;
 	struct timespec ts;
 	struct tm tm;
@@ -489,7 +496,7 @@ req_finish(struct req *r, int status, const char *why)
 		evhttp_connection_set_closecb(r->evcon, NULL, NULL);
 	if (r->xbody != NULL)
 		evbuffer_free(r->xbody);
-	server_count_request(srv, r);
+	metrics_request_done(srv, r);
 	http_access_log(r, why);
 	TAILQ_REMOVE(&srv->reqs, r, entry);
 	srv->nreqs--;
@@ -550,6 +557,8 @@ http_request_cb(struct evhttp_request *ev, void *arg)
 	switch (evhttp_request_get_command(ev)) {
 	case EVHTTP_REQ_GET: r->method = REQ_GET; m = HTTP_M_GET; break;
 	case EVHTTP_REQ_HEAD: r->method = REQ_HEAD; m = HTTP_M_HEAD; break;
+	case EVHTTP_REQ_POST: r->method = REQ_POST; m = HTTP_M_POST; break;
+	case EVHTTP_REQ_DELETE: r->method = REQ_DELETE; m = HTTP_M_DELETE; break;
 	default: r->method = REQ_OTHER; m = 0; break;
 	}
 	TAILQ_INSERT_TAIL(&srv->reqs, r, entry);
@@ -582,6 +591,7 @@ http_request_cb(struct evhttp_request *ev, void *arg)
 		req_error(r, err, why);
 		return;
 	}
+	r->routed = 1;
 	for (i = 0; i < nitems(http_handlers); i++) {
 		if (http_handlers[i].kind == r->route.kind) {
 			h = &http_handlers[i];

@@ -1,60 +1,380 @@
 /*
- * registry/metrics.c: GET /metrics in the Prometheus text exposition
- * format.  Counters here are process-lifetime unless named otherwise.
+ * registry/metrics.c: the counters behind GET /metrics (Prometheus text
+ * exposition format 0.0.4) and `ccprewarm stats`.  Counters are
+ * process-lifetime, except ccprewarm_store_*_total, which are kept in LMDB
+ * and count since the store was created.
  */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <event2/buffer.h>
 
 #include "../common/common.h"
 #include "registry.h"
 
-static void
-metrics_counter(struct evbuffer *b, const char *name, const char *help,
-    const char *labels, uint64_t v, int header)
+static const char *const metrics_routes[METRICS_NROUTES] = { "base",
+	"manifest", "blob", "tags", "upload", "catalog", "metrics", "admin",
+	"invalid" };
+
+static const int metrics_statuses[METRICS_NSTATUS - 1] = { 200, 206, 304,
+	400, 401, 403, 404, 405, 416, 429, 499, 500, 502, 503 };
+
+static const double metrics_bounds[METRICS_NBUCKETS] = { 0.0005, 0.001,
+	0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30 };
+
+/* LMDB counter names of the store-lifetime counters. */
+static const struct metrics_store_def {
+	const char *name;
+	size_t off;
+	const char *help;
+} metrics_store_defs[] = {
+	{ "hits", offsetof(struct metrics_store, hits),
+	    "Blob and manifest requests served from the store" },
+	{ "misses", offsetof(struct metrics_store, misses),
+	    "Blob and manifest requests that needed upstream" },
+	{ "served_bytes", offsetof(struct metrics_store, served_bytes),
+	    "Blob and manifest bytes served" },
+	{ "bytes_saved", offsetof(struct metrics_store, bytes_saved),
+	    "Bytes served that did not have to come from upstream" },
+	{ "upstream_bytes", offsetof(struct metrics_store, upstream_bytes),
+	    "Body bytes received from upstreams" },
+};
+
+#define METRICS_FIELD(st, d) (*(uint64_t *)((char *)(st) + (d)->off))
+
+int
+metrics_open(struct server *srv)
 {
-	if (header)
-		evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s counter\n", name,
-		    help, name);
-	evbuffer_add_printf(b, "%s%s %" PRIu64 "\n", name, labels, v);
+	const struct metrics_store_def *d;
+	size_t i;
+
+	for (i = 0; i < nitems(metrics_store_defs); i++) {
+		d = &metrics_store_defs[i];
+		if (db_counter_get(srv->db, d->name,
+		    &METRICS_FIELD(&srv->ctr.store, d)) == -1)
+			return -1;
+	}
+	srv->ctr.store_flushed = srv->ctr.store;
+	return 0;
+}
+
+void
+metrics_flush(struct server *srv)
+{
+	const struct metrics_store_def *d;
+	uint64_t now, then;
+	size_t i;
+
+	for (i = 0; i < nitems(metrics_store_defs); i++) {
+		d = &metrics_store_defs[i];
+		now = METRICS_FIELD(&srv->ctr.store, d);
+		then = METRICS_FIELD(&srv->ctr.store_flushed, d);
+		if (now == then)
+			continue;
+		if (db_counter_add(srv->db, d->name, now - then) == 0)
+			METRICS_FIELD(&srv->ctr.store_flushed, d) = now;
+	}
+}
+
+static size_t
+metrics_status_index(int status)
+{
+	size_t i;
+
+	for (i = 0; i < nitems(metrics_statuses); i++)
+		if (metrics_statuses[i] == status)
+			return i;
+	return METRICS_NSTATUS - 1;	/* "other" */
+}
+
+void
+metrics_request_done(struct server *srv, const struct req *r)
+{
+	struct server_counters *c = &srv->ctr;
+	double secs = (double)(clock_now_ms() - r->start_ms) / 1000.0;
+	size_t route, b;
+	int k;
+
+	c->requests++;
+	route = r->routed ? (size_t)r->route.kind : METRICS_NROUTES - 1;
+	c->http[route][metrics_status_index(r->status)]++;
+	for (b = 0; b < METRICS_NBUCKETS && secs > metrics_bounds[b]; b++)
+		;
+	c->http_buckets[route][b]++;
+	c->http_sum[route] += secs;
+	c->http_count[route]++;
+	if (!r->routed || (r->route.kind != ROUTE_BLOB &&
+	    r->route.kind != ROUTE_MANIFEST))
+		return;
+	if (r->status < 200 || r->status >= 300)
+		return;
+	k = r->route.kind == ROUTE_MANIFEST;
+	switch (r->cache) {
+	case REQ_CACHE_HIT:
+	case REQ_CACHE_REVALIDATED:
+	case REQ_CACHE_STALE:
+		c->hits[k]++;
+		c->store.hits++;
+		c->served_cache_bytes += r->sent;
+		c->bytes_saved += r->sent;
+		c->store.bytes_saved += r->sent;
+		break;
+	case REQ_CACHE_COALESCED:
+		/* one upstream fetch served it and another request */
+		c->misses[k]++;
+		c->store.misses++;
+		c->served_upstream_bytes += r->sent;
+		c->bytes_saved += r->sent;
+		c->store.bytes_saved += r->sent;
+		break;
+	case REQ_CACHE_MISS:
+		c->misses[k]++;
+		c->store.misses++;
+		c->served_upstream_bytes += r->sent;
+		break;
+	case REQ_CACHE_NONE:
+		return;
+	}
+	c->store.served_bytes += r->sent;
+	if (r->cache == REQ_CACHE_REVALIDATED)
+		c->revalidated++;
+	if (r->cache == REQ_CACHE_STALE)
+		c->stale++;
+}
+
+static void
+metrics_head(struct evbuffer *b, const char *name, const char *type,
+    const char *help)
+{
+	evbuffer_add_printf(b, "# HELP %s %s.\n# TYPE %s %s\n", name, help,
+	    name, type);
+}
+
+static void
+metrics_one(struct evbuffer *b, const char *name, const char *type,
+    const char *help, uint64_t v)
+{
+	metrics_head(b, name, type, help);
+	evbuffer_add_printf(b, "%s %" PRIu64 "\n", name, v);
+}
+
+static void
+metrics_kinds(struct evbuffer *b, const char *name, const char *help,
+    const uint64_t v[2])
+{
+	metrics_head(b, name, "counter", help);
+	evbuffer_add_printf(b, "%s{kind=\"blob\"} %" PRIu64 "\n", name, v[0]);
+	evbuffer_add_printf(b, "%s{kind=\"manifest\"} %" PRIu64 "\n", name,
+	    v[1]);
+}
+
+/* A histogram's bucket, sum and count lines for one label set. */
+static void
+metrics_histogram(struct evbuffer *b, const char *name, const char *labels,
+    const double *bounds, size_t nbounds, const uint64_t *buckets,
+    double sum, uint64_t count)
+{
+	uint64_t cum = 0;
+	size_t i;
+
+	for (i = 0; i < nbounds; i++) {
+		cum += buckets[i];
+		evbuffer_add_printf(b, "%s_bucket{%sle=\"%g\"} %" PRIu64 "\n",
+		    name, labels, bounds[i], cum);
+	}
+	cum += buckets[nbounds];
+	evbuffer_add_printf(b, "%s_bucket{%sle=\"+Inf\"} %" PRIu64 "\n", name,
+	    labels, cum);
+	/* labels ends in ',' when not empty; drop it for sum and count */
+	evbuffer_add_printf(b, "%s_sum{%.*s} %.6f\n%s_count{%.*s} %" PRIu64
+	    "\n", name, (int)(strlen(labels) ? strlen(labels) - 1 : 0), labels,
+	    sum, name, (int)(strlen(labels) ? strlen(labels) - 1 : 0), labels,
+	    count);
+}
+
+static void
+metrics_http(struct evbuffer *b, const struct server_counters *c)
+{
+	char labels[64];
+	size_t i, j;
+
+	metrics_head(b, "ccprewarm_http_requests_total", "counter",
+	    "HTTP requests by route and status");
+	for (i = 0; i < METRICS_NROUTES; i++) {
+		for (j = 0; j < METRICS_NSTATUS; j++) {
+			if (c->http[i][j] == 0)
+				continue;
+			if (j < nitems(metrics_statuses))
+				snprintf(labels, sizeof labels, "%d",
+				    metrics_statuses[j]);
+			else
+				xstrlcpy(labels, "other", sizeof labels);
+			evbuffer_add_printf(b, "ccprewarm_http_requests_total"
+			    "{route=\"%s\",status=\"%s\"} %" PRIu64 "\n",
+			    metrics_routes[i], labels, c->http[i][j]);
+		}
+	}
+	metrics_head(b, "ccprewarm_http_request_duration_seconds",
+	    "histogram", "Time from request to the end of the reply");
+	for (i = 0; i < METRICS_NROUTES; i++) {
+		if (c->http_count[i] == 0)
+			continue;
+		snprintf(labels, sizeof labels, "route=\"%s\",",
+		    metrics_routes[i]);
+		metrics_histogram(b, "ccprewarm_http_request_duration_seconds",
+		    labels, metrics_bounds, METRICS_NBUCKETS, c->http_buckets[i],
+		    c->http_sum[i], c->http_count[i]);
+	}
+}
+
+static void
+metrics_upstreams(struct evbuffer *b, struct server *srv)
+{
+	struct upstream_stats st;
+	char labels[300], code[16];
+	const char *name;
+	size_t i, j;
+
+	metrics_head(b, "ccprewarm_upstream_requests_total", "counter",
+	    "Upstream answers by status (\"error\": no answer)");
+	for (i = 0; i < srv->nupstreams; i++) {
+		upstream_stats(srv->upstreams[i], &st);
+		for (j = 0; j < upstream_code_count(); j++)
+			if (st.requests[j] > 0)
+				evbuffer_add_printf(b,
+				    "ccprewarm_upstream_requests_total{upstream="
+				    "\"%s\",code=\"%s\"} %" PRIu64 "\n",
+				    upstream_name(srv->upstreams[i]),
+				    upstream_code_label(j, code, sizeof code),
+				    st.requests[j]);
+	}
+	metrics_head(b, "ccprewarm_upstream_request_duration_seconds",
+	    "histogram", "Time from an upstream request to its response headers");
+	for (i = 0; i < srv->nupstreams; i++) {
+		upstream_stats(srv->upstreams[i], &st);
+		snprintf(labels, sizeof labels, "upstream=\"%s\",",
+		    upstream_name(srv->upstreams[i]));
+		metrics_histogram(b,
+		    "ccprewarm_upstream_request_duration_seconds", labels,
+		    upstream_duration_bounds(), UPSTREAM_NBUCKETS,
+		    st.duration_buckets, st.duration_sum_s, st.duration_count);
+	}
+	metrics_head(b, "ccprewarm_upstream_up", "gauge",
+	    "1 if the upstream's circuit is closed, 0 while it fails fast");
+	for (i = 0; i < srv->nupstreams; i++) {
+		upstream_stats(srv->upstreams[i], &st);
+		evbuffer_add_printf(b, "ccprewarm_upstream_up{upstream=\"%s\"} "
+		    "%d\n", upstream_name(srv->upstreams[i]), st.available);
+	}
+	metrics_head(b, "ccprewarm_upstream_ratelimit_remaining", "gauge",
+	    "The upstream's last ratelimit-remaining header (Docker Hub)");
+	for (i = 0; i < srv->nupstreams; i++) {
+		upstream_stats(srv->upstreams[i], &st);
+		name = upstream_name(srv->upstreams[i]);
+		if (st.ratelimit_remaining >= 0)
+			evbuffer_add_printf(b, "ccprewarm_upstream_ratelimit_"
+			    "remaining{upstream=\"%s\"} %ld\n", name,
+			    st.ratelimit_remaining);
+	}
 }
 
 void
 metrics_handle(struct req *r)
 {
-	const struct server_counters *c = &r->srv->ctr;
+	struct server *srv = r->srv;
+	const struct server_counters *c = &srv->ctr;
+	const struct metrics_store_def *d;
 	struct evbuffer *b = evbuffer_new();
 	uint64_t nblobs = 0, nbytes = 0;
-	size_t inflight;
+	char name[96];
+	size_t i;
 
-	metrics_counter(b, "ccprewarm_cache_hits_total",
-	    "Requests served from the store.", "{kind=\"blob\"}", c->hits[0], 1);
-	metrics_counter(b, "ccprewarm_cache_hits_total", NULL,
-	    "{kind=\"manifest\"}", c->hits[1], 0);
-	metrics_counter(b, "ccprewarm_cache_misses_total",
-	    "Requests that needed upstream.", "{kind=\"blob\"}", c->misses[0], 1);
-	metrics_counter(b, "ccprewarm_cache_misses_total", NULL,
-	    "{kind=\"manifest\"}", c->misses[1], 0);
-	metrics_counter(b, "ccprewarm_coalesced_requests_total",
-	    "Requests that joined an in-flight fetch.", "", c->coalesced, 1);
-	metrics_counter(b, "ccprewarm_upstream_bytes_total",
-	    "Body bytes received from upstreams.", "", c->upstream_bytes, 1);
-	metrics_counter(b, "ccprewarm_digest_mismatches_total",
-	    "Upstream bodies that did not match their digest.", "",
-	    c->digest_mismatches, 1);
-	inflight = fill_count(r->srv);
-	evbuffer_add_printf(b, "# HELP ccprewarm_inflight_fetches Upstream "
-	    "fetches in progress.\n# TYPE ccprewarm_inflight_fetches gauge\n"
-	    "ccprewarm_inflight_fetches %zu\n", inflight);
-	if (db_blob_totals(r->srv->db, &nblobs, &nbytes) == 0)
-		evbuffer_add_printf(b, "# HELP ccprewarm_store_blobs Blobs and "
-		    "manifests in the store.\n# TYPE ccprewarm_store_blobs gauge\n"
-		    "ccprewarm_store_blobs %" PRIu64 "\n# HELP "
-		    "ccprewarm_store_bytes Bytes in the store.\n# TYPE "
-		    "ccprewarm_store_bytes gauge\nccprewarm_store_bytes %" PRIu64
-		    "\n", nblobs, nbytes);
+	metrics_head(b, "ccprewarm_build_info", "gauge",
+	    "Always 1; the version is a label");
+	evbuffer_add_printf(b, "ccprewarm_build_info{version=\"%s\"} 1\n",
+	    CCPREWARM_VERSION);
+	metrics_kinds(b, "ccprewarm_cache_hits_total",
+	    "Requests served from the store (HIT, REVALIDATED, STALE)", c->hits);
+	metrics_kinds(b, "ccprewarm_cache_misses_total",
+	    "Requests that needed upstream (MISS, COALESCED)", c->misses);
+	metrics_one(b, "ccprewarm_coalesced_requests_total", "counter",
+	    "Requests that joined an in-flight fetch", c->coalesced);
+	metrics_one(b, "ccprewarm_stale_responses_total", "counter",
+	    "Cached tags served because upstream could not be asked", c->stale);
+	metrics_one(b, "ccprewarm_revalidations_total", "counter",
+	    "Cached tags confirmed unchanged by an upstream HEAD",
+	    c->revalidated);
+	metrics_head(b, "ccprewarm_served_bytes_total", "counter",
+	    "Blob and manifest body bytes sent to clients, by where they came "
+	    "from");
+	evbuffer_add_printf(b, "ccprewarm_served_bytes_total{source=\"cache\"} "
+	    "%" PRIu64 "\nccprewarm_served_bytes_total{source=\"upstream\"} "
+	    "%" PRIu64 "\n", c->served_cache_bytes, c->served_upstream_bytes);
+	metrics_one(b, "ccprewarm_bytes_saved_total", "counter",
+	    "Bytes served that did not have to come from upstream",
+	    c->bytes_saved);
+	metrics_one(b, "ccprewarm_upstream_bytes_total", "counter",
+	    "Body bytes received from upstreams", c->upstream_bytes);
+	metrics_one(b, "ccprewarm_upstream_errors_total", "counter",
+	    "Failed upstream attempts (connection, body, 5xx)",
+	    c->upstream_errors);
+	metrics_one(b, "ccprewarm_digest_mismatches_total", "counter",
+	    "Upstream bodies that did not match their digest",
+	    c->digest_mismatches);
+	metrics_one(b, "ccprewarm_inflight_fetches", "gauge",
+	    "Upstream fetches in progress", fill_count(srv));
+	metrics_one(b, "ccprewarm_inflight_requests", "gauge",
+	    "Client requests in progress", srv->nreqs);
+	if (db_blob_totals(srv->db, &nblobs, &nbytes) == 0) {
+		metrics_one(b, "ccprewarm_store_blobs", "gauge",
+		    "Blobs and manifests in the store", nblobs);
+		metrics_one(b, "ccprewarm_store_bytes", "gauge",
+		    "Bytes of blobs and manifests in the store", nbytes);
+	}
+	for (i = 0; i < nitems(metrics_store_defs); i++) {
+		d = &metrics_store_defs[i];
+		snprintf(name, sizeof name, "ccprewarm_store_%s_total", d->name);
+		metrics_one(b, name, "counter", d->help,
+		    METRICS_FIELD(&c->store, d));
+	}
+	metrics_http(b, c);
+	metrics_upstreams(b, srv);
 	req_reply_mem(r, 200, "text/plain; version=0.0.4; charset=utf-8", NULL,
 	    evbuffer_pullup(b, -1), evbuffer_get_length(b));
 	evbuffer_free(b);
+}
+
+char *
+metrics_json(struct server *srv)
+{
+	const struct server_counters *c = &srv->ctr;
+	uint64_t nblobs = 0, nbytes = 0;
+	struct evbuffer *b = evbuffer_new();
+	char *out;
+
+	db_blob_totals(srv->db, &nblobs, &nbytes);
+	evbuffer_add_printf(b, "{\"version\":\"%s\",\"time\":%lld,"
+	    "\"process\":{\"hits\":{\"blob\":%" PRIu64 ",\"manifest\":%" PRIu64
+	    "},\"misses\":{\"blob\":%" PRIu64 ",\"manifest\":%" PRIu64 "},"
+	    "\"coalesced\":%" PRIu64 ",\"stale\":%" PRIu64 ",\"revalidated\":%"
+	    PRIu64 ",\"served_bytes\":{\"cache\":%" PRIu64 ",\"upstream\":%"
+	    PRIu64 "},\"bytes_saved\":%" PRIu64 ",\"upstream_bytes\":%" PRIu64
+	    ",\"upstream_errors\":%" PRIu64 ",\"digest_mismatches\":%" PRIu64
+	    ",\"requests\":%" PRIu64 "},",
+	    CCPREWARM_VERSION, (long long)clock_wall_s(), c->hits[0], c->hits[1],
+	    c->misses[0], c->misses[1], c->coalesced, c->stale, c->revalidated,
+	    c->served_cache_bytes, c->served_upstream_bytes, c->bytes_saved,
+	    c->upstream_bytes, c->upstream_errors, c->digest_mismatches,
+	    c->requests);
+	evbuffer_add_printf(b, "\"store\":{\"hits\":%" PRIu64 ",\"misses\":%"
+	    PRIu64 ",\"served_bytes\":%" PRIu64 ",\"bytes_saved\":%" PRIu64
+	    ",\"upstream_bytes\":%" PRIu64 ",\"blobs\":%" PRIu64 ",\"bytes\":%"
+	    PRIu64 "}}\n", c->store.hits, c->store.misses, c->store.served_bytes,
+	    c->store.bytes_saved, c->store.upstream_bytes, nblobs, nbytes);
+	evbuffer_add(b, "", 1);
+	out = xstrdup((const char *)evbuffer_pullup(b, -1));
+	evbuffer_free(b);
+	return out;
 }

@@ -269,6 +269,7 @@ enum route_kind {
 	ROUTE_UPLOAD,	/* /v2/<name>/blobs/uploads/... (push) */
 	ROUTE_CATALOG,	/* /v2/_catalog */
 	ROUTE_METRICS,	/* /metrics */
+	ROUTE_ADMIN,	/* /_ccprewarm/v1/<what>: loopback only */
 };
 
 #define ROUTE_NAME_MAX 256
@@ -279,6 +280,7 @@ struct route {
 	char name[ROUTE_NAME_MAX];	/* repository, without any host prefix */
 	char host[ROUTE_NAME_MAX];	/* registry from ?ns= or a path prefix; "" = default */
 	char tag[ROUTE_TAG_MAX + 1];	/* manifests by tag; "" when by digest */
+	char admin[64];			/* ROUTE_ADMIN: what follows v1/ */
 	int by_digest;
 	struct digest digest;		/* blobs, manifests by digest */
 };
@@ -344,19 +346,42 @@ struct evhttp_bound_socket;
 struct evbuffer;
 struct event;
 
-/* metrics.c-to-be: process-lifetime counters kept by the server. */
+/*
+ * metrics.c: the counters behind /metrics and `ccprewarm stats`.
+ * Process-lifetime unless in .store, which is kept in LMDB ("counters") and
+ * survives restarts: it counts since the store was created.
+ */
+#define METRICS_NROUTES 9	/* route kinds + "invalid" */
+#define METRICS_NSTATUS 15
+#define METRICS_NBUCKETS 12	/* finite buckets; +Inf extra */
+
+struct metrics_store {
+	uint64_t hits;
+	uint64_t misses;
+	uint64_t served_bytes;
+	uint64_t bytes_saved;
+	uint64_t upstream_bytes;
+};
+
 struct server_counters {
 	uint64_t hits[2];		/* [0] blob, [1] manifest */
 	uint64_t misses[2];
 	uint64_t coalesced;
 	uint64_t stale;
 	uint64_t revalidated;
-	uint64_t served_cache_bytes;
-	uint64_t served_upstream_bytes;
+	uint64_t served_cache_bytes;	/* HIT, REVALIDATED, STALE */
+	uint64_t served_upstream_bytes;	/* MISS, COALESCED */
+	uint64_t bytes_saved;		/* all but MISS */
 	uint64_t upstream_bytes;
 	uint64_t digest_mismatches;
 	uint64_t upstream_errors;
 	uint64_t requests;
+	uint64_t http[METRICS_NROUTES][METRICS_NSTATUS];
+	uint64_t http_buckets[METRICS_NROUTES][METRICS_NBUCKETS + 1];
+	double http_sum[METRICS_NROUTES];
+	uint64_t http_count[METRICS_NROUTES];
+	struct metrics_store store;	/* loaded at start, flushed */
+	struct metrics_store store_flushed;
 };
 
 struct server {
@@ -390,7 +415,7 @@ enum req_cache {
 	REQ_CACHE_STALE,	/* upstream failed; served the cached mapping */
 };
 
-enum req_method { REQ_GET, REQ_HEAD, REQ_OTHER };
+enum req_method { REQ_GET, REQ_HEAD, REQ_POST, REQ_DELETE, REQ_OTHER };
 
 enum req_state {
 	REQ_NEW,	/* routed, nothing sent */
@@ -409,6 +434,7 @@ struct req {
 	enum req_state state;
 	enum req_cache cache;
 	struct route route;
+	int routed;			/* route is valid */
 	struct upstream *up;		/* borrowed from srv */
 	char *path;			/* owned copy for the access log */
 	char *accept;			/* req_accept()'s cache */
@@ -512,13 +538,22 @@ void manifest_handle(struct req *);
 void blob_handle(struct req *);
 void tags_handle(struct req *);
 void metrics_handle(struct req *);
+/* admin.c: /_ccprewarm/v1/..., refused unless from loopback. */
+void admin_handle(struct req *);
+/* Loads the store-lifetime counters; 0 or -1. */
+int metrics_open(struct server *);
+/* Adds a finished request to the counters. */
+void metrics_request_done(struct server *, const struct req *);
+/* Writes store-lifetime counters not yet in LMDB (timer and exit). */
+void metrics_flush(struct server *);
+/* The counters as one JSON object (new string); for `ccprewarm stats`. */
+char *metrics_json(struct server *);
 /* Serves a stored manifest (by digest) from the store; 0, or -1 if absent. */
 int manifest_serve_stored(struct req *, const struct digest *);
 
 /* server.c */
 /* The upstream for a registry host ("" = the default); NULL if unknown. */
 struct upstream *server_upstream(struct server *, const char *host);
-/* Adds a finished request to the counters. */
-void server_count_request(struct server *, const struct req *);
+
 
 #endif

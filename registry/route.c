@@ -11,6 +11,8 @@
 #include "../common/common.h"
 #include "registry.h"
 
+#define ROUTE_ADMIN_PREFIX "/_ccprewarm/v1/"
+
 /* Fixed paths, matched exactly (with or without a trailing slash). */
 static const struct route_fixed {
 	const char *path;
@@ -110,6 +112,17 @@ route_parse(const char *path, const char *query, struct route *rt,
 			rt->kind = route_fixed[i].kind;
 			return 0;
 		}
+	}
+	if (strncmp(path, ROUTE_ADMIN_PREFIX, sizeof ROUTE_ADMIN_PREFIX - 1) ==
+	    0) {
+		rest = path + sizeof ROUTE_ADMIN_PREFIX - 1;
+		if (strlen(rest) >= sizeof rt->admin ||
+		    strspn(rest, "abcdefghijklmnopqrstuvwxyz0123456789-_/") !=
+		    strlen(rest))
+			ROUTE_FAIL(OCI_ERR_NOT_FOUND, "unknown admin path");
+		rt->kind = ROUTE_ADMIN;
+		xstrlcpy(rt->admin, rest, sizeof rt->admin);
+		return 0;
 	}
 	if (strncmp(path, "/v2/", 4) != 0)
 		ROUTE_FAIL(OCI_ERR_NOT_FOUND, "not an OCI distribution path");

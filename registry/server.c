@@ -29,6 +29,7 @@ server_flush_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	metrics_flush(srv);
 	db_flush(srv->db);
 }
 
@@ -80,6 +81,8 @@ server_new(struct event_base *base, const struct server_opts *o)
 		goto fail;
 	xasprintf(&index, "%s/index", o->data_dir);
 	if (server_mkdir(index) == -1 || (srv->db = db_open(index)) == NULL)
+		goto fail;
+	if (metrics_open(srv) == -1)
 		goto fail;
 	memset(&uo, 0, sizeof uo);
 	uo.connect_timeout_ms = (long)o->connect_timeout_ms;
@@ -146,39 +149,6 @@ server_upstream(struct server *srv, const char *host)
 	return NULL;
 }
 
-void
-server_count_request(struct server *srv, const struct req *r)
-{
-	struct server_counters *c = &srv->ctr;
-	int k;
-
-	c->requests++;
-	if (r->route.kind != ROUTE_BLOB && r->route.kind != ROUTE_MANIFEST)
-		return;
-	if (r->status < 200 || r->status >= 300)
-		return;
-	k = r->route.kind == ROUTE_MANIFEST;
-	switch (r->cache) {
-	case REQ_CACHE_HIT:
-	case REQ_CACHE_REVALIDATED:
-	case REQ_CACHE_STALE:
-		c->hits[k]++;
-		c->served_cache_bytes += r->sent;
-		break;
-	case REQ_CACHE_MISS:
-	case REQ_CACHE_COALESCED:
-		c->misses[k]++;
-		c->served_upstream_bytes += r->sent;
-		break;
-	case REQ_CACHE_NONE:
-		break;
-	}
-	if (r->cache == REQ_CACHE_REVALIDATED)
-		c->revalidated++;
-	if (r->cache == REQ_CACHE_STALE)
-		c->stale++;
-}
-
 static void
 server_drain_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -232,6 +202,8 @@ server_free(struct server *srv)
 		event_free(srv->flush_ev);
 	if (srv->drain_ev != NULL)
 		event_free(srv->drain_ev);
+	if (srv->db != NULL)
+		metrics_flush(srv);
 	db_free(srv->db);
 	blobstore_free(srv->store);
 	if (srv->access_log != NULL && srv->access_log != stderr)
