@@ -31,6 +31,8 @@ static const struct cmd {
 	    "[--tag-freshness SECONDS]\n"
 	    "        [--log-level LEVEL] [--access-log FILE|-] [-n|--check]",
 	    cmd_serve },
+	{ "stats", "stats [--server URL] [--json] [--diff BEFORE.json]",
+	    stats_main },
 	{ "version", "version", cmd_version },
 	{ "help", "help", cmd_help },
 };

@@ -10,6 +10,7 @@
 #define CONFIG_DEFAULT_LISTEN "127.0.0.1:5000"
 #define CONFIG_DEFAULT_DATA "/var/lib/ccprewarm"
 #define CONFIG_DOCKER_HUB_URL "https://registry-1.docker.io"
+#define CONFIG_DEFAULT_SERVER "http://127.0.0.1:5000"
 
 /* Everything serve needs; owns the strings server_opts points at. */
 struct config {
@@ -33,5 +34,17 @@ int config_add_upstream(struct config *, const char *);
 int config_finish(struct config *);
 /* Keeps a copy of s alive as long as cfg. */
 const char *config_str(struct config *, const char *s);
+
+/* client.c: one blocking admin-API request (CLI only) */
+struct client_reply {
+	long status;
+	char *body;		/* owned; NUL-terminated */
+	char error[256];	/* when the request could not be made */
+};
+int client_request(const char *method, const char *url, const char *body,
+    struct client_reply *);
+
+/* stats.c */
+int stats_main(int, char **);
 
 #endif

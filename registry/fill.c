@@ -236,7 +236,7 @@ fill_body_cb(void *arg, const void *buf, size_t len)
 	struct fill *f = arg;
 	const unsigned char *p = buf;
 
-	f->srv->ctr.upstream_bytes += len;
+	metrics_upstream_bytes(f->srv, len);
 	if (f->kind == FILL_MANIFEST) {
 		if (f->mlen + len > OCI_MANIFEST_MAX)
 			return -1;

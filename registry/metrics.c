@@ -78,6 +78,13 @@ metrics_flush(struct server *srv)
 	}
 }
 
+void
+metrics_upstream_bytes(struct server *srv, size_t n)
+{
+	srv->ctr.upstream_bytes += n;
+	srv->ctr.store.upstream_bytes += n;
+}
+
 static size_t
 metrics_status_index(int status)
 {

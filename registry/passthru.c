@@ -40,7 +40,7 @@ passthru_body_cb(void *arg, const void *buf, size_t len)
 		r->xbody = evbuffer_new();
 	if (evbuffer_get_length(r->xbody) + len > OCI_MANIFEST_MAX)
 		return -1;
-	r->srv->ctr.upstream_bytes += len;
+	metrics_upstream_bytes(r->srv, len);
 	return evbuffer_add(r->xbody, buf, len);
 }
 

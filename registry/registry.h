@@ -544,6 +544,8 @@ void admin_handle(struct req *);
 int metrics_open(struct server *);
 /* Adds a finished request to the counters. */
 void metrics_request_done(struct server *, const struct req *);
+/* Counts body bytes received from an upstream. */
+void metrics_upstream_bytes(struct server *, size_t);
 /* Writes store-lifetime counters not yet in LMDB (timer and exit). */
 void metrics_flush(struct server *);
 /* The counters as one JSON object (new string); for `ccprewarm stats`. */

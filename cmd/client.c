@@ -1,0 +1,74 @@
+/*
+ * cmd/client.c: the CLI's side of the admin API: one blocking HTTP request
+ * at a time with libcurl's easy interface (fine in a command-line client;
+ * the daemon never blocks).  CURLcode stays in this file.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "../common/common.h"
+#include "cmd.h"
+
+struct client_buf {
+	char *data;
+	size_t len;
+};
+
+static size_t
+client_write_cb(char *p, size_t size, size_t n, void *arg)
+{
+	struct client_buf *b = arg;
+	size_t len = size * n;
+
+	if (b->len + len > 64 * 1024 * 1024)
+		return 0;
+	b->data = xreallocarray(b->data, b->len + len + 1, 1);
+	memcpy(b->data + b->len, p, len);
+	b->len += len;
+	b->data[b->len] = '\0';
+	return len;
+}
+
+int
+client_request(const char *method, const char *url, const char *body,
+    struct client_reply *out)
+{
+	struct client_buf b = { NULL, 0 };
+	struct curl_slist *hdrs = NULL;
+	CURLcode code;
+	CURL *e;
+	int rc = -1;
+
+	memset(out, 0, sizeof *out);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	if ((e = curl_easy_init()) == NULL)
+		fatal("cannot create a curl handle");
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, client_write_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+	if (body != NULL) {
+		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+		curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+	}
+	if ((code = curl_easy_perform(e)) != CURLE_OK) {
+		xstrlcpy(out->error, curl_easy_strerror(code),
+		    sizeof out->error);
+		goto out;
+	}
+	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &out->status);
+	out->body = b.data != NULL ? b.data : xstrdup("");
+	b.data = NULL;
+	rc = 0;
+out:
+	free(b.data);
+	curl_slist_free_all(hdrs);
+	curl_easy_cleanup(e);
+	curl_global_cleanup();
+	return rc;
+}
