@@ -33,6 +33,14 @@ static const struct cmd {
 	    cmd_serve },
 	{ "stats", "stats [--server URL] [--json] [--diff BEFORE.json]",
 	    stats_main },
+	{ "enroll", "enroll RECIPE... [--version V] [--all-overlays] "
+	    "[--allow-floating]\n        [--recipes-dir DIR] [--server URL] "
+	    "[--json] [--no-wait]", enroll_main },
+	{ "unenroll", "unenroll RECIPE... [--server URL] [--json]",
+	    unenroll_main },
+	{ "list", "list [--server URL] [--json]", list_main },
+	{ "status", "status RECIPE [--server URL] [--json]", status_main },
+	{ "warm", "warm [--server URL] [--json] [--no-wait]", warm_main },
 	{ "version", "version", cmd_version },
 	{ "help", "help", cmd_help },
 };
@@ -123,6 +131,7 @@ cmd_serve(int argc, char **argv)
 	struct event_base *base = NULL;
 	struct event *sigterm = NULL, *sigint = NULL;
 	struct server *srv = NULL;
+	struct prewarm *pw = NULL;
 	const char *config_file = NULL, *listen = NULL, *data = NULL;
 	const char *loglevel = NULL, *access_log = NULL, *freshness = NULL;
 	const char *ups[SERVER_MAX_UPSTREAMS];
@@ -196,6 +205,8 @@ cmd_serve(int argc, char **argv)
 		fatal("cannot create the event loop");
 	if ((srv = server_new(base, &cfg.opts)) == NULL)
 		goto out;
+	if ((pw = prewarm_new(srv, cfg.platforms, cfg.nplatforms)) == NULL)
+		goto out;
 	sigterm = evsignal_new(base, SIGTERM, cmd_signal_cb, srv);
 	sigint = evsignal_new(base, SIGINT, cmd_signal_cb, srv);
 	if (sigterm == NULL || sigint == NULL || evsignal_add(sigterm, NULL) ||
@@ -210,6 +221,7 @@ cmd_serve(int argc, char **argv)
 	log_info("stopped");
 	rc = 0;
 out:
+	prewarm_free(pw);	/* before the server: its fetches go first */
 	server_free(srv);
 	if (sigterm != NULL)
 		event_free(sigterm);

@@ -5,7 +5,7 @@
 #ifndef CMD_H
 #define CMD_H
 
-#include "../registry/registry.h"
+#include "../prewarm/prewarm.h"
 
 #define CONFIG_DEFAULT_LISTEN "127.0.0.1:5000"
 #define CONFIG_DEFAULT_DATA "/var/lib/ccprewarm"
@@ -19,6 +19,8 @@ struct config {
 	size_t nstrings;
 	char *listen;
 	char *log_level;
+	const char *platforms[8];	/* pre-warm; none: this machine's */
+	size_t nplatforms;
 	int errors;	/* problems found so far (each already printed) */
 };
 
@@ -46,5 +48,12 @@ int client_request(const char *method, const char *url, const char *body,
 
 /* stats.c */
 int stats_main(int, char **);
+
+/* enroll.c: enroll, unenroll, list, status, warm */
+int enroll_main(int, char **);
+int unenroll_main(int, char **);
+int list_main(int, char **);
+int status_main(int, char **);
+int warm_main(int, char **);
 
 #endif

@@ -286,7 +286,7 @@ config_upstreams(struct config *cfg, json_t *ups)
 static const char *const config_keys[] = { "listen", "data", "upstream",
 	"upstreams", "tag_freshness_seconds", "connect_timeout_ms",
 	"idle_timeout_seconds", "drain_timeout_seconds", "max_requests",
-	"log_level",
+	"platforms", "log_level",
 	"access_log" };
 
 int
@@ -334,6 +334,28 @@ config_load_file(struct config *cfg, const char *path)
 	config_int(cfg, root, "drain_timeout_seconds", 0, 3600,
 	    &o->drain_timeout_s);
 	config_int(cfg, root, "max_requests", 1, 1000000, &o->max_requests);
+	if ((v = json_object_get(root, "platforms")) != NULL) {
+		if (!json_is_array(v) || json_array_size(v) >
+		    nitems(cfg->platforms))
+			config_problem(cfg, "platforms: must be an array of up "
+			    "to %zu strings like \"linux/amd64\"",
+			    nitems(cfg->platforms));
+		else {
+			json_t *p;
+
+			json_array_foreach(v, i, p) {
+				if (!json_is_string(p) || strncmp(
+				    json_string_value(p), "linux/", 6) != 0) {
+					config_problem(cfg, "platforms[%zu]: "
+					    "not a platform like \"linux/amd64\"",
+					    i);
+					continue;
+				}
+				cfg->platforms[cfg->nplatforms++] =
+				    config_str(cfg, json_string_value(p));
+			}
+		}
+	}
 	if ((s = config_string(cfg, root, "", "log_level")) != NULL) {
 		free(cfg->log_level);
 		cfg->log_level = xstrdup(s);

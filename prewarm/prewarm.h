@@ -96,4 +96,18 @@ const char *recipe_file(const struct recipe *, size_t i);
  */
 const char *recipe_version(const struct recipe *);
 
+/* job.c: the daemon's pre-warm engine --------------------------------- */
+
+struct prewarm;
+
+/*
+ * Loads enrolments from LMDB, registers the admin commands (enroll,
+ * recipes, recipes/NAME, warm) and per-recipe metrics, and resumes jobs
+ * that were interrupted.  platforms: "linux/amd64", ...; none means this
+ * machine's own.  NULL (logged) on error.
+ */
+struct prewarm *prewarm_new(struct server *, const char *const *platforms,
+    size_t nplatforms);
+void prewarm_free(struct prewarm *);	/* NULL-safe */
+
 #endif

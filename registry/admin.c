@@ -11,15 +11,6 @@
 #include "../common/common.h"
 #include "registry.h"
 
-static void admin_stats(struct req *);
-
-static const struct admin_cmd {
-	const char *path;
-	enum req_method method;
-	void (*fn)(struct req *);
-} admin_cmds[] = {
-	{ "stats", REQ_GET, admin_stats },
-};
 
 static int
 admin_peer_is_loopback(struct req *r)
@@ -36,9 +27,10 @@ admin_peer_is_loopback(struct req *r)
 	    strcmp(addr, "::ffff:127.0.0.1") == 0;
 }
 
-static void
-admin_stats(struct req *r)
+void
+admin_stats(struct req *r, void *arg)
 {
+	(void)arg;
 	char *json = metrics_json(r->srv);
 
 	req_reply_mem(r, 200, "application/json", NULL, json, strlen(json));
@@ -46,24 +38,51 @@ admin_stats(struct req *r)
 }
 
 void
+admin_add(struct server *srv, const char *path, enum req_method method,
+    admin_fn fn, void *arg)
+{
+	struct server_admin *a;
+
+	if (srv->nadmin == nitems(srv->admin))
+		fatal("too many admin commands");
+	a = &srv->admin[srv->nadmin++];
+	xstrlcpy(a->path, path, sizeof a->path);
+	a->method = method;
+	a->fn = fn;
+	a->arg = arg;
+}
+
+const char *
+req_admin_arg(struct req *r)
+{
+	return r->admin_arg != NULL ? r->admin_arg : "";
+}
+
+void
 admin_handle(struct req *r)
 {
-	size_t i;
+	struct server *srv = r->srv;
+	const struct server_admin *a;
+	const char *path = r->route.admin;
+	size_t i, n;
 
 	if (!admin_peer_is_loopback(r)) {
 		req_error(r, OCI_ERR_DENIED, "the admin API answers loopback "
 		    "clients only");
 		return;
 	}
-	for (i = 0; i < nitems(admin_cmds); i++) {
-		if (strcmp(r->route.admin, admin_cmds[i].path) != 0)
+	for (i = 0; i < srv->nadmin; i++) {
+		a = &srv->admin[i];
+		n = strlen(a->path);
+		if (n > 0 && a->path[n - 1] == '/' ?
+		    strncmp(path, a->path, n) != 0 || path[n] == '\0' :
+		    strcmp(path, a->path) != 0)
 			continue;
-		if (admin_cmds[i].method != r->method) {
-			req_error(r, OCI_ERR_UNSUPPORTED, "wrong method");
-			return;
-		}
-		admin_cmds[i].fn(r);
+		if (a->method != r->method)
+			continue;
+		r->admin_arg = path + (a->path[n - 1] == '/' ? n : strlen(path));
+		a->fn(r, a->arg);
 		return;
 	}
-	req_error(r, OCI_ERR_NOT_FOUND, "unknown admin command");
+	req_error(r, OCI_ERR_NOT_FOUND, "unknown admin command or method");
 }

@@ -53,12 +53,22 @@ struct fill {
 	struct digest claimed;		/* upstream's Docker-Content-Digest */
 	int have_claimed;
 	TAILQ_HEAD(, req) waiters;
+	TAILQ_HEAD(, fill_sub) subs;	/* fill_fetch() callers */
 	struct upstream_xfer *xfer;
 	int attempts;
 	struct event *retry_ev;
 	struct event *wake_ev;
 	int64_t start_ms;
 	int64_t upstream_ms;
+	char why[96];			/* failure, for subscribers */
+};
+
+/* A caller that wants the result, not the bytes (pre-warm jobs). */
+struct fill_sub {
+	TAILQ_ENTRY(fill_sub) entry;
+	struct fill *f;
+	fill_fetch_cb cb;
+	void *arg;
 };
 
 static void fill_start_xfer(struct fill *);
@@ -106,7 +116,7 @@ fill_free(struct fill *f)
 static void
 fill_maybe_free(struct fill *f)
 {
-	if (f->hold == 0 && TAILQ_EMPTY(&f->waiters) &&
+	if (f->hold == 0 && TAILQ_EMPTY(&f->waiters) && TAILQ_EMPTY(&f->subs) &&
 	    (f->state == FILL_DONE || f->state == FILL_FAILED))
 		fill_free(f);
 }
@@ -134,6 +144,22 @@ fill_wake_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	fill_each_waiter(f, fill_pump);
+}
+
+/* Tells every subscriber how it ended; they may start other fills. */
+static void
+fill_notify_subs(struct fill *f, const char *why)
+{
+	struct fill_sub *sub;
+
+	f->hold++;
+	while ((sub = TAILQ_FIRST(&f->subs)) != NULL) {
+		TAILQ_REMOVE(&f->subs, sub, entry);
+		sub->cb(sub->arg, f->state == FILL_DONE ? &f->digest : NULL,
+		    f->state == FILL_DONE ? NULL : why);
+		free(sub);
+	}
+	f->hold--;
 }
 
 /* Coalesces wake-ups: waiters are pumped once per loop iteration. */
@@ -180,6 +206,15 @@ fill_fail(struct fill *f, enum oci_err err, const char *why)
 		r->fill_err = err;
 		r->fill_why = why;
 	}
+	if (why == NULL && f->status > 0)
+		snprintf(f->why, sizeof f->why, "%s (upstream answered %ld)",
+		    oci_err_code(err), f->status);
+	else
+		xstrlcpy(f->why, why != NULL ? why : oci_err_code(err),
+		    sizeof f->why);
+	f->hold++;
+	fill_notify_subs(f, f->why);
+	f->hold--;
 	fill_each_waiter(f, fill_fail_waiter);
 }
 
@@ -296,6 +331,7 @@ fill_commit_blob(struct fill *f)
 		f->size = (int64_t)meta.size;
 	fill_set_state(f, FILL_DONE);
 	fill_unlist(f);
+	fill_notify_subs(f, NULL);
 	fill_wake(f);
 }
 
@@ -373,6 +409,7 @@ fill_commit_manifest(struct fill *f)
 		    f->repo, f->tag);
 	fill_set_state(f, FILL_DONE);
 	fill_unlist(f);
+	fill_notify_subs(f, NULL);
 	fill_wake(f);
 }
 
@@ -474,60 +511,88 @@ fill_start_xfer(struct fill *f)
 		fill_fail(f, OCI_ERR_INTERNAL, "cannot start upstream transfer");
 }
 
+/* What a fill fetches: its identity for single flight. */
+struct fill_key {
+	enum fill_kind kind;
+	struct upstream *up;
+	const char *repo;
+	const char *tag;	/* "" when by digest */
+	int by_digest;
+	const struct digest *digest;
+	const char *accept;	/* manifests; NULL: everything */
+};
+
 static struct fill *
-fill_find(struct server *srv, enum fill_kind kind, const struct req *r)
+fill_find(struct server *srv, const struct fill_key *k)
 {
-	const struct route *rt = &r->route;
 	struct fill *f;
 
 	TAILQ_FOREACH(f, &srv->fills, entry) {
-		if (f->kind != kind || f->by_digest != rt->by_digest)
+		if (f->kind != k->kind || f->by_digest != k->by_digest)
 			continue;
 		if (f->by_digest) {
 			/* content-addressed: any repository, any upstream */
-			if (digest_equal(&f->digest, &rt->digest))
+			if (digest_equal(&f->digest, k->digest))
 				return f;
-		} else if (f->up == r->up && strcmp(f->repo, rt->name) == 0 &&
-		    strcmp(f->tag, rt->tag) == 0)
+		} else if (f->up == k->up && strcmp(f->repo, k->repo) == 0 &&
+		    strcmp(f->tag, k->tag) == 0)
 			return f;
 	}
 	return NULL;
 }
 
 static struct fill *
-fill_new(struct req *r, enum fill_kind kind)
+fill_new(struct server *srv, const struct fill_key *k)
 {
-	struct server *srv = r->srv;
-	const char *accept;
 	struct fill *f;
 
 	f = xcalloc(1, sizeof *f);
 	f->srv = srv;
-	f->kind = kind;
+	f->kind = k->kind;
 	f->state = FILL_CONNECTING;
-	f->up = r->up;
-	xstrlcpy(f->repo, r->route.name, sizeof f->repo);
-	xstrlcpy(f->tag, r->route.tag, sizeof f->tag);
-	f->by_digest = r->route.by_digest;
-	f->digest = r->route.digest;
+	f->up = k->up;
+	xstrlcpy(f->repo, k->repo, sizeof f->repo);
+	xstrlcpy(f->tag, k->tag, sizeof f->tag);
+	f->by_digest = k->by_digest;
+	if (k->by_digest)
+		f->digest = *k->digest;
 	f->size = -1;
-	accept = req_accept(r);
-	f->accept = xstrdup(accept != NULL && accept[0] != '\0' ? accept :
-	    oci_accept_all());
+	f->accept = xstrdup(k->accept != NULL && k->accept[0] != '\0' ?
+	    k->accept : oci_accept_all());
 	f->start_ms = clock_now_ms();
 	TAILQ_INIT(&f->waiters);
+	TAILQ_INIT(&f->subs);
 	f->retry_ev = evtimer_new(srv->base, fill_retry_cb, f);
 	f->wake_ev = event_new(srv->base, -1, 0, fill_wake_cb, f);
 	if (f->retry_ev == NULL || f->wake_ev == NULL)
 		fatal("out of memory creating fill events");
-	if (kind == FILL_BLOB && (f->tmp = blobstore_tmp_new(srv->store)) ==
+	if (k->kind == FILL_BLOB && (f->tmp = blobstore_tmp_new(srv->store)) ==
 	    NULL) {
 		fill_free(f);
 		return NULL;
 	}
 	TAILQ_INSERT_TAIL(&srv->fills, f, entry);
 	f->listed = 1;
+	f->hold++;
+	fill_start_xfer(f);
+	f->hold--;
+	if (f->state == FILL_FAILED) {
+		fill_maybe_free(f);
+		return NULL;
+	}
 	return f;
+}
+
+static void
+fill_req_key(struct req *r, enum fill_kind kind, struct fill_key *k)
+{
+	k->kind = kind;
+	k->up = r->up;
+	k->repo = r->route.name;
+	k->tag = r->route.tag;
+	k->by_digest = r->route.by_digest;
+	k->digest = &r->route.digest;
+	k->accept = req_accept(r);
 }
 
 size_t
@@ -544,17 +609,62 @@ fill_count(struct server *srv)
 int
 fill_in_flight(struct req *r, enum fill_kind kind)
 {
-	return fill_find(r->srv, kind, r) != NULL;
+	struct fill_key k;
+
+	fill_req_key(r, kind, &k);
+	return fill_find(r->srv, &k) != NULL;
+}
+
+struct fill_sub *
+fill_fetch(struct server *srv, struct upstream *up, const char *repo,
+    enum fill_kind kind, const char *tag, const struct digest *d,
+    fill_fetch_cb cb, void *arg)
+{
+	struct fill_key k;
+	struct fill_sub *sub;
+	struct fill *f;
+
+	memset(&k, 0, sizeof k);
+	k.kind = kind;
+	k.up = up;
+	k.repo = repo;
+	k.tag = tag != NULL ? tag : "";
+	k.by_digest = tag == NULL;
+	k.digest = d;
+	if ((f = fill_find(srv, &k)) == NULL && (f = fill_new(srv, &k)) ==
+	    NULL)
+		return NULL;
+	sub = xcalloc(1, sizeof *sub);
+	sub->f = f;
+	sub->cb = cb;
+	sub->arg = arg;
+	TAILQ_INSERT_TAIL(&f->subs, sub, entry);
+	return sub;
+}
+
+void
+fill_fetch_cancel(struct fill_sub *sub)
+{
+	struct fill *f;
+
+	if (sub == NULL)
+		return;
+	f = sub->f;
+	TAILQ_REMOVE(&f->subs, sub, entry);
+	free(sub);
+	fill_maybe_free(f);
 }
 
 int
 fill_attach(struct req *r, enum fill_kind kind)
 {
+	struct fill_key k;
 	struct fill *f;
 	int joined = 1;
 
-	if ((f = fill_find(r->srv, kind, r)) == NULL) {
-		if ((f = fill_new(r, kind)) == NULL) {
+	fill_req_key(r, kind, &k);
+	if ((f = fill_find(r->srv, &k)) == NULL) {
+		if ((f = fill_new(r->srv, &k)) == NULL) {
 			req_error(r, OCI_ERR_INTERNAL, "cannot create temp file");
 			return -1;
 		}
@@ -567,8 +677,7 @@ fill_attach(struct req *r, enum fill_kind kind)
 	if (joined) {
 		r->srv->ctr.coalesced++;
 		fill_wake(f);
-	} else
-		fill_start_xfer(f);
+	}
 	return joined;
 }
 

@@ -46,7 +46,8 @@ static const struct http_handler {
 	{ ROUTE_UPLOAD, 0, 0, NULL },
 	{ ROUTE_CATALOG, 0, 0, NULL },
 	{ ROUTE_METRICS, HTTP_M_GET, 0, metrics_handle },
-	{ ROUTE_ADMIN, HTTP_M_GET | HTTP_M_POST, 0, admin_handle },
+	{ ROUTE_ADMIN, HTTP_M_GET | HTTP_M_POST | HTTP_M_DELETE, 0,
+	    admin_handle },
 };
 
 static const char *const http_cache_names[] = {
@@ -130,6 +131,25 @@ req_accept(struct req *r)
 		r->accept = xstrdup(req_header(r, "Accept"));
 	evbuffer_free(b);
 	return r->accept;
+}
+
+const char *
+req_body(struct req *r, size_t *len)
+{
+	struct evbuffer *in;
+	size_t n;
+
+	if (r->body == NULL && r->ev != NULL) {
+		in = evhttp_request_get_input_buffer(r->ev);
+		n = evbuffer_get_length(in);
+		r->body = xmalloc(n + 1);
+		evbuffer_copyout(in, r->body, n);
+		r->body[n] = '\0';
+		r->body_len = n;
+	}
+	if (len != NULL)
+		*len = r->body_len;
+	return r->body;
 }
 
 static void
@@ -502,6 +522,7 @@ req_finish(struct req *r, int status, const char *why)
 	srv->nreqs--;
 	free(r->path);
 	free(r->accept);
+	free(r->body);
 	free(r);
 }
 

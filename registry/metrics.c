@@ -348,6 +348,8 @@ metrics_handle(struct req *r)
 	}
 	metrics_http(b, c);
 	metrics_upstreams(b, srv);
+	for (i = 0; i < srv->nmetrics_extra; i++)
+		srv->metrics_extra[i].fn(b, srv->metrics_extra[i].arg);
 	req_reply_mem(r, 200, "text/plain; version=0.0.4; charset=utf-8", NULL,
 	    evbuffer_pullup(b, -1), evbuffer_get_length(b));
 	evbuffer_free(b);
@@ -384,4 +386,13 @@ metrics_json(struct server *srv)
 	out = xstrdup((const char *)evbuffer_pullup(b, -1));
 	evbuffer_free(b);
 	return out;
+}
+
+void
+metrics_add(struct server *srv, metrics_fn fn, void *arg)
+{
+	if (srv->nmetrics_extra == nitems(srv->metrics_extra))
+		fatal("too many metrics writers");
+	srv->metrics_extra[srv->nmetrics_extra].fn = fn;
+	srv->metrics_extra[srv->nmetrics_extra++].arg = arg;
 }

@@ -3,6 +3,7 @@
  * statuses (a table), media types, and the only reader of manifest JSON.
  * json_t never leaves this file.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -111,4 +112,91 @@ oci_manifest_media_type(const void *buf, size_t len, char *out, size_t outlen)
 out:
 	json_decref(root);
 	return rc;
+}
+
+static int
+oci_desc_parse(json_t *o, struct oci_desc *d)
+{
+	json_t *plat, *urls;
+	const char *s;
+
+	memset(d, 0, sizeof *d);
+	s = json_string_value(json_object_get(o, "digest"));
+	if (s == NULL || digest_parse(&d->digest, s) == -1)
+		return -1;
+	d->size = json_is_integer(json_object_get(o, "size")) ?
+	    json_integer_value(json_object_get(o, "size")) : -1;
+	if ((s = json_string_value(json_object_get(o, "mediaType"))) != NULL)
+		xstrlcpy(d->media_type, s, sizeof d->media_type);
+	if ((plat = json_object_get(o, "platform")) != NULL) {
+		if ((s = json_string_value(json_object_get(plat, "os"))) != NULL)
+			xstrlcpy(d->os, s, sizeof d->os);
+		if ((s = json_string_value(json_object_get(plat,
+		    "architecture"))) != NULL)
+			xstrlcpy(d->arch, s, sizeof d->arch);
+		if ((s = json_string_value(json_object_get(plat, "variant"))) !=
+		    NULL)
+			xstrlcpy(d->variant, s, sizeof d->variant);
+	}
+	/* Non-distributable layers live elsewhere; registries don't serve them. */
+	urls = json_object_get(o, "urls");
+	d->foreign = json_is_array(urls) && json_array_size(urls) > 0;
+	return 0;
+}
+
+int
+oci_manifest_parse(const void *buf, size_t len, struct oci_manifest *m,
+    const char **why)
+{
+	json_t *root, *arr, *cfg;
+	size_t i, n;
+	int rc = -1;
+
+	memset(m, 0, sizeof *m);
+	*why = "manifest is not a JSON object";
+	root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
+	if (root == NULL || !json_is_object(root))
+		goto out;
+	if (json_is_string(json_object_get(root, "mediaType")))
+		xstrlcpy(m->media_type, json_string_value(json_object_get(root,
+		    "mediaType")), sizeof m->media_type);
+	if ((arr = json_object_get(root, "manifests")) != NULL) {
+		m->kind = OCI_KIND_INDEX;
+	} else if ((arr = json_object_get(root, "layers")) != NULL) {
+		m->kind = OCI_KIND_IMAGE;
+		cfg = json_object_get(root, "config");
+		*why = "image manifest without a valid config";
+		if (!json_is_object(cfg) || oci_desc_parse(cfg, &m->config) == -1)
+			goto out;
+	} else {
+		*why = "unsupported manifest (schema1 or unknown)";
+		goto out;
+	}
+	*why = "manifest's descriptor list is not an array";
+	if (!json_is_array(arr))
+		goto out;
+	n = json_array_size(arr);
+	m->descs = xcalloc(n == 0 ? 1 : n, sizeof *m->descs);
+	*why = "manifest has an invalid descriptor";
+	for (i = 0; i < n; i++) {
+		if (!json_is_object(json_array_get(arr, i)) ||
+		    oci_desc_parse(json_array_get(arr, i), &m->descs[i]) == -1)
+			goto out;
+		m->ndescs++;
+	}
+	*why = NULL;
+	rc = 0;
+out:
+	if (rc == -1)
+		oci_manifest_release(m);
+	json_decref(root);
+	return rc;
+}
+
+void
+oci_manifest_release(struct oci_manifest *m)
+{
+	free(m->descs);
+	m->descs = NULL;
+	m->ndescs = 0;
 }

@@ -259,6 +259,31 @@ int oci_accepts(const char *accept, const char *media_type);
  */
 int oci_manifest_media_type(const void *, size_t, char *out, size_t outlen);
 
+/* A descriptor: an index's child manifest, a config or a layer. */
+struct oci_desc {
+	struct digest digest;
+	int64_t size;			/* -1 if absent */
+	char media_type[OCI_MEDIA_TYPE_MAX];
+	char os[32], arch[32], variant[32];	/* index children */
+	int foreign;			/* has urls: not served by registries */
+};
+
+enum oci_kind { OCI_KIND_INDEX, OCI_KIND_IMAGE };
+
+struct oci_manifest {
+	enum oci_kind kind;
+	char media_type[OCI_MEDIA_TYPE_MAX];
+	struct oci_desc config;		/* OCI_KIND_IMAGE */
+	struct oci_desc *descs;		/* children, or layers; owned */
+	size_t ndescs;
+};
+
+/* Parses an index/manifest list or an image manifest.  0, or -1 with a
+ * static reason (schema1 manifests are refused).  Release after use. */
+int oci_manifest_parse(const void *, size_t, struct oci_manifest *,
+    const char **why);
+void oci_manifest_release(struct oci_manifest *);
+
 /* route.c: request path + query -> struct route --------------------------- */
 
 enum route_kind {
@@ -384,6 +409,10 @@ struct server_counters {
 	struct metrics_store store_flushed;
 };
 
+enum req_method { REQ_GET, REQ_HEAD, REQ_POST, REQ_DELETE, REQ_OTHER };
+typedef void (*admin_fn)(struct req *, void *arg);
+typedef void (*metrics_fn)(struct evbuffer *, void *arg);
+
 struct server {
 	struct event_base *base;
 	const struct server_opts *opts;
@@ -403,6 +432,18 @@ struct server {
 	int draining;
 	FILE *access_log;
 	struct server_counters ctr;
+	struct server_admin {
+		char path[64];
+		enum req_method method;
+		admin_fn fn;
+		void *arg;
+	} admin[16];
+	size_t nadmin;
+	struct server_metrics {
+		metrics_fn fn;
+		void *arg;
+	} metrics_extra[4];
+	size_t nmetrics_extra;
 };
 
 /* X-Cache: what the cache did for this request. */
@@ -415,7 +456,6 @@ enum req_cache {
 	REQ_CACHE_STALE,	/* upstream failed; served the cached mapping */
 };
 
-enum req_method { REQ_GET, REQ_HEAD, REQ_POST, REQ_DELETE, REQ_OTHER };
 
 enum req_state {
 	REQ_NEW,	/* routed, nothing sent */
@@ -438,6 +478,9 @@ struct req {
 	struct upstream *up;		/* borrowed from srv */
 	char *path;			/* owned copy for the access log */
 	char *accept;			/* req_accept()'s cache */
+	char *body;			/* req_body()'s copy */
+	size_t body_len;
+	const char *admin_arg;
 	int64_t start_ms;
 	int64_t upstream_ms;		/* -1: none */
 	int status;
@@ -514,6 +557,20 @@ int fill_attach(struct req *, enum fill_kind);
 void fill_detach(struct req *);
 /* Fails every fill and its waiters (shutdown). */
 void fill_abort_all(struct server *);
+/*
+ * For callers without a client connection (pre-warm): fetch a blob or a
+ * manifest into the store through the same single flight.  tag NULL means
+ * by digest d.  cb gets the stored digest, or NULL and a reason.  A fill
+ * already in flight is joined; the caller checks the store first.
+ */
+typedef void (*fill_fetch_cb)(void *arg, const struct digest *,
+    const char *why);
+struct fill_sub;
+struct fill_sub *fill_fetch(struct server *, struct upstream *,
+    const char *repo, enum fill_kind, const char *tag, const struct digest *,
+    fill_fetch_cb, void *arg);
+/* No callback after this; NULL-safe. */
+void fill_fetch_cancel(struct fill_sub *);
 /* In-flight fills. */
 size_t fill_count(struct server *);
 /* 1 if a fill for req's blob or manifest is in flight. */
@@ -540,6 +597,21 @@ void tags_handle(struct req *);
 void metrics_handle(struct req *);
 /* admin.c: /_ccprewarm/v1/..., refused unless from loopback. */
 void admin_handle(struct req *);
+/*
+ * Adds an admin command: path is matched exactly, or as a prefix when it
+ * ends in '/' (the rest is in req_admin_arg()).  Higher layers (prewarm/)
+ * plug in here, so registry/ never includes their headers.
+ */
+void admin_add(struct server *, const char *path, enum req_method, admin_fn,
+    void *arg);
+/* GET stats: metrics_json(). */
+void admin_stats(struct req *, void *);
+/* What followed the matched prefix ("" for an exact match). */
+const char *req_admin_arg(struct req *);
+/* The request body, NUL-terminated (owned by the request), or NULL. */
+const char *req_body(struct req *, size_t *len);
+/* Metrics text written by a higher layer, appended to /metrics. */
+void metrics_add(struct server *, metrics_fn, void *arg);
 /* Loads the store-lifetime counters; 0 or -1. */
 int metrics_open(struct server *);
 /* Adds a finished request to the counters. */

@@ -102,6 +102,7 @@ server_new(struct event_base *base, const struct server_opts *o)
 	}
 	if (server_open_access_log(srv, o->access_log) == -1)
 		goto fail;
+	admin_add(srv, "stats", REQ_GET, admin_stats, NULL);
 	if (http_start(srv) == -1)
 		goto fail;
 	srv->flush_ev = event_new(base, -1, EV_PERSIST, server_flush_cb, srv);

@@ -546,8 +546,8 @@ out:
  * A walk over every record: fine for a stats call.  Issue-5 metrics, if
  * scraped often, may want the totals kept incrementally in "meta" instead.
  */
-int
-db_blob_totals(struct db *db, uint64_t *count, uint64_t *bytes)
+static int
+db_totals(struct db *db, int pinned, uint64_t *count, uint64_t *bytes)
 {
 	struct db_blob b;
 	MDB_cursor *cur = NULL;
@@ -567,6 +567,8 @@ db_blob_totals(struct db *db, uint64_t *count, uint64_t *bytes)
 			log_error("corrupt blob record in '%s'", db->dir);
 			goto out;
 		}
+		if (pinned && b.pins == 0)
+			continue;
 		n++;
 		sum += b.size;
 	}
@@ -582,6 +584,18 @@ out:
 		mdb_cursor_close(cur);
 	db_txn_abort(&txn);
 	return rc;
+}
+
+int
+db_blob_totals(struct db *db, uint64_t *count, uint64_t *bytes)
+{
+	return db_totals(db, 0, count, bytes);
+}
+
+int
+db_pinned_totals(struct db *db, uint64_t *count, uint64_t *bytes)
+{
+	return db_totals(db, 1, count, bytes);
 }
 
 /* Tags --------------------------------------------------------------------- */
@@ -743,5 +757,250 @@ db_counter_get(struct db *db, const char *name, uint64_t *out)
 		return -1;
 	rc = db_counter_read(db, txn, name, out);
 	db_txn_abort(&txn);
+	return rc;
+}
+
+/* Pins ---------------------------------------------------------------------- */
+
+/*
+ * pins: "recipe\0version" -> version byte, u32 count, count * 32 digest
+ * bytes.  The pin count in each blob record is derived from these lists and
+ * changed in the same transaction.
+ */
+static int
+db_pins_adjust(struct db *db, MDB_txn *txn, const unsigned char *list,
+    size_t n, int delta)
+{
+	unsigned char buf[DB_BLOB_VAL_MAX];
+	struct db_blob b;
+	MDB_val k, v;
+	size_t i;
+	int err;
+
+	for (i = 0; i < n; i++) {
+		k = db_val(list + i * DIGEST_LEN, DIGEST_LEN);
+		if ((err = mdb_get(txn, db->blobs, &k, &v)) == MDB_NOTFOUND)
+			continue;	/* not stored (yet): nothing to count */
+		if (err != 0 || db_blob_decode(&v, &b) == -1) {
+			log_error("cannot update pin count in '%s'", db->dir);
+			return -1;
+		}
+		if (delta < 0 && b.pins > 0)
+			b.pins--;
+		else if (delta > 0)
+			b.pins++;
+		v = db_val(buf, db_blob_encode(&b, buf));
+		if ((err = mdb_put(txn, db->blobs, &k, &v, 0)) != 0) {
+			db_log(db, "update pin count in", db->dir, err);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+db_pins_old(struct db *db, MDB_txn *txn, MDB_val *k, int delta)
+{
+	MDB_val v;
+	const unsigned char *p;
+	uint32_t n;
+	int err;
+
+	if ((err = mdb_get(txn, db->pins, k, &v)) == MDB_NOTFOUND)
+		return 0;
+	if (err != 0 || v.mv_size < 5) {
+		log_error("corrupt pin record in '%s'", db->dir);
+		return -1;
+	}
+	p = v.mv_data;
+	n = (uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16 |
+	    (uint32_t)p[4] << 24;
+	if (v.mv_size != 5 + (size_t)n * DIGEST_LEN) {
+		log_error("corrupt pin record in '%s'", db->dir);
+		return -1;
+	}
+	return db_pins_adjust(db, txn, p + 5, n, delta);
+}
+
+int
+db_pins_set(struct db *db, const char *recipe, const char *version,
+    const struct digest *d, size_t n)
+{
+	char key[DB_KEY_BUF];
+	unsigned char *buf = NULL;
+	size_t klen, i;
+	MDB_txn *txn = NULL;
+	MDB_val k, v;
+	int err, rc = -1;
+
+	klen = (size_t)snprintf(key, sizeof key, "%s%c%s", recipe, '\0',
+	    version);
+	if (klen >= sizeof key || n > UINT32_MAX / DIGEST_LEN) {
+		log_error("pin key too long: '%s'", recipe);
+		return -1;
+	}
+	buf = xmalloc(5 + n * DIGEST_LEN);
+	buf[0] = DB_RECORD_VERSION;
+	buf[1] = n & 0xff;
+	buf[2] = (n >> 8) & 0xff;
+	buf[3] = (n >> 16) & 0xff;
+	buf[4] = (n >> 24) & 0xff;
+	for (i = 0; i < n; i++)
+		memcpy(buf + 5 + i * DIGEST_LEN, d[i].b, DIGEST_LEN);
+	if (db_txn_begin(db, 0, &txn) == -1)
+		goto out;
+	k = db_val(key, klen);
+	if (db_pins_old(db, txn, &k, -1) == -1)
+		goto out;
+	v = db_val(buf, 5 + n * DIGEST_LEN);
+	if ((err = mdb_put(txn, db->pins, &k, &v, 0)) != 0) {
+		db_log(db, "write pins of", recipe, err);
+		goto out;
+	}
+	if (db_pins_adjust(db, txn, buf + 5, n, +1) == -1)
+		goto out;
+	if (db_txn_commit(db, &txn, "write pins of", recipe) == -1)
+		goto out;
+	rc = 0;
+out:
+	db_txn_abort(&txn);
+	free(buf);
+	return rc;
+}
+
+int
+db_pins_del(struct db *db, const char *recipe)
+{
+	MDB_cursor *cur = NULL;
+	MDB_txn *txn = NULL;
+	MDB_val k, v;
+	size_t rlen = strlen(recipe);
+	int err, rc = -1, found = 0;
+
+	if (db_txn_begin(db, 0, &txn) == -1)
+		return -1;
+	if ((err = mdb_cursor_open(txn, db->pins, &cur)) != 0) {
+		db_log(db, "walk pins in", db->dir, err);
+		goto out;
+	}
+	k = db_val(recipe, rlen + 1);	/* "recipe\0" sorts first */
+	err = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	while (err == 0 && k.mv_size > rlen &&
+	    memcmp(k.mv_data, recipe, rlen) == 0 &&
+	    ((const char *)k.mv_data)[rlen] == '\0') {
+		if (db_pins_old(db, txn, &k, -1) == -1 ||
+		    (err = mdb_cursor_del(cur, 0)) != 0)
+			goto out;
+		found = 1;
+		err = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
+		if (err == MDB_NOTFOUND || err == EINVAL)
+			break;
+		if (err == 0 && !(k.mv_size > rlen &&
+		    memcmp(k.mv_data, recipe, rlen) == 0))
+			break;
+	}
+	mdb_cursor_close(cur);
+	cur = NULL;
+	if (db_txn_commit(db, &txn, "remove pins of", recipe) == -1)
+		goto out;
+	rc = found ? 0 : 1;
+out:
+	if (cur != NULL)
+		mdb_cursor_close(cur);
+	db_txn_abort(&txn);
+	return rc;
+}
+
+/* Job records: opaque bytes the caller encodes (fixed layout, versioned). */
+
+int
+db_job_put(struct db *db, const char *id, const void *val, size_t len)
+{
+	MDB_txn *txn = NULL;
+	MDB_val k, v;
+	int err, rc = -1;
+
+	if (db_txn_begin(db, 0, &txn) == -1)
+		return -1;
+	k = db_val(id, strlen(id));
+	v = db_val(val, len);
+	if ((err = mdb_put(txn, db->jobs, &k, &v, 0)) != 0) {
+		db_log(db, "write job", id, err);
+		goto out;
+	}
+	if (db_txn_commit(db, &txn, "write job", id) == -1)
+		goto out;
+	rc = 0;
+out:
+	db_txn_abort(&txn);
+	return rc;
+}
+
+int
+db_job_del(struct db *db, const char *id)
+{
+	MDB_txn *txn = NULL;
+	MDB_val k;
+	int err, rc = -1;
+
+	if (db_txn_begin(db, 0, &txn) == -1)
+		return -1;
+	k = db_val(id, strlen(id));
+	if ((err = mdb_del(txn, db->jobs, &k, NULL)) != 0 &&
+	    err != MDB_NOTFOUND) {
+		db_log(db, "delete job", id, err);
+		goto out;
+	}
+	if (db_txn_commit(db, &txn, "delete job", id) == -1)
+		goto out;
+	rc = 0;
+out:
+	db_txn_abort(&txn);
+	return rc;
+}
+
+int
+db_job_list(struct db *db, void (*fn)(void *, const char *, const void *,
+    size_t), void *arg)
+{
+	MDB_cursor *cur = NULL;
+	MDB_txn *txn = NULL;
+	MDB_val k, v;
+	struct db_job_rec {
+		char *id;
+		void *val;
+		size_t len;
+	} *recs = NULL;
+	size_t n = 0, i;
+	int err, rc = -1;
+
+	/* Copy out first: fn may write, and no transaction spans a callback. */
+	if (db_txn_begin(db, MDB_RDONLY, &txn) == -1)
+		return -1;
+	if ((err = mdb_cursor_open(txn, db->jobs, &cur)) != 0) {
+		db_log(db, "walk jobs in", db->dir, err);
+		goto out;
+	}
+	while ((err = mdb_cursor_get(cur, &k, &v, n == 0 ? MDB_FIRST :
+	    MDB_NEXT)) == 0) {
+		recs = xreallocarray(recs, n + 1, sizeof *recs);
+		recs[n].id = xstrndup(k.mv_data, k.mv_size);
+		recs[n].val = xmalloc(v.mv_size);
+		memcpy(recs[n].val, v.mv_data, v.mv_size);
+		recs[n].len = v.mv_size;
+		n++;
+	}
+	mdb_cursor_close(cur);
+	db_txn_abort(&txn);
+	for (i = 0; i < n; i++)
+		fn(arg, recs[i].id, recs[i].val, recs[i].len);
+	rc = 0;
+out:
+	db_txn_abort(&txn);
+	for (i = 0; i < n; i++) {
+		free(recs[i].id);
+		free(recs[i].val);
+	}
+	free(recs);
 	return rc;
 }

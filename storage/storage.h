@@ -132,6 +132,8 @@ int db_blob_put(struct db *, const struct digest *, const struct db_blob *);
 int db_blob_del(struct db *, const struct digest *);
 /* Number of blobs and their total size. */
 int db_blob_totals(struct db *, uint64_t *count, uint64_t *bytes);
+/* The same over blobs with a pin count above zero. */
+int db_pinned_totals(struct db *, uint64_t *count, uint64_t *bytes);
 
 /* As db_blob_get: 0 found, 1 absent, -1 error.  db_tag_put: 0 or -1. */
 int db_tag_get(struct db *, const char *upstream, const char *repo,
@@ -149,5 +151,21 @@ int db_flush(struct db *);
 /* Store-lifetime counters, by name.  0 or -1. */
 int db_counter_add(struct db *, const char *name, uint64_t delta);
 int db_counter_get(struct db *, const char *name, uint64_t *out);
+
+/*
+ * Pins: (recipe, version) -> the digests of its closure.  Setting a list
+ * replaces the old one and adjusts each blob's pin count in the same
+ * transaction.  0 or -1; db_pins_del: 0, 1 if the recipe had none, -1.
+ */
+int db_pins_set(struct db *, const char *recipe, const char *version,
+    const struct digest *, size_t n);
+int db_pins_del(struct db *, const char *recipe);
+
+/* Durable jobs: opaque records by id, encoded by prewarm/. */
+int db_job_put(struct db *, const char *id, const void *, size_t);
+int db_job_del(struct db *, const char *id);
+/* Calls fn for every job, outside any transaction. */
+int db_job_list(struct db *, void (*fn)(void *arg, const char *id,
+    const void *val, size_t len), void *arg);
 
 #endif

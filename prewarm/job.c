@@ -1,0 +1,902 @@
+/*
+ * prewarm/job.c: the daemon side of pre-warming.  An enrolment is a job
+ * keyed by recipe name: its image references are resolved through the
+ * mirror's own upstream routing (tag -> index -> the configured platforms'
+ * manifests -> config + layers), every missing digest is fetched through
+ * the same single-flight fills that clients use, with bounded parallelism,
+ * and when the closure is complete it is pinned under (recipe, version).
+ * Jobs are durable: the record in LMDB is rewritten as images finish, and
+ * jobs that were running when the daemon stopped resume at start-up,
+ * skipping what is already stored.
+ */
+#include <sys/utsname.h>
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "../common/common.h"
+#include "prewarm.h"
+
+#define JOB_PARALLEL 4
+#define JOB_MAX_IMAGES 256
+#define JOB_RECORD_VERSION 1
+
+enum job_state { JOB_QUEUED, JOB_RUNNING, JOB_DONE, JOB_FAILED };
+static const char *const job_state_names[] = { "queued", "running", "warm",
+	"failed" };
+
+enum job_image_state { JOB_IMG_PENDING, JOB_IMG_DONE, JOB_IMG_FAILED };
+static const char *const job_image_state_names[] = { "pending", "warm",
+	"failed" };
+
+enum job_op_kind { JOB_OP_TAG, JOB_OP_MANIFEST, JOB_OP_BLOB };
+
+struct job_image {
+	char ref[REF_STRLEN];
+	struct ref parsed;
+	struct upstream *up;
+	enum job_image_state state;
+	int pending;		/* ops not yet finished */
+	char error[200];
+};
+
+struct job_op {
+	TAILQ_ENTRY(job_op) entry;
+	struct job *job;
+	size_t img;
+	enum job_op_kind kind;
+	struct digest digest;
+	int64_t size;
+	int fetched;		/* went upstream (not already stored) */
+	struct fill_sub *sub;
+};
+
+struct job {
+	TAILQ_ENTRY(job) entry;
+	struct prewarm *pw;
+	char recipe[128];
+	char version[128];
+	enum job_state state;
+	struct job_image *images;
+	size_t nimages;
+	struct digest *closure;
+	size_t nclosure, closure_cap;
+	uint64_t bytes_total, bytes_fetched, bytes_present;
+	size_t blobs_total, blobs_done;
+	size_t active;
+	TAILQ_HEAD(, job_op) queue;	/* waiting for a slot */
+	TAILQ_HEAD(, job_op) running;
+	int64_t started_at, finished_at;
+};
+
+struct prewarm {
+	struct server *srv;
+	char platforms[8][48];
+	size_t nplatforms;
+	TAILQ_HEAD(, job) jobs;
+	struct event *resume_ev;
+};
+
+static void job_pump(struct job *);
+static void job_op_done(struct job_op *, const char *why);
+
+/* "linux/amd64" for this machine, as docker names it. */
+static void
+job_native_platform(char *buf, size_t len)
+{
+	struct utsname u;
+	const char *arch = "amd64";
+
+	if (uname(&u) == 0) {
+		if (strcmp(u.machine, "aarch64") == 0 ||
+		    strcmp(u.machine, "arm64") == 0)
+			arch = "arm64";
+		else if (strncmp(u.machine, "armv7", 5) == 0)
+			arch = "arm/v7";
+		else if (strcmp(u.machine, "i686") == 0)
+			arch = "386";
+		else if (strcmp(u.machine, "s390x") == 0 ||
+		    strcmp(u.machine, "ppc64le") == 0 ||
+		    strcmp(u.machine, "riscv64") == 0)
+			arch = u.machine;
+	}
+	xstrlcpy(buf, "linux/", len);
+	if (strlen(buf) + strlen(arch) < len)
+		strcat(buf, arch);
+}
+
+static int
+job_platform_match(const struct prewarm *pw, const struct oci_desc *d)
+{
+	char p[112];
+	size_t i;
+
+	snprintf(p, sizeof p, "%s/%s%s%s", d->os, d->arch,
+	    d->variant[0] ? "/" : "", d->variant);
+	for (i = 0; i < pw->nplatforms; i++) {
+		size_t n = strlen(pw->platforms[i]);
+
+		/* "linux/arm64" also takes "linux/arm64/v8" */
+		if (strcmp(p, pw->platforms[i]) == 0 ||
+		    (strncmp(p, pw->platforms[i], n) == 0 && p[n] == '/'))
+			return 1;
+	}
+	return 0;
+}
+
+/* Record encoding (fixed layout, versioned; no JSON in LMDB) ------------- */
+
+static void
+job_put_str(struct evbuffer *b, const char *s)
+{
+	uint16_t n = (uint16_t)strlen(s);
+	unsigned char len[2] = { n & 0xff, n >> 8 };
+
+	evbuffer_add(b, len, 2);
+	evbuffer_add(b, s, n);
+}
+
+static void
+job_put_u64(struct evbuffer *b, uint64_t v)
+{
+	unsigned char x[8];
+	int i;
+
+	for (i = 0; i < 8; i++)
+		x[i] = (v >> (8 * i)) & 0xff;
+	evbuffer_add(b, x, 8);
+}
+
+static void
+job_save(struct job *j)
+{
+	struct evbuffer *b = evbuffer_new();
+	unsigned char hdr[2] = { JOB_RECORD_VERSION, (unsigned char)j->state };
+	size_t i;
+
+	evbuffer_add(b, hdr, 2);
+	job_put_str(b, j->version);
+	job_put_u64(b, (uint64_t)j->started_at);
+	job_put_u64(b, (uint64_t)j->finished_at);
+	job_put_u64(b, j->bytes_total);
+	job_put_u64(b, j->nimages);
+	for (i = 0; i < j->nimages; i++) {
+		unsigned char st = (unsigned char)j->images[i].state;
+
+		job_put_str(b, j->images[i].ref);
+		evbuffer_add(b, &st, 1);
+		job_put_str(b, j->images[i].error);
+	}
+	if (db_job_put(j->pw->srv->db, j->recipe, evbuffer_pullup(b, -1),
+	    evbuffer_get_length(b)) == -1)
+		log_warn("cannot record the progress of '%s'", j->recipe);
+	evbuffer_free(b);
+}
+
+struct job_rd {
+	const unsigned char *p;
+	size_t len, off;
+	int bad;
+};
+
+static uint64_t
+job_get_u64(struct job_rd *r)
+{
+	uint64_t v = 0;
+	int i;
+
+	if (r->off + 8 > r->len) {
+		r->bad = 1;
+		return 0;
+	}
+	for (i = 0; i < 8; i++)
+		v |= (uint64_t)r->p[r->off + i] << (8 * i);
+	r->off += 8;
+	return v;
+}
+
+static void
+job_get_str(struct job_rd *r, char *out, size_t size)
+{
+	size_t n;
+
+	out[0] = '\0';
+	if (r->off + 2 > r->len) {
+		r->bad = 1;
+		return;
+	}
+	n = r->p[r->off] | (size_t)r->p[r->off + 1] << 8;
+	r->off += 2;
+	if (r->off + n > r->len || n >= size) {
+		r->bad = 1;
+		return;
+	}
+	memcpy(out, r->p + r->off, n);
+	out[n] = '\0';
+	r->off += n;
+}
+
+/* Jobs ---------------------------------------------------------------------- */
+
+static struct job *
+job_find(struct prewarm *pw, const char *recipe)
+{
+	struct job *j;
+
+	TAILQ_FOREACH(j, &pw->jobs, entry)
+		if (strcmp(j->recipe, recipe) == 0)
+			return j;
+	return NULL;
+}
+
+static void
+job_cancel_ops(struct job *j)
+{
+	struct job_op *op;
+
+	while ((op = TAILQ_FIRST(&j->queue)) != NULL) {
+		TAILQ_REMOVE(&j->queue, op, entry);
+		free(op);
+	}
+	while ((op = TAILQ_FIRST(&j->running)) != NULL) {
+		TAILQ_REMOVE(&j->running, op, entry);
+		fill_fetch_cancel(op->sub);
+		free(op);
+	}
+	j->active = 0;
+}
+
+static void
+job_free(struct job *j)
+{
+	if (j == NULL)
+		return;
+	job_cancel_ops(j);
+	free(j->images);
+	free(j->closure);
+	free(j);
+}
+
+static struct job *
+job_new(struct prewarm *pw, const char *recipe, const char *version)
+{
+	struct job *j = xcalloc(1, sizeof *j);
+
+	j->pw = pw;
+	xstrlcpy(j->recipe, recipe, sizeof j->recipe);
+	xstrlcpy(j->version, version, sizeof j->version);
+	TAILQ_INIT(&j->queue);
+	TAILQ_INIT(&j->running);
+	TAILQ_INSERT_TAIL(&pw->jobs, j, entry);
+	return j;
+}
+
+static void
+job_set_images(struct job *j, char **refs, size_t n)
+{
+	size_t i;
+
+	free(j->images);
+	j->images = xcalloc(n == 0 ? 1 : n, sizeof *j->images);
+	j->nimages = n;
+	for (i = 0; i < n; i++)
+		xstrlcpy(j->images[i].ref, refs[i], sizeof j->images[i].ref);
+}
+
+/* 1 if d was already in the closure; else adds it. */
+static int
+job_closure_add(struct job *j, const struct digest *d)
+{
+	size_t i;
+
+	for (i = 0; i < j->nclosure; i++)
+		if (digest_equal(&j->closure[i], d))
+			return 1;
+	if (j->nclosure == j->closure_cap) {
+		j->closure_cap = j->closure_cap ? 2 * j->closure_cap : 64;
+		j->closure = xreallocarray(j->closure, j->closure_cap,
+		    sizeof *j->closure);
+	}
+	j->closure[j->nclosure++] = *d;
+	return 0;
+}
+
+static void
+job_image_fail(struct job *j, size_t img, const char *why)
+{
+	struct job_image *im = &j->images[img];
+
+	if (im->state == JOB_IMG_FAILED)
+		return;
+	im->state = JOB_IMG_FAILED;
+	xstrlcpy(im->error, why, sizeof im->error);
+	log_warn("pre-warm '%s': %s: %s", j->recipe, im->ref, why);
+}
+
+static void
+job_enqueue(struct job *j, size_t img, enum job_op_kind kind,
+    const struct digest *d, int64_t size)
+{
+	struct job_op *op = xcalloc(1, sizeof *op);
+
+	op->job = j;
+	op->img = img;
+	op->kind = kind;
+	if (d != NULL)
+		op->digest = *d;
+	op->size = size;
+	j->images[img].pending++;
+	TAILQ_INSERT_TAIL(&j->queue, op, entry);
+}
+
+static void
+job_finish(struct job *j)
+{
+	size_t i, failed = 0;
+
+	for (i = 0; i < j->nimages; i++)
+		failed += j->images[i].state == JOB_IMG_FAILED;
+	j->finished_at = clock_wall_s();
+	if (failed == 0 && db_pins_set(j->pw->srv->db, j->recipe, j->version,
+	    j->closure, j->nclosure) == 0) {
+		j->state = JOB_DONE;
+		log_info("pre-warm '%s'%s%s: warm and pinned: %zu images, %zu "
+		    "digests, %" PRIu64 " bytes (%" PRIu64 " fetched)", j->recipe,
+		    j->version[0] ? " " : "", j->version, j->nimages, j->nclosure, j->bytes_total,
+		    j->bytes_fetched);
+	} else {
+		j->state = JOB_FAILED;
+		log_warn("pre-warm '%s'%s%s: %zu of %zu images failed; not "
+		    "pinned", j->recipe, j->version[0] ? " " : "", j->version,
+		    failed, j->nimages);
+	}
+	job_save(j);
+}
+
+/* Reads a stored manifest (small: at most OCI_MANIFEST_MAX). */
+static int
+job_read_manifest(struct prewarm *pw, const struct digest *d,
+    struct oci_manifest *m, const char **why)
+{
+	off_t size;
+	ssize_t n;
+	char *buf;
+	int fd, rc;
+
+	*why = "manifest not in the store";
+	if ((fd = blobstore_open_blob(pw->srv->store, d, &size)) == -1)
+		return -1;
+	if (size > OCI_MANIFEST_MAX) {
+		close(fd);
+		*why = "manifest too large";
+		return -1;
+	}
+	buf = xmalloc((size_t)size + 1);
+	n = pread(fd, buf, (size_t)size, 0);
+	close(fd);
+	if (n != size) {
+		free(buf);
+		*why = "cannot read stored manifest";
+		return -1;
+	}
+	rc = oci_manifest_parse(buf, (size_t)size, m, why);
+	free(buf);
+	return rc;
+}
+
+/* A manifest is in the store: queue its children or its blobs. */
+static void
+job_expand(struct job_op *op)
+{
+	struct job *j = op->job;
+	struct oci_manifest m;
+	const char *why;
+	size_t i, chosen = 0;
+
+	if (job_read_manifest(j->pw, &op->digest, &m, &why) == -1) {
+		job_image_fail(j, op->img, why);
+		return;
+	}
+	if (m.kind == OCI_KIND_INDEX) {
+		for (i = 0; i < m.ndescs; i++) {
+			if (!job_platform_match(j->pw, &m.descs[i]))
+				continue;
+			chosen++;
+			if (!job_closure_add(j, &m.descs[i].digest))
+				job_enqueue(j, op->img, JOB_OP_MANIFEST,
+				    &m.descs[i].digest, m.descs[i].size);
+		}
+		if (chosen == 0)
+			job_image_fail(j, op->img, "no manifest for the "
+			    "configured platforms");
+	} else {
+		if (!job_closure_add(j, &m.config.digest))
+			job_enqueue(j, op->img, JOB_OP_BLOB, &m.config.digest,
+			    m.config.size);
+		for (i = 0; i < m.ndescs; i++) {
+			if (m.descs[i].foreign)
+				continue;
+			if (!job_closure_add(j, &m.descs[i].digest))
+				job_enqueue(j, op->img, JOB_OP_BLOB,
+				    &m.descs[i].digest, m.descs[i].size);
+		}
+	}
+	oci_manifest_release(&m);
+}
+
+static void
+job_fetched_cb(void *arg, const struct digest *d, const char *why)
+{
+	struct job_op *op = arg;
+	struct job *j = op->job;
+
+	op->sub = NULL;
+	if (d == NULL) {
+		job_op_done(op, why != NULL ? why : "upstream fetch failed");
+		return;
+	}
+	switch (op->kind) {
+	case JOB_OP_TAG:
+		/* the fill stored the manifest and the tag mapping */
+		op->digest = *d;
+		if (!job_closure_add(j, d))
+			job_expand(op);
+		break;
+	case JOB_OP_MANIFEST:
+		job_expand(op);
+		break;
+	case JOB_OP_BLOB:
+		if (op->fetched)
+			j->bytes_fetched += op->size > 0 ? (uint64_t)op->size :
+			    0;
+		break;
+	}
+	job_op_done(op, NULL);
+}
+
+static void
+job_op_done(struct job_op *op, const char *why)
+{
+	struct job *j = op->job;
+	struct job_image *im = &j->images[op->img];
+
+	TAILQ_REMOVE(&j->running, op, entry);
+	j->active--;
+	if (op->kind == JOB_OP_BLOB)
+		j->blobs_done++;
+	if (why != NULL)
+		job_image_fail(j, op->img, why);
+	if (--im->pending == 0 && im->state == JOB_IMG_PENDING) {
+		im->state = JOB_IMG_DONE;
+		job_save(j);
+	}
+	free(op);
+	job_pump(j);
+}
+
+/* Starts op, or finishes it at once when nothing needs fetching. */
+static void
+job_op_run(struct job_op *op)
+{
+	struct job *j = op->job;
+	struct job_image *im = &j->images[op->img];
+	struct server *srv = j->pw->srv;
+	struct db_blob meta;
+	struct db_tag t;
+	enum fill_kind kind = FILL_MANIFEST;
+
+	TAILQ_INSERT_TAIL(&j->running, op, entry);
+	j->active++;
+	if (im->state == JOB_IMG_FAILED) {
+		job_op_done(op, NULL);
+		return;
+	}
+	switch (op->kind) {
+	case JOB_OP_TAG:
+		if (db_tag_get(srv->db, upstream_name(im->up), im->parsed.repo,
+		    im->parsed.tag, &t) == 0 &&
+		    clock_wall_s() - t.confirmed_at < srv->opts->tag_freshness_s &&
+		    db_blob_get(srv->db, &t.digest, &meta) == 0) {
+			job_fetched_cb(op, &t.digest, NULL);
+			return;
+		}
+		op->sub = fill_fetch(srv, im->up, im->parsed.repo, FILL_MANIFEST,
+		    im->parsed.tag, NULL, job_fetched_cb, op);
+		break;
+	case JOB_OP_BLOB:
+		kind = FILL_BLOB;
+		j->blobs_total++;
+		if (op->size > 0)
+			j->bytes_total += (uint64_t)op->size;
+		/* FALLTHROUGH */
+	case JOB_OP_MANIFEST:
+		if (db_blob_get(srv->db, &op->digest, &meta) == 0 &&
+		    blobstore_has(srv->store, &op->digest)) {
+			if (op->kind == JOB_OP_BLOB)
+				j->bytes_present += meta.size;
+			job_fetched_cb(op, &op->digest, NULL);
+			return;
+		}
+		op->fetched = 1;
+		op->sub = fill_fetch(srv, im->up, im->parsed.repo, kind, NULL,
+		    &op->digest, job_fetched_cb, op);
+		break;
+	}
+	if (op->sub == NULL)
+		job_op_done(op, "cannot start the upstream fetch");
+}
+
+static void
+job_pump(struct job *j)
+{
+	struct job_op *op;
+
+	while (j->state == JOB_RUNNING && j->active < JOB_PARALLEL &&
+	    (op = TAILQ_FIRST(&j->queue)) != NULL) {
+		TAILQ_REMOVE(&j->queue, op, entry);
+		job_op_run(op);
+	}
+	if (j->state == JOB_RUNNING && j->active == 0 &&
+	    TAILQ_EMPTY(&j->queue))
+		job_finish(j);
+}
+
+static void
+job_start(struct job *j)
+{
+	struct server *srv = j->pw->srv;
+	struct job_image *im;
+	const char *why;
+	size_t i;
+
+	job_cancel_ops(j);
+	j->state = JOB_RUNNING;
+	j->nclosure = 0;
+	j->bytes_total = j->bytes_fetched = j->bytes_present = 0;
+	j->blobs_total = j->blobs_done = 0;
+	j->started_at = clock_wall_s();
+	j->finished_at = 0;
+	for (i = 0; i < j->nimages; i++) {
+		im = &j->images[i];
+		im->state = JOB_IMG_PENDING;
+		im->error[0] = '\0';
+		im->pending = 0;
+		if (ref_parse(&im->parsed, im->ref, &why) == -1) {
+			job_image_fail(j, i, why);
+			continue;
+		}
+		if ((im->up = server_upstream(srv, im->parsed.host)) == NULL) {
+			char msg[300];
+
+			snprintf(msg, sizeof msg, "registry '%s' is not a "
+			    "configured upstream", im->parsed.host);
+			job_image_fail(j, i, msg);
+			continue;
+		}
+		if (im->parsed.has_digest) {
+			job_closure_add(j, &im->parsed.digest);
+			job_enqueue(j, i, JOB_OP_MANIFEST, &im->parsed.digest, -1);
+		} else
+			job_enqueue(j, i, JOB_OP_TAG, NULL, -1);
+	}
+	job_save(j);
+	log_info("pre-warm '%s'%s%s: started, %zu images", j->recipe,
+	    j->version[0] ? " " : "", j->version, j->nimages);
+	job_pump(j);
+}
+
+/* Status as JSON ------------------------------------------------------------ */
+
+static json_t *
+job_json(const struct job *j)
+{
+	json_t *o, *imgs;
+	size_t i, done = 0;
+
+	imgs = json_array();
+	for (i = 0; i < j->nimages; i++) {
+		const struct job_image *im = &j->images[i];
+
+		done += im->state == JOB_IMG_DONE;
+		json_array_append_new(imgs, json_pack("{s:s,s:s,s:s*}", "ref",
+		    im->ref, "state", job_image_state_names[im->state], "error",
+		    im->error[0] ? im->error : NULL));
+	}
+	o = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
+	    "s:o}", "recipe", j->recipe, "version", j->version, "state",
+	    job_state_names[j->state], "images_total", (json_int_t)j->nimages,
+	    "images_done", (json_int_t)done, "blobs_total",
+	    (json_int_t)j->blobs_total, "blobs_done", (json_int_t)j->blobs_done,
+	    "bytes_total", (json_int_t)j->bytes_total, "bytes_fetched",
+	    (json_int_t)j->bytes_fetched, "bytes_present",
+	    (json_int_t)j->bytes_present, "digests", (json_int_t)j->nclosure,
+	    "started_at", (json_int_t)j->started_at, "finished_at",
+	    (json_int_t)j->finished_at, "images", imgs);
+	if (o == NULL)
+		fatal("out of memory building job status");
+	return o;
+}
+
+static void
+job_reply(struct req *r, int status, json_t *o)
+{
+	char *s = json_dumps(o, JSON_COMPACT);
+
+	if (s == NULL)
+		fatal("out of memory serialising job status");
+	req_reply_mem(r, status, "application/json", NULL, s, strlen(s));
+	free(s);
+	json_decref(o);
+}
+
+/* Admin API ----------------------------------------------------------------- */
+
+static int
+job_valid_recipe(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n > 0 && n < 128 && s[0] != '.' && s[0] != '-' &&
+	    strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789._-") == n;
+}
+
+/* POST enroll {"recipe", "version", "images": [...]} */
+static void
+job_admin_enroll(struct req *r, void *arg)
+{
+	struct prewarm *pw = arg;
+	const char *body, *recipe, *version, *s;
+	char *refs[JOB_MAX_IMAGES];
+	json_t *root, *images, *v;
+	struct ref ref;
+	char canon[REF_STRLEN], msg[300];
+	size_t n = 0, i;
+	struct job *j;
+
+	body = req_body(r, NULL);
+	root = body != NULL ? json_loads(body, 0, NULL) : NULL;
+	recipe = json_string_value(json_object_get(root, "recipe"));
+	version = json_string_value(json_object_get(root, "version"));
+	images = json_object_get(root, "images");
+	if (recipe == NULL || !job_valid_recipe(recipe) || !json_is_array(images)
+	    || json_array_size(images) == 0 ||
+	    json_array_size(images) > JOB_MAX_IMAGES) {
+		json_decref(root);
+		req_error(r, OCI_ERR_NAME_INVALID, "enroll needs {\"recipe\": NAME, "
+		    "\"images\": [REF, ...]}");
+		return;
+	}
+	json_array_foreach(images, i, v) {
+		s = json_string_value(v);
+		if (s == NULL || ref_parse(&ref, s, &body) == -1) {
+			snprintf(msg, sizeof msg, "invalid image reference "
+			    "'%.200s': %s", s != NULL ? s : "(not a string)",
+			    s != NULL ? body : "");
+			while (n > 0)
+				free(refs[--n]);
+			json_decref(root);
+			req_error(r, OCI_ERR_NAME_INVALID, msg);
+			return;
+		}
+		ref_format(&ref, canon, sizeof canon);
+		refs[n++] = xstrdup(canon);
+	}
+	if ((j = job_find(pw, recipe)) == NULL)
+		j = job_new(pw, recipe, version != NULL ? version : "");
+	if (j->state != JOB_RUNNING) {
+		xstrlcpy(j->version, version != NULL ? version : "",
+		    sizeof j->version);
+		job_set_images(j, refs, n);
+		job_start(j);
+	}
+	for (i = 0; i < n; i++)
+		free(refs[i]);
+	json_decref(root);
+	job_reply(r, 202, job_json(j));
+}
+
+static void
+job_admin_unenroll(struct req *r, void *arg)
+{
+	struct prewarm *pw = arg;
+	const char *recipe = req_admin_arg(r);
+	struct job *j;
+
+	if ((j = job_find(pw, recipe)) == NULL) {
+		req_error(r, OCI_ERR_NAME_UNKNOWN, "recipe is not enrolled");
+		return;
+	}
+	TAILQ_REMOVE(&pw->jobs, j, entry);
+	if (db_job_del(pw->srv->db, j->recipe) == -1 ||
+	    db_pins_del(pw->srv->db, j->recipe) == -1) {
+		job_free(j);
+		req_error(r, OCI_ERR_INTERNAL, "cannot remove the enrolment");
+		return;
+	}
+	log_info("pre-warm '%s': unenrolled; its pins are released",
+	    j->recipe);
+	job_free(j);
+	req_reply_mem(r, 200, "application/json", NULL, "{}", 2);
+}
+
+static void
+job_admin_status(struct req *r, void *arg)
+{
+	struct prewarm *pw = arg;
+	struct job *j;
+
+	if ((j = job_find(pw, req_admin_arg(r))) == NULL) {
+		req_error(r, OCI_ERR_NAME_UNKNOWN, "recipe is not enrolled");
+		return;
+	}
+	job_reply(r, 200, job_json(j));
+}
+
+static void
+job_admin_list(struct req *r, void *arg)
+{
+	struct prewarm *pw = arg;
+	json_t *a = json_array();
+	struct job *j;
+
+	TAILQ_FOREACH(j, &pw->jobs, entry)
+		json_array_append_new(a, job_json(j));
+	job_reply(r, 200, a);
+}
+
+/* POST warm: re-resolve every enrolled recipe and fetch what is new. */
+static void
+job_admin_warm(struct req *r, void *arg)
+{
+	struct prewarm *pw = arg;
+	json_t *a = json_array();
+	struct job *j;
+
+	TAILQ_FOREACH(j, &pw->jobs, entry) {
+		if (j->state != JOB_RUNNING)
+			job_start(j);
+		json_array_append_new(a, job_json(j));
+	}
+	job_reply(r, 202, a);
+}
+
+static void
+job_metrics(struct evbuffer *b, void *arg)
+{
+	struct prewarm *pw = arg;
+	uint64_t n = 0, bytes = 0;
+	struct job *j;
+	size_t i, c[3];
+
+	evbuffer_add_printf(b, "# HELP ccprewarm_recipe_images Images of "
+	    "enrolled recipes by state.\n# TYPE ccprewarm_recipe_images "
+	    "gauge\n");
+	TAILQ_FOREACH(j, &pw->jobs, entry) {
+		memset(c, 0, sizeof c);
+		for (i = 0; i < j->nimages; i++)
+			c[j->images[i].state]++;
+		for (i = 0; i < 3; i++)
+			evbuffer_add_printf(b, "ccprewarm_recipe_images{recipe="
+			    "\"%s\",state=\"%s\"} %zu\n", j->recipe,
+			    job_image_state_names[i], c[i]);
+	}
+	if (db_pinned_totals(pw->srv->db, &n, &bytes) == 0)
+		evbuffer_add_printf(b, "# HELP ccprewarm_pinned_bytes Bytes of "
+		    "pinned blobs and manifests.\n# TYPE ccprewarm_pinned_bytes "
+		    "gauge\nccprewarm_pinned_bytes %" PRIu64 "\n", bytes);
+}
+
+/* Start-up -------------------------------------------------------------- */
+
+static void
+job_load_cb(void *arg, const char *id, const void *val, size_t len)
+{
+	struct prewarm *pw = arg;
+	struct job_rd rd = { val, len, 0, 0 };
+	char version[128], buf[REF_STRLEN], err[200];
+	struct job *j;
+	uint64_t n, i;
+	int state;
+
+	if (len < 2 || rd.p[0] != JOB_RECORD_VERSION) {
+		log_warn("ignoring job record '%s' of an unknown layout", id);
+		return;
+	}
+	state = rd.p[1];
+	rd.off = 2;
+	job_get_str(&rd, version, sizeof version);
+	j = job_new(pw, id, version);
+	j->state = state <= JOB_FAILED ? (enum job_state)state : JOB_FAILED;
+	j->started_at = (int64_t)job_get_u64(&rd);
+	j->finished_at = (int64_t)job_get_u64(&rd);
+	j->bytes_total = job_get_u64(&rd);
+	n = job_get_u64(&rd);
+	if (n > JOB_MAX_IMAGES)
+		rd.bad = 1;
+	j->images = xcalloc(n == 0 ? 1 : n, sizeof *j->images);
+	for (i = 0; i < n && !rd.bad; i++) {
+		job_get_str(&rd, buf, sizeof buf);
+		xstrlcpy(j->images[i].ref, buf, sizeof j->images[i].ref);
+		if (rd.off < rd.len)
+			j->images[i].state = rd.p[rd.off++] <= JOB_IMG_FAILED ?
+			    rd.p[rd.off - 1] : JOB_IMG_FAILED;
+		job_get_str(&rd, err, sizeof err);
+		xstrlcpy(j->images[i].error, err, sizeof j->images[i].error);
+		j->nimages++;
+	}
+	if (rd.bad)
+		log_warn("job record '%s' is damaged; re-enroll it", id);
+}
+
+/* Jobs that were running when the daemon stopped carry on. */
+static void
+job_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct prewarm *pw = arg;
+	struct job *j;
+
+	(void)fd;
+	(void)what;
+	TAILQ_FOREACH(j, &pw->jobs, entry) {
+		if (j->state == JOB_RUNNING || j->state == JOB_QUEUED) {
+			log_info("pre-warm '%s': resuming an interrupted job",
+			    j->recipe);
+			job_start(j);
+		}
+	}
+}
+
+struct prewarm *
+prewarm_new(struct server *srv, const char *const *platforms, size_t n)
+{
+	struct prewarm *pw = xcalloc(1, sizeof *pw);
+	size_t i;
+
+	pw->srv = srv;
+	TAILQ_INIT(&pw->jobs);
+	for (i = 0; i < n && i < nitems(pw->platforms); i++)
+		xstrlcpy(pw->platforms[i], platforms[i],
+		    sizeof pw->platforms[i]);
+	pw->nplatforms = i;
+	if (pw->nplatforms == 0)
+		job_native_platform(pw->platforms[pw->nplatforms++],
+		    sizeof pw->platforms[0]);
+	if (db_job_list(srv->db, job_load_cb, pw) == -1) {
+		prewarm_free(pw);
+		return NULL;
+	}
+	admin_add(srv, "enroll", REQ_POST, job_admin_enroll, pw);
+	admin_add(srv, "recipes", REQ_GET, job_admin_list, pw);
+	admin_add(srv, "recipes/", REQ_GET, job_admin_status, pw);
+	admin_add(srv, "recipes/", REQ_DELETE, job_admin_unenroll, pw);
+	admin_add(srv, "warm", REQ_POST, job_admin_warm, pw);
+	metrics_add(srv, job_metrics, pw);
+	if ((pw->resume_ev = evtimer_new(srv->base, job_resume_cb, pw)) ==
+	    NULL)
+		fatal("out of memory creating the resume timer");
+	event_active(pw->resume_ev, EV_TIMEOUT, 0);
+	return pw;
+}
+
+void
+prewarm_free(struct prewarm *pw)
+{
+	struct job *j;
+
+	if (pw == NULL)
+		return;
+	while ((j = TAILQ_FIRST(&pw->jobs)) != NULL) {
+		TAILQ_REMOVE(&pw->jobs, j, entry);
+		job_free(j);
+	}
+	if (pw->resume_ev != NULL)
+		event_free(pw->resume_ev);
+	free(pw);
+}
