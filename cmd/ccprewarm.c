@@ -26,23 +26,24 @@ static const struct cmd {
 	const char *usage;
 	int (*fn)(int, char **);
 } cmds[] = {
-	{ "serve", "serve [--config FILE] [--listen ADDR:PORT] [--data DIR]\n"
-	    "        [--upstream URL | --upstream HOST=URL]... "
-	    "[--tag-freshness SECONDS]\n"
-	    "        [--log-level LEVEL] [--access-log FILE|-] [-n|--check]",
-	    cmd_serve },
-	{ "stats", "stats [--server URL] [--json] [--diff BEFORE.json]",
-	    stats_main },
-	{ "enroll", "enroll RECIPE... [--version V] [--all-overlays] "
-	    "[--allow-floating]\n        [--recipes-dir DIR] [--server URL] "
-	    "[--json] [--no-wait]", enroll_main },
-	{ "unenroll", "unenroll RECIPE... [--server URL] [--json]",
-	    unenroll_main },
-	{ "list", "list [--server URL] [--json]", list_main },
-	{ "status", "status RECIPE [--server URL] [--json]", status_main },
-	{ "warm", "warm [--server URL] [--json] [--no-wait]", warm_main },
-	{ "version", "version", cmd_version },
-	{ "help", "help", cmd_help },
+    {"serve",
+	"serve [--config FILE] [--listen ADDR:PORT] [--data DIR]\n"
+	"        [--upstream URL | --upstream HOST=URL]... "
+	"[--tag-freshness SECONDS]\n"
+	"        [--log-level LEVEL] [--access-log FILE|-] [-n|--check]",
+	cmd_serve},
+    {"stats", "stats [--server URL] [--json] [--diff BEFORE.json]", stats_main},
+    {"enroll",
+	"enroll RECIPE... [--version V] [--all-overlays] "
+	"[--allow-floating]\n        [--recipes-dir DIR] [--server URL] "
+	"[--json] [--no-wait]",
+	enroll_main},
+    {"unenroll", "unenroll RECIPE... [--server URL] [--json]", unenroll_main},
+    {"list", "list [--server URL] [--json]", list_main},
+    {"status", "status RECIPE [--server URL] [--json]", status_main},
+    {"warm", "warm [--server URL] [--json] [--no-wait]", warm_main},
+    {"version", "version", cmd_version},
+    {"help", "help", cmd_help},
 };
 
 static void
@@ -82,8 +83,8 @@ cmd_signal_cb(evutil_socket_t sig, short what, void *arg)
 }
 
 static int
-cmd_parse_seconds(struct config *cfg, const char *flag, const char *s,
-    int64_t *out)
+cmd_parse_seconds(
+    struct config *cfg, const char *flag, const char *s, int64_t *out)
 {
 	char *ep;
 	long long v;
@@ -117,15 +118,15 @@ static int
 cmd_serve(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "listen", required_argument, NULL, 'l' },
-		{ "data", required_argument, NULL, 'd' },
-		{ "upstream", required_argument, NULL, 'u' },
-		{ "tag-freshness", required_argument, NULL, 't' },
-		{ "log-level", required_argument, NULL, 'L' },
-		{ "access-log", required_argument, NULL, 'a' },
-		{ "check", no_argument, NULL, 'n' },
-		{ NULL, 0, NULL, 0 },
+	    {"config", required_argument, NULL, 'c'},
+	    {"listen", required_argument, NULL, 'l'},
+	    {"data", required_argument, NULL, 'd'},
+	    {"upstream", required_argument, NULL, 'u'},
+	    {"tag-freshness", required_argument, NULL, 't'},
+	    {"log-level", required_argument, NULL, 'L'},
+	    {"access-log", required_argument, NULL, 'a'},
+	    {"check", no_argument, NULL, 'n'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct config cfg;
 	struct event_base *base = NULL;
@@ -141,21 +142,35 @@ cmd_serve(int argc, char **argv)
 
 	config_init(&cfg);
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "c:l:d:u:t:L:a:n", longopts,
-	    NULL)) != -1) {
+	while ((c = getopt_long(
+		    argc, argv, "c:l:d:u:t:L:a:n", longopts, NULL)) != -1) {
 		switch (c) {
-		case 'c': config_file = optarg; break;
-		case 'l': listen = optarg; break;
-		case 'd': data = optarg; break;
+		case 'c':
+			config_file = optarg;
+			break;
+		case 'l':
+			listen = optarg;
+			break;
+		case 'd':
+			data = optarg;
+			break;
 		case 'u':
 			if (nups == nitems(ups))
 				fatal("too many --upstream flags");
 			ups[nups++] = optarg;
 			break;
-		case 't': freshness = optarg; break;
-		case 'L': loglevel = optarg; break;
-		case 'a': access_log = optarg; break;
-		case 'n': check = 1; break;
+		case 't':
+			freshness = optarg;
+			break;
+		case 'L':
+			loglevel = optarg;
+			break;
+		case 'a':
+			access_log = optarg;
+			break;
+		case 'n':
+			check = 1;
+			break;
 		default:
 			cmd_usage(stderr);
 			goto out;
@@ -192,7 +207,8 @@ cmd_serve(int argc, char **argv)
 		log_init(lvl, NULL);
 	if (check) {
 		printf("configuration ok: listen %s:%u, data '%s', %zu "
-		    "upstream%s\n", cfg.opts.listen_host, cfg.opts.listen_port,
+		       "upstream%s\n",
+		    cfg.opts.listen_host, cfg.opts.listen_port,
 		    cfg.opts.data_dir, cfg.opts.nupstreams,
 		    cfg.opts.nupstreams == 1 ? "" : "s");
 		rc = 0;
@@ -221,7 +237,7 @@ cmd_serve(int argc, char **argv)
 	log_info("stopped");
 	rc = 0;
 out:
-	prewarm_free(pw);	/* before the server: its fetches go first */
+	prewarm_free(pw); /* before the server: its fetches go first */
 	server_free(srv);
 	if (sigterm != NULL)
 		event_free(sigterm);

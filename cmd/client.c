@@ -35,7 +35,7 @@ int
 client_request(const char *method, const char *url, const char *body,
     struct client_reply *out)
 {
-	struct client_buf b = { NULL, 0 };
+	struct client_buf b = {NULL, 0};
 	struct curl_slist *hdrs = NULL;
 	CURLcode code;
 	CURL *e;
@@ -52,13 +52,14 @@ client_request(const char *method, const char *url, const char *body,
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
 	curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
 	if (body != NULL) {
-		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+		hdrs =
+		    curl_slist_append(hdrs, "Content-Type: application/json");
 		curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
 	}
 	if ((code = curl_easy_perform(e)) != CURLE_OK) {
-		xstrlcpy(out->error, curl_easy_strerror(code),
-		    sizeof out->error);
+		xstrlcpy(
+		    out->error, curl_easy_strerror(code), sizeof out->error);
 		goto out;
 	}
 	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &out->status);

@@ -19,9 +19,9 @@ struct config {
 	size_t nstrings;
 	char *listen;
 	char *log_level;
-	const char *platforms[8];	/* pre-warm; none: this machine's */
+	const char *platforms[8]; /* pre-warm; none: this machine's */
 	size_t nplatforms;
-	int errors;	/* problems found so far (each already printed) */
+	int errors; /* problems found so far (each already printed) */
 };
 
 void config_init(struct config *);
@@ -40,8 +40,8 @@ const char *config_str(struct config *, const char *s);
 /* client.c: one blocking admin-API request (CLI only) */
 struct client_reply {
 	long status;
-	char *body;		/* owned; NUL-terminated */
-	char error[256];	/* when the request could not be made */
+	char *body;	 /* owned; NUL-terminated */
+	char error[256]; /* when the request could not be made */
 };
 int client_request(const char *method, const char *url, const char *body,
     struct client_reply *);

@@ -113,7 +113,8 @@ config_upstream_slot(struct config *cfg, const char *name)
 		if (strcmp(o->upstreams[i].name, name) == 0)
 			return &o->upstreams[i];
 	if (o->nupstreams == SERVER_MAX_UPSTREAMS) {
-		config_problem(cfg, "upstreams: more than %d", SERVER_MAX_UPSTREAMS);
+		config_problem(
+		    cfg, "upstreams: more than %d", SERVER_MAX_UPSTREAMS);
 		return NULL;
 	}
 	o->upstreams[o->nupstreams].name = config_str(cfg, name);
@@ -131,20 +132,24 @@ config_add_upstream(struct config *cfg, const char *arg)
 	strcpy(name, "docker.io");
 	if (eq != NULL) {
 		if ((size_t)(eq - arg) >= sizeof name || eq == arg) {
-			config_problem(cfg, "upstream: '%s' is not HOST=URL", arg);
+			config_problem(
+			    cfg, "upstream: '%s' is not HOST=URL", arg);
 			return -1;
 		}
 		memcpy(name, arg, (size_t)(eq - arg));
 		name[eq - arg] = '\0';
 		url = eq + 1;
 		if (!route_is_host(name, strlen(name))) {
-			config_problem(cfg, "upstream: '%s' is not a registry "
-			    "host name (it needs a '.' or ':')", name);
+			config_problem(cfg,
+			    "upstream: '%s' is not a registry "
+			    "host name (it needs a '.' or ':')",
+			    name);
 			return -1;
 		}
 	}
 	if (!config_url_ok(url)) {
-		config_problem(cfg, "upstream: '%s' is not an http(s) URL", url);
+		config_problem(
+		    cfg, "upstream: '%s' is not an http(s) URL", url);
 		return -1;
 	}
 	if ((u = config_upstream_slot(cfg, name)) == NULL)
@@ -171,8 +176,8 @@ config_int(struct config *cfg, json_t *root, const char *key, int64_t min,
 }
 
 static const char *
-config_string(struct config *cfg, json_t *obj, const char *path,
-    const char *key)
+config_string(
+    struct config *cfg, json_t *obj, const char *path, const char *key)
 {
 	json_t *v = json_object_get(obj, key);
 
@@ -204,8 +209,10 @@ config_credentials(struct config *cfg, struct server_upstream_conf *u,
 		return;
 	}
 	if ((st.st_mode & 077) != 0) {
-		config_problem(cfg, "%s: '%s' is readable by others (mode %03o); "
-		    "chmod 600 it", keypath, file, (unsigned)(st.st_mode & 0777));
+		config_problem(cfg,
+		    "%s: '%s' is readable by others (mode %03o); "
+		    "chmod 600 it",
+		    keypath, file, (unsigned)(st.st_mode & 0777));
 		return;
 	}
 	if ((root = json_load_file(file, 0, &jerr)) == NULL) {
@@ -216,8 +223,10 @@ config_credentials(struct config *cfg, struct server_upstream_conf *u,
 	user = json_string_value(json_object_get(root, "username"));
 	pass = json_string_value(json_object_get(root, "password"));
 	if (user == NULL || pass == NULL)
-		config_problem(cfg, "%s: '%s' needs string keys \"username\" "
-		    "and \"password\"", keypath, file);
+		config_problem(cfg,
+		    "%s: '%s' needs string keys \"username\" "
+		    "and \"password\"",
+		    keypath, file);
 	else {
 		u->username = config_str(cfg, user);
 		u->password = config_str(cfg, pass);
@@ -234,7 +243,8 @@ config_upstreams(struct config *cfg, json_t *ups)
 	json_t *v, *field;
 
 	if (!json_is_object(ups)) {
-		config_problem(cfg, "upstreams: must be an object of "
+		config_problem(cfg,
+		    "upstreams: must be an object of "
 		    "\"host\": {\"url\": ...}");
 		return;
 	}
@@ -245,18 +255,23 @@ config_upstreams(struct config *cfg, json_t *ups)
 		else if (json_is_object(v))
 			url = config_string(cfg, v, path, "url");
 		else {
-			config_problem(cfg, "upstreams.%s: must be a URL or an "
-			    "object", name);
+			config_problem(cfg,
+			    "upstreams.%s: must be a URL or an "
+			    "object",
+			    name);
 			continue;
 		}
 		if (strcmp(name, "docker.io") != 0 &&
 		    !route_is_host(name, strlen(name))) {
-			config_problem(cfg, "upstreams.%s: not a registry host "
-			    "name (it needs a '.' or ':')", name);
+			config_problem(cfg,
+			    "upstreams.%s: not a registry host "
+			    "name (it needs a '.' or ':')",
+			    name);
 			continue;
 		}
 		if (url == NULL || !config_url_ok(url)) {
-			config_problem(cfg, "%surl: must be an http(s) URL", path);
+			config_problem(
+			    cfg, "%surl: must be an http(s) URL", path);
 			continue;
 		}
 		if ((u = config_upstream_slot(cfg, name)) == NULL)
@@ -268,8 +283,8 @@ config_upstreams(struct config *cfg, json_t *ups)
 			if (strcmp(key, "url") != 0 &&
 			    strcmp(key, "credentials_file") != 0 &&
 			    strcmp(key, "ca_file") != 0)
-				config_problem(cfg, "%s%s: unknown key", path,
-				    key);
+				config_problem(
+				    cfg, "%s%s: unknown key", path, key);
 		}
 		if ((s = config_string(cfg, v, path, "credentials_file")) !=
 		    NULL) {
@@ -283,11 +298,10 @@ config_upstreams(struct config *cfg, json_t *ups)
 	}
 }
 
-static const char *const config_keys[] = { "listen", "data", "upstream",
-	"upstreams", "tag_freshness_seconds", "connect_timeout_ms",
-	"idle_timeout_seconds", "drain_timeout_seconds", "max_requests",
-	"platforms", "log_level",
-	"access_log" };
+static const char *const config_keys[] = {"listen", "data", "upstream",
+    "upstreams", "tag_freshness_seconds", "connect_timeout_ms",
+    "idle_timeout_seconds", "drain_timeout_seconds", "max_requests",
+    "platforms", "log_level", "access_log"};
 
 int
 config_load_file(struct config *cfg, const char *path)
@@ -306,7 +320,8 @@ config_load_file(struct config *cfg, const char *path)
 		return -1;
 	}
 	if (!json_is_object(root)) {
-		config_problem(cfg, "'%s': the top level must be an object", path);
+		config_problem(
+		    cfg, "'%s': the top level must be an object", path);
 		json_decref(root);
 		return -1;
 	}
@@ -329,25 +344,29 @@ config_load_file(struct config *cfg, const char *path)
 	    &o->tag_freshness_s);
 	config_int(cfg, root, "connect_timeout_ms", 100, 600000,
 	    &o->connect_timeout_ms);
-	config_int(cfg, root, "idle_timeout_seconds", 1, 86400,
-	    &o->idle_timeout_s);
-	config_int(cfg, root, "drain_timeout_seconds", 0, 3600,
-	    &o->drain_timeout_s);
+	config_int(
+	    cfg, root, "idle_timeout_seconds", 1, 86400, &o->idle_timeout_s);
+	config_int(
+	    cfg, root, "drain_timeout_seconds", 0, 3600, &o->drain_timeout_s);
 	config_int(cfg, root, "max_requests", 1, 1000000, &o->max_requests);
 	if ((v = json_object_get(root, "platforms")) != NULL) {
-		if (!json_is_array(v) || json_array_size(v) >
-		    nitems(cfg->platforms))
-			config_problem(cfg, "platforms: must be an array of up "
+		if (!json_is_array(v) ||
+		    json_array_size(v) > nitems(cfg->platforms))
+			config_problem(cfg,
+			    "platforms: must be an array of up "
 			    "to %zu strings like \"linux/amd64\"",
 			    nitems(cfg->platforms));
 		else {
 			json_t *p;
 
 			json_array_foreach(v, i, p) {
-				if (!json_is_string(p) || strncmp(
-				    json_string_value(p), "linux/", 6) != 0) {
-					config_problem(cfg, "platforms[%zu]: "
-					    "not a platform like \"linux/amd64\"",
+				if (!json_is_string(p) ||
+				    strncmp(json_string_value(p), "linux/",
+					6) != 0) {
+					config_problem(cfg,
+					    "platforms[%zu]: "
+					    "not a platform like "
+					    "\"linux/amd64\"",
 					    i);
 					continue;
 				}
@@ -382,9 +401,11 @@ config_finish(struct config *cfg)
 		config_add_upstream(cfg, "ghcr.io=https://ghcr.io");
 		config_add_upstream(cfg, "quay.io=https://quay.io");
 	}
-	if (cfg->log_level != NULL && log_level_parse(cfg->log_level, &lvl) ==
-	    -1)
-		config_problem(cfg, "log_level: '%s' is not one of debug, info, "
-		    "warn, error", cfg->log_level);
+	if (cfg->log_level != NULL &&
+	    log_level_parse(cfg->log_level, &lvl) == -1)
+		config_problem(cfg,
+		    "log_level: '%s' is not one of debug, info, "
+		    "warn, error",
+		    cfg->log_level);
 	return cfg->errors ? -1 : 0;
 }

@@ -30,14 +30,14 @@ struct enroll_opts {
 };
 
 static const struct option enroll_longopts[] = {
-	{ "server", required_argument, NULL, 's' },
-	{ "recipes-dir", required_argument, NULL, 'r' },
-	{ "version", required_argument, NULL, 'V' },
-	{ "all-overlays", no_argument, NULL, 'a' },
-	{ "allow-floating", no_argument, NULL, 'f' },
-	{ "json", no_argument, NULL, 'j' },
-	{ "no-wait", no_argument, NULL, 'W' },
-	{ NULL, 0, NULL, 0 },
+    {"server", required_argument, NULL, 's'},
+    {"recipes-dir", required_argument, NULL, 'r'},
+    {"version", required_argument, NULL, 'V'},
+    {"all-overlays", no_argument, NULL, 'a'},
+    {"allow-floating", no_argument, NULL, 'f'},
+    {"json", no_argument, NULL, 'j'},
+    {"no-wait", no_argument, NULL, 'W'},
+    {NULL, 0, NULL, 0},
 };
 
 /* Options shared by every subcommand here; returns optind or -1. */
@@ -47,21 +47,37 @@ enroll_getopt(int argc, char **argv, struct enroll_opts *o)
 	int c;
 
 	memset(o, 0, sizeof *o);
-	o->server = getenv("CCPREWARM_SERVER") != NULL ?
-	    getenv("CCPREWARM_SERVER") : CONFIG_DEFAULT_SERVER;
+	o->server = getenv("CCPREWARM_SERVER") != NULL
+	    ? getenv("CCPREWARM_SERVER")
+	    : CONFIG_DEFAULT_SERVER;
 	o->wait = 1;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "s:r:V:afjW", enroll_longopts,
-	    NULL)) != -1) {
+	while ((c = getopt_long(
+		    argc, argv, "s:r:V:afjW", enroll_longopts, NULL)) != -1) {
 		switch (c) {
-		case 's': o->server = optarg; break;
-		case 'r': o->recipes_dir = optarg; break;
-		case 'V': o->version = optarg; break;
-		case 'a': o->flags |= RECIPE_ALL_OVERLAYS; break;
-		case 'f': o->flags |= RECIPE_ALLOW_FLOATING; break;
-		case 'j': o->json = 1; break;
-		case 'W': o->wait = 0; break;
-		default: return -1;
+		case 's':
+			o->server = optarg;
+			break;
+		case 'r':
+			o->recipes_dir = optarg;
+			break;
+		case 'V':
+			o->version = optarg;
+			break;
+		case 'a':
+			o->flags |= RECIPE_ALL_OVERLAYS;
+			break;
+		case 'f':
+			o->flags |= RECIPE_ALLOW_FLOATING;
+			break;
+		case 'j':
+			o->json = 1;
+			break;
+		case 'W':
+			o->wait = 0;
+			break;
+		default:
+			return -1;
 		}
 	}
 	return optind;
@@ -69,8 +85,8 @@ enroll_getopt(int argc, char **argv, struct enroll_opts *o)
 
 /* One admin request; the parsed JSON reply, or NULL after a message. */
 static json_t *
-enroll_call(const struct enroll_opts *o, const char *method,
-    const char *path, const char *body)
+enroll_call(const struct enroll_opts *o, const char *method, const char *path,
+    const char *body)
 {
 	struct client_reply rep;
 	json_t *j = NULL, *errs;
@@ -79,19 +95,22 @@ enroll_call(const struct enroll_opts *o, const char *method,
 
 	xasprintf(&url, "%s/_ccprewarm/v1/%s", o->server, path);
 	if (client_request(method, url, body, &rep) == -1) {
-		log_error("cannot reach '%s': %s (is `ccprewarm serve` running? "
-		    "--server URL)", o->server, rep.error);
+		log_error(
+		    "cannot reach '%s': %s (is `ccprewarm serve` running? "
+		    "--server URL)",
+		    o->server, rep.error);
 		goto out;
 	}
 	j = json_loads(rep.body, 0, &jerr);
 	if (rep.status >= 300) {
 		errs = json_array_get(json_object_get(j, "errors"), 0);
 		log_error("%s %s: %ld %s: %s", method, path, rep.status,
-		    json_string_value(json_object_get(errs, "code")) ?
-		    json_string_value(json_object_get(errs, "code")) : "",
-		    json_string_value(json_object_get(errs, "detail")) ?
-		    json_string_value(json_object_get(errs, "detail")) :
-		    rep.body);
+		    json_string_value(json_object_get(errs, "code"))
+			? json_string_value(json_object_get(errs, "code"))
+			: "",
+		    json_string_value(json_object_get(errs, "detail"))
+			? json_string_value(json_object_get(errs, "detail"))
+			: rep.body);
 		json_decref(j);
 		j = NULL;
 	} else if (j == NULL)
@@ -130,10 +149,11 @@ enroll_progress(json_t *st, int tty, int64_t t0_ms)
 	int i, fill;
 
 	if (!tty) {
-		printf("%s: %" PRId64 "/%" PRId64 " images, %" PRId64 "/%" PRId64
-		    " blobs, %.1f MiB fetched\n", enroll_str(st, "recipe"), done,
-		    all, enroll_int(st, "blobs_done"), enroll_int(st,
-		    "blobs_total"), mib);
+		printf("%s: %" PRId64 "/%" PRId64 " images, %" PRId64
+		       "/%" PRId64 " blobs, %.1f MiB fetched\n",
+		    enroll_str(st, "recipe"), done, all,
+		    enroll_int(st, "blobs_done"), enroll_int(st, "blobs_total"),
+		    mib);
 		fflush(stdout);
 		return;
 	}
@@ -142,8 +162,9 @@ enroll_progress(json_t *st, int tty, int64_t t0_ms)
 		bar[i] = i < fill ? '#' : '.';
 	bar[20] = '\0';
 	printf("\r%s [%s] %" PRId64 "/%" PRId64 " images  %.1f/%.1f MiB  "
-	    "%.1f MiB/s   ", enroll_str(st, "recipe"), bar, done, all, mib,
-	    total, secs > 0 ? mib / secs : 0.0);
+	       "%.1f MiB/s   ",
+	    enroll_str(st, "recipe"), bar, done, all, mib, total,
+	    secs > 0 ? mib / secs : 0.0);
 	fflush(stdout);
 }
 
@@ -154,16 +175,17 @@ enroll_print_status(json_t *st)
 	size_t i;
 
 	printf("%s %s: %s, %" PRId64 "/%" PRId64 " images, %" PRId64
-	    " digests, %.1f MiB (%.1f MiB fetched)\n", enroll_str(st, "recipe"),
-	    enroll_str(st, "version"), enroll_str(st, "state"),
-	    enroll_int(st, "images_done"), enroll_int(st, "images_total"),
-	    enroll_int(st, "digests"),
+	       " digests, %.1f MiB (%.1f MiB fetched)\n",
+	    enroll_str(st, "recipe"), enroll_str(st, "version"),
+	    enroll_str(st, "state"), enroll_int(st, "images_done"),
+	    enroll_int(st, "images_total"), enroll_int(st, "digests"),
 	    (double)enroll_int(st, "bytes_total") / 1048576.0,
 	    (double)enroll_int(st, "bytes_fetched") / 1048576.0);
 	json_array_foreach(json_object_get(st, "images"), i, im) {
 		printf("  %-8s %s%s%s\n", enroll_str(im, "state"),
-		    enroll_str(im, "ref"), enroll_str(im, "error")[0] ? ": " :
-		    "", enroll_str(im, "error"));
+		    enroll_str(im, "ref"),
+		    enroll_str(im, "error")[0] ? ": " : "",
+		    enroll_str(im, "error"));
 	}
 }
 
@@ -173,7 +195,7 @@ enroll_follow(const struct enroll_opts *o, const char *recipe)
 {
 	int tty = !o->json && isatty(STDOUT_FILENO);
 	int64_t t0 = clock_now_ms(), last_done = -1, last_blobs = -1;
-	struct timespec ts = { 0, ENROLL_POLL_MS * 1000000L };
+	struct timespec ts = {0, ENROLL_POLL_MS * 1000000L};
 	json_t *st;
 	char *path;
 
@@ -181,9 +203,9 @@ enroll_follow(const struct enroll_opts *o, const char *recipe)
 	for (;;) {
 		if ((st = enroll_call(o, "GET", path, NULL)) == NULL)
 			break;
-		if (!o->json && (tty || enroll_int(st, "images_done") !=
-		    last_done || enroll_int(st, "blobs_done") / 16 !=
-		    last_blobs / 16)) {
+		if (!o->json &&
+		    (tty || enroll_int(st, "images_done") != last_done ||
+			enroll_int(st, "blobs_done") / 16 != last_blobs / 16)) {
 			enroll_progress(st, tty, t0);
 			last_done = enroll_int(st, "images_done");
 			last_blobs = enroll_int(st, "blobs_done");
@@ -245,13 +267,13 @@ enroll_one(const struct enroll_opts *o, const char *arg)
 		xstrlcpy(path, arg, sizeof path);
 		while (strlen(path) > 1 && path[strlen(path) - 1] == '/')
 			path[strlen(path) - 1] = '\0';
-		name = strrchr(path, '/') != NULL ? strrchr(path, '/') + 1 :
-		    path;
+		name =
+		    strrchr(path, '/') != NULL ? strrchr(path, '/') + 1 : path;
 		dir = path;
 	} else {
 		name = arg;
-		snprintf(path, sizeof path, "%s/%s", enroll_recipes_dir(o,
-		    dirbuf, sizeof dirbuf), arg);
+		snprintf(path, sizeof path, "%s/%s",
+		    enroll_recipes_dir(o, dirbuf, sizeof dirbuf), arg);
 		dir = path;
 	}
 	if ((rc = recipe_load(dir, o->version, o->flags, err, sizeof err)) ==
@@ -263,8 +285,8 @@ enroll_one(const struct enroll_opts *o, const char *arg)
 	xstrlcpy(version, v != NULL ? v : "", sizeof version);
 	images = json_array();
 	for (i = 0; i < recipe_nimages(rc); i++)
-		json_array_append_new(images,
-		    json_string(recipe_image(rc, i)->canonical));
+		json_array_append_new(
+		    images, json_string(recipe_image(rc, i)->canonical));
 	body = json_pack("{s:s,s:s,s:o}", "recipe", name, "version", version,
 	    "images", images);
 	s = json_dumps(body, JSON_COMPACT);
@@ -276,7 +298,9 @@ enroll_one(const struct enroll_opts *o, const char *arg)
 		return 1;
 	if (!o->wait) {
 		ret = enroll_finish(o, st) == 0 ||
-		    strcmp(enroll_str(st, "state"), "running") == 0 ? 0 : 1;
+			strcmp(enroll_str(st, "state"), "running") == 0
+		    ? 0
+		    : 1;
 		json_decref(st);
 		return ret;
 	}
@@ -295,7 +319,8 @@ enroll_main(int argc, char **argv)
 	int i, first, rc = 0;
 
 	if ((first = enroll_getopt(argc, argv, &o)) == -1 || first == argc) {
-		log_error("usage: ccprewarm enroll RECIPE... [--version V] "
+		log_error(
+		    "usage: ccprewarm enroll RECIPE... [--version V] "
 		    "[--all-overlays] [--allow-floating] [--recipes-dir DIR]");
 		return 2;
 	}
@@ -322,7 +347,8 @@ unenroll_main(int argc, char **argv)
 			rc = 1;
 		else if (!o.json)
 			printf("%s: unenrolled; its images are no longer "
-			    "pinned\n", argv[i]);
+			       "pinned\n",
+			    argv[i]);
 		json_decref(r);
 		free(path);
 	}
@@ -349,7 +375,8 @@ list_main(int argc, char **argv)
 		printf("%-24s %-20s %7s %10s  %s\n", "RECIPE", "VERSION",
 		    "IMAGES", "MIB", "STATE");
 		json_array_foreach(a, i, st)
-			printf("%-24s %-20s %3" PRId64 "/%-3" PRId64 " %10.1f  %s\n",
+			printf("%-24s %-20s %3" PRId64 "/%-3" PRId64
+			       " %10.1f  %s\n",
 			    enroll_str(st, "recipe"), enroll_str(st, "version"),
 			    enroll_int(st, "images_done"),
 			    enroll_int(st, "images_total"),
@@ -397,8 +424,8 @@ warm_main(int argc, char **argv)
 		return 1;
 	json_array_foreach(a, i, st) {
 		if (!o.wait) {
-			rc |= enroll_finish(&o, st) && strcmp(enroll_str(st,
-			    "state"), "running") != 0;
+			rc |= enroll_finish(&o, st) &&
+			    strcmp(enroll_str(st, "state"), "running") != 0;
 			continue;
 		}
 		if ((last = enroll_follow(&o, enroll_str(st, "recipe"))) ==

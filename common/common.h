@@ -13,7 +13,12 @@
 #define nitems(a) (sizeof(a) / sizeof((a)[0]))
 
 /* log.c */
-enum log_level { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERROR };
+enum log_level {
+	LOG_LEVEL_DEBUG,
+	LOG_LEVEL_INFO,
+	LOG_LEVEL_WARN,
+	LOG_LEVEL_ERROR
+};
 
 void log_init(enum log_level, const char *progname);
 int log_level_parse(const char *, enum log_level *);
@@ -35,7 +40,7 @@ int xasprintf(char **, const char *, ...) __attribute__((format(printf, 2, 3)));
 size_t xstrlcpy(char *, const char *, size_t);
 
 /* clock.c */
-int64_t clock_now_ms(void);	/* CLOCK_MONOTONIC, milliseconds */
-int64_t clock_wall_s(void);	/* CLOCK_REALTIME, seconds since the epoch */
+int64_t clock_now_ms(void); /* CLOCK_MONOTONIC, milliseconds */
+int64_t clock_wall_s(void); /* CLOCK_REALTIME, seconds since the epoch */
 
 #endif

@@ -13,9 +13,9 @@
 static struct {
 	enum log_level level;
 	const char *progname;
-} log_state = { LOG_LEVEL_INFO, "ccprewarm" };
+} log_state = {LOG_LEVEL_INFO, "ccprewarm"};
 
-static const char *const log_names[] = { "debug", "info", "warn", "error" };
+static const char *const log_names[] = {"debug", "info", "warn", "error"};
 
 void
 log_init(enum log_level level, const char *progname)
@@ -61,13 +61,13 @@ log_vwrite(enum log_level level, const char *fmt, va_list ap)
 	fprintf(stderr, "%s\n", line);
 }
 
-#define LOG_FN(name, level)                  \
-	void name(const char *fmt, ...)      \
-	{                                    \
-		va_list ap;                  \
-		va_start(ap, fmt);           \
-		log_vwrite(level, fmt, ap);  \
-		va_end(ap);                  \
+#define LOG_FN(name, level) \
+	void name(const char *fmt, ...) \
+	{ \
+		va_list ap; \
+		va_start(ap, fmt); \
+		log_vwrite(level, fmt, ap); \
+		va_end(ap); \
 	}
 
 LOG_FN(log_debug, LOG_LEVEL_DEBUG)

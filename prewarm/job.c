@@ -29,12 +29,12 @@
 #define JOB_RECORD_VERSION 1
 
 enum job_state { JOB_QUEUED, JOB_RUNNING, JOB_DONE, JOB_FAILED };
-static const char *const job_state_names[] = { "queued", "running", "warm",
-	"failed" };
+static const char *const job_state_names[] = {
+    "queued", "running", "warm", "failed"};
 
 enum job_image_state { JOB_IMG_PENDING, JOB_IMG_DONE, JOB_IMG_FAILED };
-static const char *const job_image_state_names[] = { "pending", "warm",
-	"failed" };
+static const char *const job_image_state_names[] = {
+    "pending", "warm", "failed"};
 
 enum job_op_kind { JOB_OP_TAG, JOB_OP_MANIFEST, JOB_OP_BLOB };
 
@@ -43,7 +43,7 @@ struct job_image {
 	struct ref parsed;
 	struct upstream *up;
 	enum job_image_state state;
-	int pending;		/* ops not yet finished */
+	int pending; /* ops not yet finished */
 	char error[200];
 };
 
@@ -54,7 +54,7 @@ struct job_op {
 	enum job_op_kind kind;
 	struct digest digest;
 	int64_t size;
-	int fetched;		/* went upstream (not already stored) */
+	int fetched; /* went upstream (not already stored) */
 	struct fill_sub *sub;
 };
 
@@ -71,7 +71,7 @@ struct job {
 	uint64_t bytes_total, bytes_fetched, bytes_present;
 	size_t blobs_total, blobs_done;
 	size_t active;
-	TAILQ_HEAD(, job_op) queue;	/* waiting for a slot */
+	TAILQ_HEAD(, job_op) queue; /* waiting for a slot */
 	TAILQ_HEAD(, job_op) running;
 	int64_t started_at, finished_at;
 };
@@ -137,7 +137,7 @@ static void
 job_put_str(struct evbuffer *b, const char *s)
 {
 	uint16_t n = (uint16_t)strlen(s);
-	unsigned char len[2] = { n & 0xff, n >> 8 };
+	unsigned char len[2] = {n & 0xff, n >> 8};
 
 	evbuffer_add(b, len, 2);
 	evbuffer_add(b, s, n);
@@ -158,7 +158,7 @@ static void
 job_save(struct job *j)
 {
 	struct evbuffer *b = evbuffer_new();
-	unsigned char hdr[2] = { JOB_RECORD_VERSION, (unsigned char)j->state };
+	unsigned char hdr[2] = {JOB_RECORD_VERSION, (unsigned char)j->state};
 	size_t i;
 
 	evbuffer_add(b, hdr, 2);
@@ -175,7 +175,7 @@ job_save(struct job *j)
 		job_put_str(b, j->images[i].error);
 	}
 	if (db_job_put(j->pw->srv->db, j->recipe, evbuffer_pullup(b, -1),
-	    evbuffer_get_length(b)) == -1)
+		evbuffer_get_length(b)) == -1)
 		log_warn("cannot record the progress of '%s'", j->recipe);
 	evbuffer_free(b);
 }
@@ -223,7 +223,8 @@ job_get_str(struct job_rd *r, char *out, size_t size)
 	r->off += n;
 }
 
-/* Jobs ---------------------------------------------------------------------- */
+/* Jobs ----------------------------------------------------------------------
+ */
 
 static struct job *
 job_find(struct prewarm *pw, const char *recipe)
@@ -301,8 +302,8 @@ job_closure_add(struct job *j, const struct digest *d)
 			return 1;
 	if (j->nclosure == j->closure_cap) {
 		j->closure_cap = j->closure_cap ? 2 * j->closure_cap : 64;
-		j->closure = xreallocarray(j->closure, j->closure_cap,
-		    sizeof *j->closure);
+		j->closure = xreallocarray(
+		    j->closure, j->closure_cap, sizeof *j->closure);
 	}
 	j->closure[j->nclosure++] = *d;
 	return 0;
@@ -344,18 +345,20 @@ job_finish(struct job *j)
 	for (i = 0; i < j->nimages; i++)
 		failed += j->images[i].state == JOB_IMG_FAILED;
 	j->finished_at = clock_wall_s();
-	if (failed == 0 && db_pins_set(j->pw->srv->db, j->recipe, j->version,
-	    j->closure, j->nclosure) == 0) {
+	if (failed == 0 &&
+	    db_pins_set(j->pw->srv->db, j->recipe, j->version, j->closure,
+		j->nclosure) == 0) {
 		j->state = JOB_DONE;
 		log_info("pre-warm '%s'%s%s: warm and pinned: %zu images, %zu "
-		    "digests, %" PRIu64 " bytes (%" PRIu64 " fetched)", j->recipe,
-		    j->version[0] ? " " : "", j->version, j->nimages, j->nclosure, j->bytes_total,
-		    j->bytes_fetched);
+			 "digests, %" PRIu64 " bytes (%" PRIu64 " fetched)",
+		    j->recipe, j->version[0] ? " " : "", j->version, j->nimages,
+		    j->nclosure, j->bytes_total, j->bytes_fetched);
 	} else {
 		j->state = JOB_FAILED;
 		log_warn("pre-warm '%s'%s%s: %zu of %zu images failed; not "
-		    "pinned", j->recipe, j->version[0] ? " " : "", j->version,
-		    failed, j->nimages);
+			 "pinned",
+		    j->recipe, j->version[0] ? " " : "", j->version, failed,
+		    j->nimages);
 	}
 	job_save(j);
 }
@@ -414,7 +417,8 @@ job_expand(struct job_op *op)
 				    &m.descs[i].digest, m.descs[i].size);
 		}
 		if (chosen == 0)
-			job_image_fail(j, op->img, "no manifest for the "
+			job_image_fail(j, op->img,
+			    "no manifest for the "
 			    "configured platforms");
 	} else {
 		if (!job_closure_add(j, &m.config.digest))
@@ -454,8 +458,8 @@ job_fetched_cb(void *arg, const struct digest *d, const char *why)
 		break;
 	case JOB_OP_BLOB:
 		if (op->fetched)
-			j->bytes_fetched += op->size > 0 ? (uint64_t)op->size :
-			    0;
+			j->bytes_fetched +=
+			    op->size > 0 ? (uint64_t)op->size : 0;
 		break;
 	}
 	job_op_done(op, NULL);
@@ -501,14 +505,15 @@ job_op_run(struct job_op *op)
 	switch (op->kind) {
 	case JOB_OP_TAG:
 		if (db_tag_get(srv->db, upstream_name(im->up), im->parsed.repo,
-		    im->parsed.tag, &t) == 0 &&
-		    clock_wall_s() - t.confirmed_at < srv->opts->tag_freshness_s &&
+			im->parsed.tag, &t) == 0 &&
+		    clock_wall_s() - t.confirmed_at <
+			srv->opts->tag_freshness_s &&
 		    db_blob_get(srv->db, &t.digest, &meta) == 0) {
 			job_fetched_cb(op, &t.digest, NULL);
 			return;
 		}
-		op->sub = fill_fetch(srv, im->up, im->parsed.repo, FILL_MANIFEST,
-		    im->parsed.tag, NULL, job_fetched_cb, op);
+		op->sub = fill_fetch(srv, im->up, im->parsed.repo,
+		    FILL_MANIFEST, im->parsed.tag, NULL, job_fetched_cb, op);
 		break;
 	case JOB_OP_BLOB:
 		kind = FILL_BLOB;
@@ -543,8 +548,7 @@ job_pump(struct job *j)
 		TAILQ_REMOVE(&j->queue, op, entry);
 		job_op_run(op);
 	}
-	if (j->state == JOB_RUNNING && j->active == 0 &&
-	    TAILQ_EMPTY(&j->queue))
+	if (j->state == JOB_RUNNING && j->active == 0 && TAILQ_EMPTY(&j->queue))
 		job_finish(j);
 }
 
@@ -575,14 +579,17 @@ job_start(struct job *j)
 		if ((im->up = server_upstream(srv, im->parsed.host)) == NULL) {
 			char msg[300];
 
-			snprintf(msg, sizeof msg, "registry '%s' is not a "
-			    "configured upstream", im->parsed.host);
+			snprintf(msg, sizeof msg,
+			    "registry '%s' is not a "
+			    "configured upstream",
+			    im->parsed.host);
 			job_image_fail(j, i, msg);
 			continue;
 		}
 		if (im->parsed.has_digest) {
 			job_closure_add(j, &im->parsed.digest);
-			job_enqueue(j, i, JOB_OP_MANIFEST, &im->parsed.digest, -1);
+			job_enqueue(
+			    j, i, JOB_OP_MANIFEST, &im->parsed.digest, -1);
 		} else
 			job_enqueue(j, i, JOB_OP_TAG, NULL, -1);
 	}
@@ -592,7 +599,8 @@ job_start(struct job *j)
 	job_pump(j);
 }
 
-/* Status as JSON ------------------------------------------------------------ */
+/* Status as JSON ------------------------------------------------------------
+ */
 
 static json_t *
 job_json(const struct job *j)
@@ -605,12 +613,14 @@ job_json(const struct job *j)
 		const struct job_image *im = &j->images[i];
 
 		done += im->state == JOB_IMG_DONE;
-		json_array_append_new(imgs, json_pack("{s:s,s:s,s:s*}", "ref",
-		    im->ref, "state", job_image_state_names[im->state], "error",
-		    im->error[0] ? im->error : NULL));
+		json_array_append_new(imgs,
+		    json_pack("{s:s,s:s,s:s*}", "ref", im->ref, "state",
+			job_image_state_names[im->state], "error",
+			im->error[0] ? im->error : NULL));
 	}
 	o = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
-	    "s:o}", "recipe", j->recipe, "version", j->version, "state",
+		      "s:o}",
+	    "recipe", j->recipe, "version", j->version, "state",
 	    job_state_names[j->state], "images_total", (json_int_t)j->nimages,
 	    "images_done", (json_int_t)done, "blobs_total",
 	    (json_int_t)j->blobs_total, "blobs_done", (json_int_t)j->blobs_done,
@@ -636,7 +646,8 @@ job_reply(struct req *r, int status, json_t *o)
 	json_decref(o);
 }
 
-/* Admin API ----------------------------------------------------------------- */
+/* Admin API -----------------------------------------------------------------
+ */
 
 static int
 job_valid_recipe(const char *s)
@@ -665,19 +676,22 @@ job_admin_enroll(struct req *r, void *arg)
 	recipe = json_string_value(json_object_get(root, "recipe"));
 	version = json_string_value(json_object_get(root, "version"));
 	images = json_object_get(root, "images");
-	if (recipe == NULL || !job_valid_recipe(recipe) || !json_is_array(images)
-	    || json_array_size(images) == 0 ||
+	if (recipe == NULL || !job_valid_recipe(recipe) ||
+	    !json_is_array(images) || json_array_size(images) == 0 ||
 	    json_array_size(images) > JOB_MAX_IMAGES) {
 		json_decref(root);
-		req_error(r, OCI_ERR_NAME_INVALID, "enroll needs {\"recipe\": NAME, "
+		req_error(r, OCI_ERR_NAME_INVALID,
+		    "enroll needs {\"recipe\": NAME, "
 		    "\"images\": [REF, ...]}");
 		return;
 	}
 	json_array_foreach(images, i, v) {
 		s = json_string_value(v);
 		if (s == NULL || ref_parse(&ref, s, &body) == -1) {
-			snprintf(msg, sizeof msg, "invalid image reference "
-			    "'%.200s': %s", s != NULL ? s : "(not a string)",
+			snprintf(msg, sizeof msg,
+			    "invalid image reference "
+			    "'%.200s': %s",
+			    s != NULL ? s : "(not a string)",
 			    s != NULL ? body : "");
 			while (n > 0)
 				free(refs[--n]);
@@ -720,8 +734,7 @@ job_admin_unenroll(struct req *r, void *arg)
 		req_error(r, OCI_ERR_INTERNAL, "cannot remove the enrolment");
 		return;
 	}
-	log_info("pre-warm '%s': unenrolled; its pins are released",
-	    j->recipe);
+	log_info("pre-warm '%s': unenrolled; its pins are released", j->recipe);
 	job_free(j);
 	req_reply_mem(r, 200, "application/json", NULL, "{}", 2);
 }
@@ -775,7 +788,8 @@ job_metrics(struct evbuffer *b, void *arg)
 	struct job *j;
 	size_t i, c[3];
 
-	evbuffer_add_printf(b, "# HELP ccprewarm_recipe_images Images of "
+	evbuffer_add_printf(b,
+	    "# HELP ccprewarm_recipe_images Images of "
 	    "enrolled recipes by state.\n# TYPE ccprewarm_recipe_images "
 	    "gauge\n");
 	TAILQ_FOREACH(j, &pw->jobs, entry) {
@@ -783,14 +797,18 @@ job_metrics(struct evbuffer *b, void *arg)
 		for (i = 0; i < j->nimages; i++)
 			c[j->images[i].state]++;
 		for (i = 0; i < 3; i++)
-			evbuffer_add_printf(b, "ccprewarm_recipe_images{recipe="
-			    "\"%s\",state=\"%s\"} %zu\n", j->recipe,
-			    job_image_state_names[i], c[i]);
+			evbuffer_add_printf(b,
+			    "ccprewarm_recipe_images{recipe="
+			    "\"%s\",state=\"%s\"} %zu\n",
+			    j->recipe, job_image_state_names[i], c[i]);
 	}
 	if (db_pinned_totals(pw->srv->db, &n, &bytes) == 0)
-		evbuffer_add_printf(b, "# HELP ccprewarm_pinned_bytes Bytes of "
-		    "pinned blobs and manifests.\n# TYPE ccprewarm_pinned_bytes "
-		    "gauge\nccprewarm_pinned_bytes %" PRIu64 "\n", bytes);
+		evbuffer_add_printf(b,
+		    "# HELP ccprewarm_pinned_bytes Bytes of "
+		    "pinned blobs and manifests.\n# TYPE "
+		    "ccprewarm_pinned_bytes "
+		    "gauge\nccprewarm_pinned_bytes %" PRIu64 "\n",
+		    bytes);
 }
 
 /* Start-up -------------------------------------------------------------- */
@@ -799,7 +817,7 @@ static void
 job_load_cb(void *arg, const char *id, const void *val, size_t len)
 {
 	struct prewarm *pw = arg;
-	struct job_rd rd = { val, len, 0, 0 };
+	struct job_rd rd = {val, len, 0, 0};
 	char version[128], buf[REF_STRLEN], err[200];
 	struct job *j;
 	uint64_t n, i;
@@ -825,8 +843,9 @@ job_load_cb(void *arg, const char *id, const void *val, size_t len)
 		job_get_str(&rd, buf, sizeof buf);
 		xstrlcpy(j->images[i].ref, buf, sizeof j->images[i].ref);
 		if (rd.off < rd.len)
-			j->images[i].state = rd.p[rd.off++] <= JOB_IMG_FAILED ?
-			    rd.p[rd.off - 1] : JOB_IMG_FAILED;
+			j->images[i].state = rd.p[rd.off++] <= JOB_IMG_FAILED
+			    ? rd.p[rd.off - 1]
+			    : JOB_IMG_FAILED;
 		job_get_str(&rd, err, sizeof err);
 		xstrlcpy(j->images[i].error, err, sizeof j->images[i].error);
 		j->nimages++;
@@ -862,12 +881,12 @@ prewarm_new(struct server *srv, const char *const *platforms, size_t n)
 	pw->srv = srv;
 	TAILQ_INIT(&pw->jobs);
 	for (i = 0; i < n && i < nitems(pw->platforms); i++)
-		xstrlcpy(pw->platforms[i], platforms[i],
-		    sizeof pw->platforms[i]);
+		xstrlcpy(
+		    pw->platforms[i], platforms[i], sizeof pw->platforms[i]);
 	pw->nplatforms = i;
 	if (pw->nplatforms == 0)
-		job_native_platform(pw->platforms[pw->nplatforms++],
-		    sizeof pw->platforms[0]);
+		job_native_platform(
+		    pw->platforms[pw->nplatforms++], sizeof pw->platforms[0]);
 	if (db_job_list(srv->db, job_load_cb, pw) == -1) {
 		prewarm_free(pw);
 		return NULL;
@@ -878,8 +897,7 @@ prewarm_new(struct server *srv, const char *const *platforms, size_t n)
 	admin_add(srv, "recipes/", REQ_DELETE, job_admin_unenroll, pw);
 	admin_add(srv, "warm", REQ_POST, job_admin_warm, pw);
 	metrics_add(srv, job_metrics, pw);
-	if ((pw->resume_ev = evtimer_new(srv->base, job_resume_cb, pw)) ==
-	    NULL)
+	if ((pw->resume_ev = evtimer_new(srv->base, job_resume_cb, pw)) == NULL)
 		fatal("out of memory creating the resume timer");
 	event_active(pw->resume_ev, EV_TIMEOUT, 0);
 	return pw;

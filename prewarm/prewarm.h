@@ -106,8 +106,8 @@ struct prewarm;
  * that were interrupted.  platforms: "linux/amd64", ...; none means this
  * machine's own.  NULL (logged) on error.
  */
-struct prewarm *prewarm_new(struct server *, const char *const *platforms,
-    size_t nplatforms);
-void prewarm_free(struct prewarm *);	/* NULL-safe */
+struct prewarm *prewarm_new(
+    struct server *, const char *const *platforms, size_t nplatforms);
+void prewarm_free(struct prewarm *); /* NULL-safe */
 
 #endif

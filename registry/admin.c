@@ -11,7 +11,6 @@
 #include "../common/common.h"
 #include "registry.h"
 
-
 static int
 admin_peer_is_loopback(struct req *r)
 {
@@ -67,20 +66,22 @@ admin_handle(struct req *r)
 	size_t i, n;
 
 	if (!admin_peer_is_loopback(r)) {
-		req_error(r, OCI_ERR_DENIED, "the admin API answers loopback "
+		req_error(r, OCI_ERR_DENIED,
+		    "the admin API answers loopback "
 		    "clients only");
 		return;
 	}
 	for (i = 0; i < srv->nadmin; i++) {
 		a = &srv->admin[i];
 		n = strlen(a->path);
-		if (n > 0 && a->path[n - 1] == '/' ?
-		    strncmp(path, a->path, n) != 0 || path[n] == '\0' :
-		    strcmp(path, a->path) != 0)
+		if (n > 0 && a->path[n - 1] == '/'
+			? strncmp(path, a->path, n) != 0 || path[n] == '\0'
+			: strcmp(path, a->path) != 0)
 			continue;
 		if (a->method != r->method)
 			continue;
-		r->admin_arg = path + (a->path[n - 1] == '/' ? n : strlen(path));
+		r->admin_arg =
+		    path + (a->path[n - 1] == '/' ? n : strlen(path));
 		a->fn(r, a->arg);
 		return;
 	}

@@ -14,7 +14,8 @@ static void
 blob_head_done(struct req *r, enum upstream_result res)
 {
 	if (res != UPSTREAM_OK) {
-		req_error(r, OCI_ERR_UNAVAILABLE, "upstream registry unavailable");
+		req_error(
+		    r, OCI_ERR_UNAVAILABLE, "upstream registry unavailable");
 		return;
 	}
 	if (r->xstatus != 200) {
@@ -40,13 +41,14 @@ blob_handle(struct req *r)
 	    (fd = blobstore_open_blob(srv->store, d, &size)) != -1) {
 		db_touch(srv->db, d, clock_wall_s());
 		r->cache = REQ_CACHE_HIT;
-		req_reply_file(r, fd, (uint64_t)size, "application/octet-stream",
-		    d);
+		req_reply_file(
+		    r, fd, (uint64_t)size, "application/octet-stream", d);
 		return;
 	}
 	if (r->method == REQ_HEAD && !fill_in_flight(r, FILL_BLOB)) {
 		digest_format(d, hex);
-		snprintf(path, sizeof path, "/v2/%s/blobs/%s", r->route.name, hex);
+		snprintf(
+		    path, sizeof path, "/v2/%s/blobs/%s", r->route.name, hex);
 		passthru_start(r, UPSTREAM_HEAD, path, NULL, blob_head_done);
 		return;
 	}

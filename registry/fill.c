@@ -21,46 +21,46 @@
 #define FILL_BACKOFF_MS 250
 
 enum fill_state {
-	FILL_CONNECTING,	/* waiting for upstream headers */
-	FILL_STREAMING,		/* body arriving */
-	FILL_DONE,		/* verified and committed */
+	FILL_CONNECTING, /* waiting for upstream headers */
+	FILL_STREAMING,	 /* body arriving */
+	FILL_DONE,	 /* verified and committed */
 	FILL_FAILED,
 };
 
-static const char *const fill_state_names[] = { "connecting", "streaming",
-	"done", "failed" };
+static const char *const fill_state_names[] = {
+    "connecting", "streaming", "done", "failed"};
 
 struct fill {
-	TAILQ_ENTRY(fill) entry;	/* srv->fills while listed */
+	TAILQ_ENTRY(fill) entry; /* srv->fills while listed */
 	struct server *srv;
 	enum fill_kind kind;
 	enum fill_state state;
 	int listed;
-	int hold;			/* > 0 while iterating waiters */
+	int hold; /* > 0 while iterating waiters */
 	struct upstream *up;
 	char repo[ROUTE_NAME_MAX];
-	char tag[ROUTE_TAG_MAX + 1];	/* manifests by tag */
+	char tag[ROUTE_TAG_MAX + 1]; /* manifests by tag */
 	int by_digest;
 	struct digest digest;
 	char *accept;
-	int64_t size;			/* -1 until known */
-	uint64_t skip;			/* resumed with a 200: bytes to drop */
-	long status;			/* upstream status of this attempt */
-	struct blobstore_tmp *tmp;	/* blobs */
-	unsigned char *mbuf;		/* manifests */
+	int64_t size;		   /* -1 until known */
+	uint64_t skip;		   /* resumed with a 200: bytes to drop */
+	long status;		   /* upstream status of this attempt */
+	struct blobstore_tmp *tmp; /* blobs */
+	unsigned char *mbuf;	   /* manifests */
 	size_t mlen;
 	char media_type[OCI_MEDIA_TYPE_MAX];
-	struct digest claimed;		/* upstream's Docker-Content-Digest */
+	struct digest claimed; /* upstream's Docker-Content-Digest */
 	int have_claimed;
 	TAILQ_HEAD(, req) waiters;
-	TAILQ_HEAD(, fill_sub) subs;	/* fill_fetch() callers */
+	TAILQ_HEAD(, fill_sub) subs; /* fill_fetch() callers */
 	struct upstream_xfer *xfer;
 	int attempts;
 	struct event *retry_ev;
 	struct event *wake_ev;
 	int64_t start_ms;
 	int64_t upstream_ms;
-	char why[96];			/* failure, for subscribers */
+	char why[96]; /* failure, for subscribers */
 };
 
 /* A caller that wants the result, not the bytes (pre-warm jobs). */
@@ -197,7 +197,7 @@ fill_fail(struct fill *f, enum oci_err err, const char *why)
 	if (f->state == FILL_FAILED || f->state == FILL_DONE)
 		return;
 	fill_set_state(f, FILL_FAILED);
-	fill_unlist(f);	/* the next request starts afresh */
+	fill_unlist(f); /* the next request starts afresh */
 	upstream_xfer_cancel(f->xfer);
 	f->xfer = NULL;
 	blobstore_tmp_free(f->tmp);
@@ -238,7 +238,7 @@ fill_headers_cb(void *arg, const struct upstream_response *resp)
 	f->status = resp->status;
 	f->upstream_ms = resp->duration_ms;
 	if (resp->status != 200 && resp->status != 206)
-		return 0;	/* failed in fill_done_cb */
+		return 0; /* failed in fill_done_cb */
 	if (f->kind == FILL_MANIFEST) {
 		if (resp->content_length > OCI_MANIFEST_MAX)
 			return -1;
@@ -250,9 +250,9 @@ fill_headers_cb(void *arg, const struct upstream_response *resp)
 			f->have_claimed = 1;
 	} else if (resp->status == 206) {
 		if (fill_range_start(resp->content_range) != (int64_t)have)
-			return -1;	/* not where we asked to resume */
+			return -1; /* not where we asked to resume */
 	} else {
-		f->skip = have;	/* upstream ignored Range: drop what we have */
+		f->skip = have; /* upstream ignored Range: drop what we have */
 		if (resp->content_length >= 0) {
 			if (f->size >= 0 && f->size != resp->content_length)
 				return -1;
@@ -289,8 +289,9 @@ fill_body_cb(void *arg, const void *buf, size_t len)
 	}
 	if (len == 0)
 		return 0;
-	if (f->size >= 0 && blobstore_tmp_size(f->tmp) + len > (uint64_t)f->size)
-		return -1;	/* longer than declared: cannot be the blob */
+	if (f->size >= 0 &&
+	    blobstore_tmp_size(f->tmp) + len > (uint64_t)f->size)
+		return -1; /* longer than declared: cannot be the blob */
 	if (blobstore_tmp_write(f->tmp, p, len) == -1)
 		return -1;
 	fill_wake(f);
@@ -313,8 +314,10 @@ fill_commit_blob(struct fill *f)
 		digest_format(&got, have);
 		f->srv->ctr.digest_mismatches++;
 		log_warn("digest mismatch from '%s' for %s@%s: got %s; "
-		    "nothing stored", upstream_name(f->up), f->repo, want, have);
-		fill_fail(f, OCI_ERR_UNAVAILABLE, "upstream content did not "
+			 "nothing stored",
+		    upstream_name(f->up), f->repo, want, have);
+		fill_fail(f, OCI_ERR_UNAVAILABLE,
+		    "upstream content did not "
 		    "match its digest");
 		return;
 	}
@@ -357,9 +360,10 @@ fill_store_manifest(struct fill *f, const struct digest *d)
 		memset(&meta, 0, sizeof meta);
 		meta.size = f->mlen;
 		meta.stored_at = meta.last_access = clock_wall_s();
-		xstrlcpy(meta.media_type, f->media_type, sizeof meta.media_type);
-		xstrlcpy(meta.upstream, upstream_name(f->up),
-		    sizeof meta.upstream);
+		xstrlcpy(
+		    meta.media_type, f->media_type, sizeof meta.media_type);
+		xstrlcpy(
+		    meta.upstream, upstream_name(f->up), sizeof meta.upstream);
 		if (db_blob_put(f->srv->db, d, &meta) == -1)
 			return -1;
 	}
@@ -370,8 +374,8 @@ fill_store_manifest(struct fill *f, const struct digest *d)
 		t.digest = *d;
 		t.confirmed_at = clock_wall_s();
 		xstrlcpy(t.media_type, f->media_type, sizeof t.media_type);
-		if (db_tag_put(f->srv->db, upstream_name(f->up), f->repo, f->tag,
-		    &t) == -1)
+		if (db_tag_put(f->srv->db, upstream_name(f->up), f->repo,
+			f->tag, &t) == -1)
 			return -1;
 	}
 	return 0;
@@ -388,14 +392,17 @@ fill_commit_manifest(struct fill *f)
 	    (f->have_claimed && !digest_equal(&got, &f->claimed))) {
 		f->srv->ctr.digest_mismatches++;
 		log_warn("digest mismatch from '%s' for manifest %s:%s; "
-		    "nothing stored", upstream_name(f->up), f->repo,
+			 "nothing stored",
+		    upstream_name(f->up), f->repo,
 		    f->by_digest ? "(by digest)" : f->tag);
-		fill_fail(f, OCI_ERR_UNAVAILABLE, "upstream manifest did not "
+		fill_fail(f, OCI_ERR_UNAVAILABLE,
+		    "upstream manifest did not "
 		    "match its digest");
 		return;
 	}
 	if (oci_manifest_media_type(f->mbuf, f->mlen, mt, sizeof mt) == -1) {
-		fill_fail(f, OCI_ERR_MANIFEST_INVALID, "upstream sent a "
+		fill_fail(f, OCI_ERR_MANIFEST_INVALID,
+		    "upstream sent a "
 		    "manifest that is not JSON");
 		return;
 	}
@@ -428,8 +435,8 @@ fill_retry_later(struct fill *f, const char *why)
 	struct timeval tv;
 	int64_t ms = FILL_BACKOFF_MS << (f->attempts - 1);
 
-	log_warn("upstream '%s' failed for %s (%s); retrying in %" PRId64
-	    " ms", upstream_name(f->up), f->repo, why, ms);
+	log_warn("upstream '%s' failed for %s (%s); retrying in %" PRId64 " ms",
+	    upstream_name(f->up), f->repo, why, ms);
 	if (f->kind == FILL_MANIFEST)
 		f->mlen = 0;
 	tv.tv_sec = ms / 1000;
@@ -454,9 +461,10 @@ fill_done_cb(void *arg, enum upstream_result res, const char *why)
 
 		f->srv->ctr.upstream_errors++;
 		snprintf(msg, sizeof msg, "upstream answered %ld", f->status);
-		log_info("upstream '%s' answered %ld for %s", upstream_name(f->up),
-		    f->status, f->repo);
-		fill_fail(f, passthru_status_err(f->status, f->kind == FILL_BLOB),
+		log_info("upstream '%s' answered %ld for %s",
+		    upstream_name(f->up), f->status, f->repo);
+		fill_fail(f,
+		    passthru_status_err(f->status, f->kind == FILL_BLOB),
 		    f->status == 404 ? NULL : "upstream refused the request");
 		return;
 	}
@@ -472,22 +480,24 @@ fill_done_cb(void *arg, enum upstream_result res, const char *why)
 	 * A blob that was arriving: resume from the byte reached, with
 	 * backoff on a timer.  Manifests are small; refetch them whole.
 	 */
-	if ((res == UPSTREAM_EBODY || (res == UPSTREAM_ECONNECT &&
-	    f->state == FILL_STREAMING)) && f->attempts < FILL_MAX_ATTEMPTS) {
+	if ((res == UPSTREAM_EBODY ||
+		(res == UPSTREAM_ECONNECT && f->state == FILL_STREAMING)) &&
+	    f->attempts < FILL_MAX_ATTEMPTS) {
 		fill_retry_later(f, why);
 		return;
 	}
 	log_warn("upstream '%s' failed for %s: %s", upstream_name(f->up),
 	    f->repo, why != NULL ? why : "unknown error");
-	fill_fail(f, res == UPSTREAM_EAUTH ? OCI_ERR_UNAUTHORIZED :
-	    OCI_ERR_UNAVAILABLE, "upstream registry unavailable");
+	fill_fail(f,
+	    res == UPSTREAM_EAUTH ? OCI_ERR_UNAUTHORIZED : OCI_ERR_UNAVAILABLE,
+	    "upstream registry unavailable");
 }
 
 static void
 fill_start_xfer(struct fill *f)
 {
-	static const struct upstream_cbs cbs = { fill_headers_cb, fill_body_cb,
-		fill_done_cb };
+	static const struct upstream_cbs cbs = {
+	    fill_headers_cb, fill_body_cb, fill_done_cb};
 	struct upstream_req ureq;
 	char path[ROUTE_NAME_MAX + 256], d[DIGEST_STRLEN];
 
@@ -504,11 +514,13 @@ fill_start_xfer(struct fill *f)
 	ureq.repo = f->repo;
 	ureq.accept = f->kind == FILL_MANIFEST ? f->accept : NULL;
 	ureq.range_start = f->kind == FILL_BLOB && f->tmp != NULL &&
-	    blobstore_tmp_size(f->tmp) > 0 ? (int64_t)blobstore_tmp_size(f->tmp) :
-	    -1;
+		blobstore_tmp_size(f->tmp) > 0
+	    ? (int64_t)blobstore_tmp_size(f->tmp)
+	    : -1;
 	f->xfer = upstream_xfer_start(f->up, &ureq, &cbs, f);
 	if (f->xfer == NULL)
-		fill_fail(f, OCI_ERR_INTERNAL, "cannot start upstream transfer");
+		fill_fail(
+		    f, OCI_ERR_INTERNAL, "cannot start upstream transfer");
 }
 
 /* What a fill fetches: its identity for single flight. */
@@ -516,10 +528,10 @@ struct fill_key {
 	enum fill_kind kind;
 	struct upstream *up;
 	const char *repo;
-	const char *tag;	/* "" when by digest */
+	const char *tag; /* "" when by digest */
 	int by_digest;
 	const struct digest *digest;
-	const char *accept;	/* manifests; NULL: everything */
+	const char *accept; /* manifests; NULL: everything */
 };
 
 static struct fill *
@@ -557,8 +569,9 @@ fill_new(struct server *srv, const struct fill_key *k)
 	if (k->by_digest)
 		f->digest = *k->digest;
 	f->size = -1;
-	f->accept = xstrdup(k->accept != NULL && k->accept[0] != '\0' ?
-	    k->accept : oci_accept_all());
+	f->accept = xstrdup(k->accept != NULL && k->accept[0] != '\0'
+		? k->accept
+		: oci_accept_all());
 	f->start_ms = clock_now_ms();
 	TAILQ_INIT(&f->waiters);
 	TAILQ_INIT(&f->subs);
@@ -566,8 +579,8 @@ fill_new(struct server *srv, const struct fill_key *k)
 	f->wake_ev = event_new(srv->base, -1, 0, fill_wake_cb, f);
 	if (f->retry_ev == NULL || f->wake_ev == NULL)
 		fatal("out of memory creating fill events");
-	if (k->kind == FILL_BLOB && (f->tmp = blobstore_tmp_new(srv->store)) ==
-	    NULL) {
+	if (k->kind == FILL_BLOB &&
+	    (f->tmp = blobstore_tmp_new(srv->store)) == NULL) {
 		fill_free(f);
 		return NULL;
 	}
@@ -631,8 +644,7 @@ fill_fetch(struct server *srv, struct upstream *up, const char *repo,
 	k.tag = tag != NULL ? tag : "";
 	k.by_digest = tag == NULL;
 	k.digest = d;
-	if ((f = fill_find(srv, &k)) == NULL && (f = fill_new(srv, &k)) ==
-	    NULL)
+	if ((f = fill_find(srv, &k)) == NULL && (f = fill_new(srv, &k)) == NULL)
 		return NULL;
 	sub = xcalloc(1, sizeof *sub);
 	sub->f = f;
@@ -665,7 +677,8 @@ fill_attach(struct req *r, enum fill_kind kind)
 	fill_req_key(r, kind, &k);
 	if ((f = fill_find(r->srv, &k)) == NULL) {
 		if ((f = fill_new(r->srv, &k)) == NULL) {
-			req_error(r, OCI_ERR_INTERNAL, "cannot create temp file");
+			req_error(
+			    r, OCI_ERR_INTERNAL, "cannot create temp file");
 			return -1;
 		}
 		joined = 0;
@@ -757,8 +770,9 @@ fill_pump_blob(struct req *r)
 			r->end = end;
 			if (r->method == REQ_HEAD) {
 				fill_detach(r);
-				req_reply_mem(r, 200, "application/octet-stream",
-				    &f->digest, NULL, (size_t)f->size);
+				req_reply_mem(r, 200,
+				    "application/octet-stream", &f->digest,
+				    NULL, (size_t)f->size);
 				return;
 			}
 			req_stream_start(r, rr ? 206 : 200,
@@ -778,8 +792,8 @@ fill_pump_blob(struct req *r)
 			n = FILL_CHUNK_MAX;
 		start = r->off;
 		r->off += n;
-		req_stream_file(r, blobstore_tmp_fd(f->tmp), start, n,
-		    fill_sent_cb);
+		req_stream_file(
+		    r, blobstore_tmp_fd(f->tmp), start, n, fill_sent_cb);
 		return;
 	}
 	if (f->state == FILL_DONE && r->off >= end)

@@ -35,47 +35,59 @@ static void http_base_handle(struct req *);
 /* Routing is data: which methods each route takes, and who handles it. */
 static const struct http_handler {
 	enum route_kind kind;
-	int methods;	/* 0: refused with UNSUPPORTED (push, delete) */
+	int methods; /* 0: refused with UNSUPPORTED (push, delete) */
 	int needs_upstream;
 	void (*fn)(struct req *);
 } http_handlers[] = {
-	{ ROUTE_BASE, HTTP_M_GET | HTTP_M_HEAD, 0, http_base_handle },
-	{ ROUTE_MANIFEST, HTTP_M_GET | HTTP_M_HEAD, 1, manifest_handle },
-	{ ROUTE_BLOB, HTTP_M_GET | HTTP_M_HEAD, 1, blob_handle },
-	{ ROUTE_TAGS, HTTP_M_GET, 1, tags_handle },
-	{ ROUTE_UPLOAD, 0, 0, NULL },
-	{ ROUTE_CATALOG, 0, 0, NULL },
-	{ ROUTE_METRICS, HTTP_M_GET, 0, metrics_handle },
-	{ ROUTE_ADMIN, HTTP_M_GET | HTTP_M_POST | HTTP_M_DELETE, 0,
-	    admin_handle },
+    {ROUTE_BASE, HTTP_M_GET | HTTP_M_HEAD, 0, http_base_handle},
+    {ROUTE_MANIFEST, HTTP_M_GET | HTTP_M_HEAD, 1, manifest_handle},
+    {ROUTE_BLOB, HTTP_M_GET | HTTP_M_HEAD, 1, blob_handle},
+    {ROUTE_TAGS, HTTP_M_GET, 1, tags_handle},
+    {ROUTE_UPLOAD, 0, 0, NULL},
+    {ROUTE_CATALOG, 0, 0, NULL},
+    {ROUTE_METRICS, HTTP_M_GET, 0, metrics_handle},
+    {ROUTE_ADMIN, HTTP_M_GET | HTTP_M_POST | HTTP_M_DELETE, 0, admin_handle},
 };
 
 static const char *const http_cache_names[] = {
-	[REQ_CACHE_NONE] = NULL,
-	[REQ_CACHE_HIT] = "HIT",
-	[REQ_CACHE_MISS] = "MISS",
-	[REQ_CACHE_COALESCED] = "COALESCED",
-	[REQ_CACHE_REVALIDATED] = "REVALIDATED",
-	[REQ_CACHE_STALE] = "STALE",
+    [REQ_CACHE_NONE] = NULL,
+    [REQ_CACHE_HIT] = "HIT",
+    [REQ_CACHE_MISS] = "MISS",
+    [REQ_CACHE_COALESCED] = "COALESCED",
+    [REQ_CACHE_REVALIDATED] = "REVALIDATED",
+    [REQ_CACHE_STALE] = "STALE",
 };
 
 static const char *
 http_reason(int status)
 {
 	switch (status) {
-	case 200: return "OK";
-	case 206: return "Partial Content";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 416: return "Range Not Satisfiable";
-	case 429: return "Too Many Requests";
-	case 500: return "Internal Server Error";
-	case 502: return "Bad Gateway";
-	case 503: return "Service Unavailable";
-	default: return "Status";
+	case 200:
+		return "OK";
+	case 206:
+		return "Partial Content";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 416:
+		return "Range Not Satisfiable";
+	case 429:
+		return "Too Many Requests";
+	case 500:
+		return "Internal Server Error";
+	case 502:
+		return "Bad Gateway";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return "Status";
 	}
 }
 
@@ -84,8 +96,8 @@ req_header(struct req *r, const char *name)
 {
 	if (r->ev == NULL)
 		return NULL;
-	return evhttp_find_header(evhttp_request_get_input_headers(r->ev),
-	    name);
+	return evhttp_find_header(
+	    evhttp_request_get_input_headers(r->ev), name);
 }
 
 /*
@@ -169,15 +181,14 @@ http_close_cb(struct evhttp_connection *evcon, void *arg)
 }
 
 static void
-http_headers(struct req *r, const char *ctype, const struct digest *d,
-    int64_t length)
+http_headers(
+    struct req *r, const char *ctype, const struct digest *d, int64_t length)
 {
 	struct evkeyvalq *h = evhttp_request_get_output_headers(r->ev);
 	char buf[DIGEST_STRLEN + 2];
 	char num[32];
 
-	evhttp_add_header(h, "Docker-Distribution-API-Version",
-	    "registry/2.0");
+	evhttp_add_header(h, "Docker-Distribution-API-Version", "registry/2.0");
 	if (ctype != NULL && ctype[0] != '\0')
 		evhttp_add_header(h, "Content-Type", ctype);
 	if (d != NULL) {
@@ -223,8 +234,8 @@ req_error(struct req *r, enum oci_err err, const char *detail)
 	body = oci_err_body(err, detail);
 	buf = evbuffer_new();
 	evbuffer_add(buf, body, strlen(body));
-	http_headers(r, "application/json", NULL,
-	    (int64_t)evbuffer_get_length(buf));
+	http_headers(
+	    r, "application/json", NULL, (int64_t)evbuffer_get_length(buf));
 	if (err == OCI_ERR_UNAUTHORIZED)
 		evhttp_add_header(evhttp_request_get_output_headers(r->ev),
 		    "WWW-Authenticate", "Bearer realm=\"ccprewarm\"");
@@ -261,8 +272,8 @@ req_range(struct req *r, uint64_t size, uint64_t *start, uint64_t *end)
 		return 0;
 	h += 6;
 	if (strchr(h, ',') != NULL)
-		return 0;	/* multiple ranges: RFC 9110 lets us send all */
-	if (*h == '-') {	/* suffix: the last N bytes */
+		return 0; /* multiple ranges: RFC 9110 lets us send all */
+	if (*h == '-') {  /* suffix: the last N bytes */
 		errno = 0;
 		b = strtoull(h + 1, &ep, 10);
 		if (errno != 0 || ep == h + 1 || *ep != '\0')
@@ -302,8 +313,9 @@ http_range_headers(struct req *r, uint64_t start, uint64_t end, uint64_t size)
 
 	evhttp_add_header(h, "Accept-Ranges", "bytes");
 	if (r->ranged) {
-		snprintf(buf, sizeof buf, "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64,
-		    start, end - 1, size);
+		snprintf(buf, sizeof buf,
+		    "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, start, end - 1,
+		    size);
 		evhttp_add_header(h, "Content-Range", buf);
 	}
 }
@@ -315,8 +327,8 @@ req_range_invalid(struct req *r, uint64_t size)
 	char buf[64];
 
 	snprintf(buf, sizeof buf, "bytes */%" PRIu64, size);
-	evhttp_add_header(evhttp_request_get_output_headers(r->ev),
-	    "Content-Range", buf);
+	evhttp_add_header(
+	    evhttp_request_get_output_headers(r->ev), "Content-Range", buf);
 	req_error(r, OCI_ERR_RANGE_INVALID, "requested range not satisfiable");
 }
 
@@ -339,8 +351,8 @@ req_reply_file(struct req *r, int fd, uint64_t size, const char *ctype,
 	buf = evbuffer_new();
 	if (r->method == REQ_HEAD || end == start)
 		close(fd);
-	else if (evbuffer_add_file(buf, fd, (ev_off_t)start,
-	    (ev_off_t)(end - start)) != 0) {
+	else if (evbuffer_add_file(
+		     buf, fd, (ev_off_t)start, (ev_off_t)(end - start)) != 0) {
 		/* evbuffer_add_file closes fd on failure */
 		evbuffer_free(buf);
 		req_error(r, OCI_ERR_INTERNAL, "cannot send stored file");
@@ -428,7 +440,7 @@ req_abort(struct req *r, const char *why)
 			evhttp_connection_free(r->evcon);
 			r->evcon = NULL;
 		} else
-			evhttp_send_reply_end(r->ev);	/* detached: frees */
+			evhttp_send_reply_end(r->ev); /* detached: frees */
 		r->ev = NULL;
 	}
 	req_finish(r, r->status ? r->status : 502, why);
@@ -454,8 +466,8 @@ http_json_str(FILE *f, const char *s)
 static void
 http_access_log(struct req *r, const char *why)
 {
-	static const char *const methods[] = { "GET", "HEAD", "POST", "DELETE",
-		"OTHER" };
+	static const char *const methods[] = {
+	    "GET", "HEAD", "POST", "DELETE", "OTHER"};
 	FILE *f = r->srv->access_log;
 	struct timespec ts;
 	struct tm tm;
@@ -469,10 +481,12 @@ http_access_log(struct req *r, const char *why)
 	fprintf(f, "{\"time\":\"%s.%03ldZ\",\"method\":\"%s\",\"path\":", when,
 	    ts.tv_nsec / 1000000, methods[r->method]);
 	http_json_str(f, r->path != NULL ? r->path : "");
-	fprintf(f, ",\"status\":%d,\"bytes\":%" PRIu64 ",\"duration_ms\":%" PRId64,
+	fprintf(f,
+	    ",\"status\":%d,\"bytes\":%" PRIu64 ",\"duration_ms\":%" PRId64,
 	    r->status, r->sent, clock_now_ms() - r->start_ms);
 	fprintf(f, ",\"cache\":");
-	http_json_str(f, http_cache_names[r->cache] ? http_cache_names[r->cache] : "");
+	http_json_str(
+	    f, http_cache_names[r->cache] ? http_cache_names[r->cache] : "");
 	if (r->upstream_ms >= 0)
 		fprintf(f, ",\"upstream_ms\":%" PRId64, r->upstream_ms);
 	if (why != NULL) {
@@ -497,8 +511,10 @@ req_finish(struct req *r, int status, const char *why)
 		 * Either re-enters here with r->ev == NULL.
 		 */
 		if (r->state != REQ_STREAMING && !r->client_gone)
-			req_error(r, status >= 500 ? OCI_ERR_UNAVAILABLE :
-			    OCI_ERR_INTERNAL, why);
+			req_error(r,
+			    status >= 500 ? OCI_ERR_UNAVAILABLE
+					  : OCI_ERR_INTERNAL,
+			    why);
 		else
 			req_abort(r, why);
 		return;
@@ -576,11 +592,26 @@ http_request_cb(struct evhttp_request *ev, void *arg)
 	r->upstream_ms = -1;
 	r->path = xstrdup(evhttp_request_get_uri(ev));
 	switch (evhttp_request_get_command(ev)) {
-	case EVHTTP_REQ_GET: r->method = REQ_GET; m = HTTP_M_GET; break;
-	case EVHTTP_REQ_HEAD: r->method = REQ_HEAD; m = HTTP_M_HEAD; break;
-	case EVHTTP_REQ_POST: r->method = REQ_POST; m = HTTP_M_POST; break;
-	case EVHTTP_REQ_DELETE: r->method = REQ_DELETE; m = HTTP_M_DELETE; break;
-	default: r->method = REQ_OTHER; m = 0; break;
+	case EVHTTP_REQ_GET:
+		r->method = REQ_GET;
+		m = HTTP_M_GET;
+		break;
+	case EVHTTP_REQ_HEAD:
+		r->method = REQ_HEAD;
+		m = HTTP_M_HEAD;
+		break;
+	case EVHTTP_REQ_POST:
+		r->method = REQ_POST;
+		m = HTTP_M_POST;
+		break;
+	case EVHTTP_REQ_DELETE:
+		r->method = REQ_DELETE;
+		m = HTTP_M_DELETE;
+		break;
+	default:
+		r->method = REQ_OTHER;
+		m = 0;
+		break;
 	}
 	TAILQ_INSERT_TAIL(&srv->reqs, r, entry);
 	srv->nreqs++;
@@ -592,19 +623,21 @@ http_request_cb(struct evhttp_request *ev, void *arg)
 	 */
 	if (srv->opts->max_requests > 0 &&
 	    srv->nreqs > (size_t)srv->opts->max_requests) {
-		evhttp_add_header(evhttp_request_get_output_headers(ev),
-		    "Retry-After", "1");
+		evhttp_add_header(
+		    evhttp_request_get_output_headers(ev), "Retry-After", "1");
 		evhttp_add_header(evhttp_request_get_output_headers(ev),
 		    "Connection", "close");
-		req_error(r, OCI_ERR_UNAVAILABLE, "too many requests in "
+		req_error(r, OCI_ERR_UNAVAILABLE,
+		    "too many requests in "
 		    "progress");
 		return;
 	}
 
 	uri = evhttp_request_get_evhttp_uri(ev);
 	path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
-	if (path == NULL || route_parse(path, evhttp_uri_get_query(uri),
-	    &r->route, &err, &why) == -1) {
+	if (path == NULL ||
+	    route_parse(
+		path, evhttp_uri_get_query(uri), &r->route, &err, &why) == -1) {
 		if (path == NULL) {
 			err = OCI_ERR_NOT_FOUND;
 			why = "no path";
@@ -637,8 +670,9 @@ http_request_cb(struct evhttp_request *ev, void *arg)
 
 			/* Docker Hub: official images live under library/ */
 			if ((size_t)snprintf(tmp, sizeof tmp, "library/%s",
-			    r->route.name) >= sizeof tmp) {
-				req_error(r, OCI_ERR_NAME_INVALID, "name too long");
+				r->route.name) >= sizeof tmp) {
+				req_error(
+				    r, OCI_ERR_NAME_INVALID, "name too long");
 				return;
 			}
 			memcpy(r->route.name, tmp, sizeof tmp);
@@ -660,16 +694,17 @@ http_start(struct server *srv)
 		log_error("cannot create the http server");
 		return -1;
 	}
-	evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET |
-	    EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-	    EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
+	evhttp_set_allowed_methods(srv->http,
+	    EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
+		EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
+		EVHTTP_REQ_OPTIONS);
 	evhttp_set_default_content_type(srv->http, NULL);
 	evhttp_set_timeout(srv->http, (int)o->idle_timeout_s);
 	evhttp_set_max_headers_size(srv->http, 64 * 1024);
 	evhttp_set_max_body_size(srv->http, 64 * 1024);
 	evhttp_set_gencb(srv->http, http_request_cb, srv);
-	srv->bound = evhttp_bind_socket_with_handle(srv->http, o->listen_host,
-	    o->listen_port);
+	srv->bound = evhttp_bind_socket_with_handle(
+	    srv->http, o->listen_host, o->listen_port);
 	if (srv->bound == NULL) {
 		log_error("cannot listen on '%s:%u': %s", o->listen_host,
 		    o->listen_port, strerror(errno));

@@ -49,7 +49,8 @@ manifest_stale(struct req *r, const char *why)
 	    r->route.tag, upstream_name(r->up), why);
 	r->cache = REQ_CACHE_STALE;
 	if (manifest_serve_stored(r, &r->stale.digest) == -1)
-		req_error(r, OCI_ERR_UNAVAILABLE, "upstream registry unavailable");
+		req_error(
+		    r, OCI_ERR_UNAVAILABLE, "upstream registry unavailable");
 }
 
 static void
@@ -74,14 +75,15 @@ manifest_revalidated(struct req *r, enum upstream_result res)
 		t = r->stale;
 		t.confirmed_at = clock_wall_s();
 		if (db_tag_put(r->srv->db, upstream_name(r->up), r->route.name,
-		    r->route.tag, &t) == -1)
+			r->route.tag, &t) == -1)
 			log_warn("cannot record revalidation of '%s:%s'",
 			    r->route.name, r->route.tag);
 		r->cache = REQ_CACHE_REVALIDATED;
 		if (manifest_serve_stored(r, &t.digest) == 0)
 			return;
 	}
-	/* Moved (or no digest to compare): fetch it; stale stays the fallback. */
+	/* Moved (or no digest to compare): fetch it; stale stays the fallback.
+	 */
 	fill_attach(r, FILL_MANIFEST);
 }
 
@@ -94,7 +96,8 @@ manifest_handle(struct req *r)
 	int rc;
 
 	if (r->route.by_digest) {
-		/* Digest references are immutable: never an upstream request. */
+		/* Digest references are immutable: never an upstream request.
+		 */
 		r->cache = REQ_CACHE_HIT;
 		if (manifest_serve_stored(r, &r->route.digest) == 0)
 			return;
@@ -115,13 +118,14 @@ manifest_handle(struct req *r)
 			r->cache = REQ_CACHE_NONE;
 			r->have_stale = 0;
 		} else if (!upstream_usable(r->up)) {
-			manifest_stale(r, "upstream unreachable or rate "
+			manifest_stale(r,
+			    "upstream unreachable or rate "
 			    "limiting");
 			return;
 		} else {
 			manifest_path(r, path, sizeof path);
-			passthru_start(r, UPSTREAM_HEAD, path, manifest_accept(r),
-			    manifest_revalidated);
+			passthru_start(r, UPSTREAM_HEAD, path,
+			    manifest_accept(r), manifest_revalidated);
 			return;
 		}
 	}

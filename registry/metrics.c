@@ -14,15 +14,14 @@
 #include "../common/common.h"
 #include "registry.h"
 
-static const char *const metrics_routes[METRICS_NROUTES] = { "base",
-	"manifest", "blob", "tags", "upload", "catalog", "metrics", "admin",
-	"invalid" };
+static const char *const metrics_routes[METRICS_NROUTES] = {"base", "manifest",
+    "blob", "tags", "upload", "catalog", "metrics", "admin", "invalid"};
 
-static const int metrics_statuses[METRICS_NSTATUS - 1] = { 200, 206, 304,
-	400, 401, 403, 404, 405, 416, 429, 499, 500, 502, 503 };
+static const int metrics_statuses[METRICS_NSTATUS - 1] = {
+    200, 206, 304, 400, 401, 403, 404, 405, 416, 429, 499, 500, 502, 503};
 
-static const double metrics_bounds[METRICS_NBUCKETS] = { 0.0005, 0.001,
-	0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30 };
+static const double metrics_bounds[METRICS_NBUCKETS] = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30};
 
 /* LMDB counter names of the store-lifetime counters. */
 static const struct metrics_store_def {
@@ -30,16 +29,16 @@ static const struct metrics_store_def {
 	size_t off;
 	const char *help;
 } metrics_store_defs[] = {
-	{ "hits", offsetof(struct metrics_store, hits),
-	    "Blob and manifest requests served from the store" },
-	{ "misses", offsetof(struct metrics_store, misses),
-	    "Blob and manifest requests that needed upstream" },
-	{ "served_bytes", offsetof(struct metrics_store, served_bytes),
-	    "Blob and manifest bytes served" },
-	{ "bytes_saved", offsetof(struct metrics_store, bytes_saved),
-	    "Bytes served that did not have to come from upstream" },
-	{ "upstream_bytes", offsetof(struct metrics_store, upstream_bytes),
-	    "Body bytes received from upstreams" },
+    {"hits", offsetof(struct metrics_store, hits),
+	"Blob and manifest requests served from the store"},
+    {"misses", offsetof(struct metrics_store, misses),
+	"Blob and manifest requests that needed upstream"},
+    {"served_bytes", offsetof(struct metrics_store, served_bytes),
+	"Blob and manifest bytes served"},
+    {"bytes_saved", offsetof(struct metrics_store, bytes_saved),
+	"Bytes served that did not have to come from upstream"},
+    {"upstream_bytes", offsetof(struct metrics_store, upstream_bytes),
+	"Body bytes received from upstreams"},
 };
 
 #define METRICS_FIELD(st, d) (*(uint64_t *)((char *)(st) + (d)->off))
@@ -53,7 +52,7 @@ metrics_open(struct server *srv)
 	for (i = 0; i < nitems(metrics_store_defs); i++) {
 		d = &metrics_store_defs[i];
 		if (db_counter_get(srv->db, d->name,
-		    &METRICS_FIELD(&srv->ctr.store, d)) == -1)
+			&METRICS_FIELD(&srv->ctr.store, d)) == -1)
 			return -1;
 	}
 	srv->ctr.store_flushed = srv->ctr.store;
@@ -93,7 +92,7 @@ metrics_status_index(int status)
 	for (i = 0; i < nitems(metrics_statuses); i++)
 		if (metrics_statuses[i] == status)
 			return i;
-	return METRICS_NSTATUS - 1;	/* "other" */
+	return METRICS_NSTATUS - 1; /* "other" */
 }
 
 void
@@ -112,8 +111,8 @@ metrics_request_done(struct server *srv, const struct req *r)
 	c->http_buckets[route][b]++;
 	c->http_sum[route] += secs;
 	c->http_count[route]++;
-	if (!r->routed || (r->route.kind != ROUTE_BLOB &&
-	    r->route.kind != ROUTE_MANIFEST))
+	if (!r->routed ||
+	    (r->route.kind != ROUTE_BLOB && r->route.kind != ROUTE_MANIFEST))
 		return;
 	if (r->status < 200 || r->status >= 300)
 		return;
@@ -152,11 +151,11 @@ metrics_request_done(struct server *srv, const struct req *r)
 }
 
 static void
-metrics_head(struct evbuffer *b, const char *name, const char *type,
-    const char *help)
+metrics_head(
+    struct evbuffer *b, const char *name, const char *type, const char *help)
 {
-	evbuffer_add_printf(b, "# HELP %s %s.\n# TYPE %s %s\n", name, help,
-	    name, type);
+	evbuffer_add_printf(
+	    b, "# HELP %s %s.\n# TYPE %s %s\n", name, help, name, type);
 }
 
 static void
@@ -168,20 +167,20 @@ metrics_one(struct evbuffer *b, const char *name, const char *type,
 }
 
 static void
-metrics_kinds(struct evbuffer *b, const char *name, const char *help,
-    const uint64_t v[2])
+metrics_kinds(
+    struct evbuffer *b, const char *name, const char *help, const uint64_t v[2])
 {
 	metrics_head(b, name, "counter", help);
 	evbuffer_add_printf(b, "%s{kind=\"blob\"} %" PRIu64 "\n", name, v[0]);
-	evbuffer_add_printf(b, "%s{kind=\"manifest\"} %" PRIu64 "\n", name,
-	    v[1]);
+	evbuffer_add_printf(
+	    b, "%s{kind=\"manifest\"} %" PRIu64 "\n", name, v[1]);
 }
 
 /* A histogram's bucket, sum and count lines for one label set. */
 static void
 metrics_histogram(struct evbuffer *b, const char *name, const char *labels,
-    const double *bounds, size_t nbounds, const uint64_t *buckets,
-    double sum, uint64_t count)
+    const double *bounds, size_t nbounds, const uint64_t *buckets, double sum,
+    uint64_t count)
 {
 	uint64_t cum = 0;
 	size_t i;
@@ -192,13 +191,13 @@ metrics_histogram(struct evbuffer *b, const char *name, const char *labels,
 		    name, labels, bounds[i], cum);
 	}
 	cum += buckets[nbounds];
-	evbuffer_add_printf(b, "%s_bucket{%sle=\"+Inf\"} %" PRIu64 "\n", name,
-	    labels, cum);
+	evbuffer_add_printf(
+	    b, "%s_bucket{%sle=\"+Inf\"} %" PRIu64 "\n", name, labels, cum);
 	/* labels ends in ',' when not empty; drop it for sum and count */
-	evbuffer_add_printf(b, "%s_sum{%.*s} %.6f\n%s_count{%.*s} %" PRIu64
-	    "\n", name, (int)(strlen(labels) ? strlen(labels) - 1 : 0), labels,
-	    sum, name, (int)(strlen(labels) ? strlen(labels) - 1 : 0), labels,
-	    count);
+	evbuffer_add_printf(b,
+	    "%s_sum{%.*s} %.6f\n%s_count{%.*s} %" PRIu64 "\n", name,
+	    (int)(strlen(labels) ? strlen(labels) - 1 : 0), labels, sum, name,
+	    (int)(strlen(labels) ? strlen(labels) - 1 : 0), labels, count);
 }
 
 static void
@@ -218,21 +217,22 @@ metrics_http(struct evbuffer *b, const struct server_counters *c)
 				    metrics_statuses[j]);
 			else
 				xstrlcpy(labels, "other", sizeof labels);
-			evbuffer_add_printf(b, "ccprewarm_http_requests_total"
+			evbuffer_add_printf(b,
+			    "ccprewarm_http_requests_total"
 			    "{route=\"%s\",status=\"%s\"} %" PRIu64 "\n",
 			    metrics_routes[i], labels, c->http[i][j]);
 		}
 	}
-	metrics_head(b, "ccprewarm_http_request_duration_seconds",
-	    "histogram", "Time from request to the end of the reply");
+	metrics_head(b, "ccprewarm_http_request_duration_seconds", "histogram",
+	    "Time from request to the end of the reply");
 	for (i = 0; i < METRICS_NROUTES; i++) {
 		if (c->http_count[i] == 0)
 			continue;
-		snprintf(labels, sizeof labels, "route=\"%s\",",
-		    metrics_routes[i]);
+		snprintf(
+		    labels, sizeof labels, "route=\"%s\",", metrics_routes[i]);
 		metrics_histogram(b, "ccprewarm_http_request_duration_seconds",
-		    labels, metrics_bounds, METRICS_NBUCKETS, c->http_buckets[i],
-		    c->http_sum[i], c->http_count[i]);
+		    labels, metrics_bounds, METRICS_NBUCKETS,
+		    c->http_buckets[i], c->http_sum[i], c->http_count[i]);
 	}
 }
 
@@ -251,14 +251,16 @@ metrics_upstreams(struct evbuffer *b, struct server *srv)
 		for (j = 0; j < upstream_code_count(); j++)
 			if (st.requests[j] > 0)
 				evbuffer_add_printf(b,
-				    "ccprewarm_upstream_requests_total{upstream="
+				    "ccprewarm_upstream_requests_total{"
+				    "upstream="
 				    "\"%s\",code=\"%s\"} %" PRIu64 "\n",
 				    upstream_name(srv->upstreams[i]),
 				    upstream_code_label(j, code, sizeof code),
 				    st.requests[j]);
 	}
 	metrics_head(b, "ccprewarm_upstream_request_duration_seconds",
-	    "histogram", "Time from an upstream request to its response headers");
+	    "histogram",
+	    "Time from an upstream request to its response headers");
 	for (i = 0; i < srv->nupstreams; i++) {
 		upstream_stats(srv->upstreams[i], &st);
 		snprintf(labels, sizeof labels, "upstream=\"%s\",",
@@ -272,8 +274,10 @@ metrics_upstreams(struct evbuffer *b, struct server *srv)
 	    "1 if the upstream's circuit is closed, 0 while it fails fast");
 	for (i = 0; i < srv->nupstreams; i++) {
 		upstream_stats(srv->upstreams[i], &st);
-		evbuffer_add_printf(b, "ccprewarm_upstream_up{upstream=\"%s\"} "
-		    "%d\n", upstream_name(srv->upstreams[i]), st.available);
+		evbuffer_add_printf(b,
+		    "ccprewarm_upstream_up{upstream=\"%s\"} "
+		    "%d\n",
+		    upstream_name(srv->upstreams[i]), st.available);
 	}
 	metrics_head(b, "ccprewarm_upstream_ratelimit_remaining", "gauge",
 	    "The upstream's last ratelimit-remaining header (Docker Hub)");
@@ -281,9 +285,10 @@ metrics_upstreams(struct evbuffer *b, struct server *srv)
 		upstream_stats(srv->upstreams[i], &st);
 		name = upstream_name(srv->upstreams[i]);
 		if (st.ratelimit_remaining >= 0)
-			evbuffer_add_printf(b, "ccprewarm_upstream_ratelimit_"
-			    "remaining{upstream=\"%s\"} %ld\n", name,
-			    st.ratelimit_remaining);
+			evbuffer_add_printf(b,
+			    "ccprewarm_upstream_ratelimit_"
+			    "remaining{upstream=\"%s\"} %ld\n",
+			    name, st.ratelimit_remaining);
 	}
 }
 
@@ -300,10 +305,11 @@ metrics_handle(struct req *r)
 
 	metrics_head(b, "ccprewarm_build_info", "gauge",
 	    "Always 1; the version is a label");
-	evbuffer_add_printf(b, "ccprewarm_build_info{version=\"%s\"} 1\n",
-	    CCPREWARM_VERSION);
+	evbuffer_add_printf(
+	    b, "ccprewarm_build_info{version=\"%s\"} 1\n", CCPREWARM_VERSION);
 	metrics_kinds(b, "ccprewarm_cache_hits_total",
-	    "Requests served from the store (HIT, REVALIDATED, STALE)", c->hits);
+	    "Requests served from the store (HIT, REVALIDATED, STALE)",
+	    c->hits);
 	metrics_kinds(b, "ccprewarm_cache_misses_total",
 	    "Requests that needed upstream (MISS, COALESCED)", c->misses);
 	metrics_one(b, "ccprewarm_coalesced_requests_total", "counter",
@@ -316,9 +322,11 @@ metrics_handle(struct req *r)
 	metrics_head(b, "ccprewarm_served_bytes_total", "counter",
 	    "Blob and manifest body bytes sent to clients, by where they came "
 	    "from");
-	evbuffer_add_printf(b, "ccprewarm_served_bytes_total{source=\"cache\"} "
+	evbuffer_add_printf(b,
+	    "ccprewarm_served_bytes_total{source=\"cache\"} "
 	    "%" PRIu64 "\nccprewarm_served_bytes_total{source=\"upstream\"} "
-	    "%" PRIu64 "\n", c->served_cache_bytes, c->served_upstream_bytes);
+	    "%" PRIu64 "\n",
+	    c->served_cache_bytes, c->served_upstream_bytes);
 	metrics_one(b, "ccprewarm_bytes_saved_total", "counter",
 	    "Bytes served that did not have to come from upstream",
 	    c->bytes_saved);
@@ -342,9 +350,10 @@ metrics_handle(struct req *r)
 	}
 	for (i = 0; i < nitems(metrics_store_defs); i++) {
 		d = &metrics_store_defs[i];
-		snprintf(name, sizeof name, "ccprewarm_store_%s_total", d->name);
-		metrics_one(b, name, "counter", d->help,
-		    METRICS_FIELD(&c->store, d));
+		snprintf(
+		    name, sizeof name, "ccprewarm_store_%s_total", d->name);
+		metrics_one(
+		    b, name, "counter", d->help, METRICS_FIELD(&c->store, d));
 	}
 	metrics_http(b, c);
 	metrics_upstreams(b, srv);
@@ -364,23 +373,26 @@ metrics_json(struct server *srv)
 	char *out;
 
 	db_blob_totals(srv->db, &nblobs, &nbytes);
-	evbuffer_add_printf(b, "{\"version\":\"%s\",\"time\":%lld,"
+	evbuffer_add_printf(b,
+	    "{\"version\":\"%s\",\"time\":%lld,"
 	    "\"process\":{\"hits\":{\"blob\":%" PRIu64 ",\"manifest\":%" PRIu64
 	    "},\"misses\":{\"blob\":%" PRIu64 ",\"manifest\":%" PRIu64 "},"
-	    "\"coalesced\":%" PRIu64 ",\"stale\":%" PRIu64 ",\"revalidated\":%"
-	    PRIu64 ",\"served_bytes\":{\"cache\":%" PRIu64 ",\"upstream\":%"
-	    PRIu64 "},\"bytes_saved\":%" PRIu64 ",\"upstream_bytes\":%" PRIu64
-	    ",\"upstream_errors\":%" PRIu64 ",\"digest_mismatches\":%" PRIu64
-	    ",\"requests\":%" PRIu64 "},",
-	    CCPREWARM_VERSION, (long long)clock_wall_s(), c->hits[0], c->hits[1],
-	    c->misses[0], c->misses[1], c->coalesced, c->stale, c->revalidated,
-	    c->served_cache_bytes, c->served_upstream_bytes, c->bytes_saved,
-	    c->upstream_bytes, c->upstream_errors, c->digest_mismatches,
-	    c->requests);
-	evbuffer_add_printf(b, "\"store\":{\"hits\":%" PRIu64 ",\"misses\":%"
-	    PRIu64 ",\"served_bytes\":%" PRIu64 ",\"bytes_saved\":%" PRIu64
-	    ",\"upstream_bytes\":%" PRIu64 ",\"blobs\":%" PRIu64 ",\"bytes\":%"
-	    PRIu64 "}}\n", c->store.hits, c->store.misses, c->store.served_bytes,
+	    "\"coalesced\":%" PRIu64 ",\"stale\":%" PRIu64
+	    ",\"revalidated\":%" PRIu64 ",\"served_bytes\":{\"cache\":%" PRIu64
+	    ",\"upstream\":%" PRIu64 "},\"bytes_saved\":%" PRIu64
+	    ",\"upstream_bytes\":%" PRIu64 ",\"upstream_errors\":%" PRIu64
+	    ",\"digest_mismatches\":%" PRIu64 ",\"requests\":%" PRIu64 "},",
+	    CCPREWARM_VERSION, (long long)clock_wall_s(), c->hits[0],
+	    c->hits[1], c->misses[0], c->misses[1], c->coalesced, c->stale,
+	    c->revalidated, c->served_cache_bytes, c->served_upstream_bytes,
+	    c->bytes_saved, c->upstream_bytes, c->upstream_errors,
+	    c->digest_mismatches, c->requests);
+	evbuffer_add_printf(b,
+	    "\"store\":{\"hits\":%" PRIu64 ",\"misses\":%" PRIu64
+	    ",\"served_bytes\":%" PRIu64 ",\"bytes_saved\":%" PRIu64
+	    ",\"upstream_bytes\":%" PRIu64 ",\"blobs\":%" PRIu64
+	    ",\"bytes\":%" PRIu64 "}}\n",
+	    c->store.hits, c->store.misses, c->store.served_bytes,
 	    c->store.bytes_saved, c->store.upstream_bytes, nblobs, nbytes);
 	evbuffer_add(b, "", 1);
 	out = xstrdup((const char *)evbuffer_pullup(b, -1));

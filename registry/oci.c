@@ -16,22 +16,29 @@ static const struct oci_err_def {
 	int status;
 	const char *message;
 } oci_errs[] = {
-	[OCI_ERR_BLOB_UNKNOWN] = { "BLOB_UNKNOWN", 404, "blob unknown to registry" },
-	[OCI_ERR_DIGEST_INVALID] = { "DIGEST_INVALID", 400, "provided digest did not match uploaded content" },
-	[OCI_ERR_MANIFEST_INVALID] = { "MANIFEST_INVALID", 400, "manifest invalid" },
-	[OCI_ERR_MANIFEST_UNKNOWN] = { "MANIFEST_UNKNOWN", 404, "manifest unknown" },
-	[OCI_ERR_NAME_INVALID] = { "NAME_INVALID", 400, "invalid repository name" },
-	[OCI_ERR_NAME_UNKNOWN] = { "NAME_UNKNOWN", 404, "repository name not known to registry" },
-	[OCI_ERR_TAG_INVALID] = { "TAG_INVALID", 400, "manifest tag did not match URI" },
-	[OCI_ERR_UNAUTHORIZED] = { "UNAUTHORIZED", 401, "authentication required" },
-	[OCI_ERR_DENIED] = { "DENIED", 403, "requested access to the resource is denied" },
-	[OCI_ERR_UNSUPPORTED] = { "UNSUPPORTED", 405, "the operation is unsupported" },
-	[OCI_ERR_TOOMANYREQUESTS] = { "TOOMANYREQUESTS", 429, "too many requests" },
-	/* Not in the spec's table; the spec only says 416. */
-	[OCI_ERR_RANGE_INVALID] = { "RANGE_INVALID", 416, "requested range not satisfiable" },
-	[OCI_ERR_UNAVAILABLE] = { "UNAVAILABLE", 503, "upstream registry unavailable" },
-	[OCI_ERR_NOT_FOUND] = { "NOT_FOUND", 404, "not found" },
-	[OCI_ERR_INTERNAL] = { "UNKNOWN", 500, "unknown error" },
+    [OCI_ERR_BLOB_UNKNOWN] = {"BLOB_UNKNOWN", 404, "blob unknown to registry"},
+    [OCI_ERR_DIGEST_INVALID] = {"DIGEST_INVALID", 400,
+	"provided digest did not match uploaded content"},
+    [OCI_ERR_MANIFEST_INVALID] = {"MANIFEST_INVALID", 400, "manifest invalid"},
+    [OCI_ERR_MANIFEST_UNKNOWN] = {"MANIFEST_UNKNOWN", 404, "manifest unknown"},
+    [OCI_ERR_NAME_INVALID] = {"NAME_INVALID", 400, "invalid repository name"},
+    [OCI_ERR_NAME_UNKNOWN] = {"NAME_UNKNOWN", 404,
+	"repository name not known to registry"},
+    [OCI_ERR_TAG_INVALID] = {"TAG_INVALID", 400,
+	"manifest tag did not match URI"},
+    [OCI_ERR_UNAUTHORIZED] = {"UNAUTHORIZED", 401, "authentication required"},
+    [OCI_ERR_DENIED] = {"DENIED", 403,
+	"requested access to the resource is denied"},
+    [OCI_ERR_UNSUPPORTED] = {"UNSUPPORTED", 405,
+	"the operation is unsupported"},
+    [OCI_ERR_TOOMANYREQUESTS] = {"TOOMANYREQUESTS", 429, "too many requests"},
+    /* Not in the spec's table; the spec only says 416. */
+    [OCI_ERR_RANGE_INVALID] = {"RANGE_INVALID", 416,
+	"requested range not satisfiable"},
+    [OCI_ERR_UNAVAILABLE] = {"UNAVAILABLE", 503,
+	"upstream registry unavailable"},
+    [OCI_ERR_NOT_FOUND] = {"NOT_FOUND", 404, "not found"},
+    [OCI_ERR_INTERNAL] = {"UNKNOWN", 500, "unknown error"},
 };
 
 int
@@ -124,29 +131,32 @@ oci_desc_parse(json_t *o, struct oci_desc *d)
 	s = json_string_value(json_object_get(o, "digest"));
 	if (s == NULL || digest_parse(&d->digest, s) == -1)
 		return -1;
-	d->size = json_is_integer(json_object_get(o, "size")) ?
-	    json_integer_value(json_object_get(o, "size")) : -1;
+	d->size = json_is_integer(json_object_get(o, "size"))
+	    ? json_integer_value(json_object_get(o, "size"))
+	    : -1;
 	if ((s = json_string_value(json_object_get(o, "mediaType"))) != NULL)
 		xstrlcpy(d->media_type, s, sizeof d->media_type);
 	if ((plat = json_object_get(o, "platform")) != NULL) {
-		if ((s = json_string_value(json_object_get(plat, "os"))) != NULL)
+		if ((s = json_string_value(json_object_get(plat, "os"))) !=
+		    NULL)
 			xstrlcpy(d->os, s, sizeof d->os);
-		if ((s = json_string_value(json_object_get(plat,
-		    "architecture"))) != NULL)
+		if ((s = json_string_value(
+			 json_object_get(plat, "architecture"))) != NULL)
 			xstrlcpy(d->arch, s, sizeof d->arch);
 		if ((s = json_string_value(json_object_get(plat, "variant"))) !=
 		    NULL)
 			xstrlcpy(d->variant, s, sizeof d->variant);
 	}
-	/* Non-distributable layers live elsewhere; registries don't serve them. */
+	/* Non-distributable layers live elsewhere; registries don't serve them.
+	 */
 	urls = json_object_get(o, "urls");
 	d->foreign = json_is_array(urls) && json_array_size(urls) > 0;
 	return 0;
 }
 
 int
-oci_manifest_parse(const void *buf, size_t len, struct oci_manifest *m,
-    const char **why)
+oci_manifest_parse(
+    const void *buf, size_t len, struct oci_manifest *m, const char **why)
 {
 	json_t *root, *arr, *cfg;
 	size_t i, n;
@@ -158,15 +168,17 @@ oci_manifest_parse(const void *buf, size_t len, struct oci_manifest *m,
 	if (root == NULL || !json_is_object(root))
 		goto out;
 	if (json_is_string(json_object_get(root, "mediaType")))
-		xstrlcpy(m->media_type, json_string_value(json_object_get(root,
-		    "mediaType")), sizeof m->media_type);
+		xstrlcpy(m->media_type,
+		    json_string_value(json_object_get(root, "mediaType")),
+		    sizeof m->media_type);
 	if ((arr = json_object_get(root, "manifests")) != NULL) {
 		m->kind = OCI_KIND_INDEX;
 	} else if ((arr = json_object_get(root, "layers")) != NULL) {
 		m->kind = OCI_KIND_IMAGE;
 		cfg = json_object_get(root, "config");
 		*why = "image manifest without a valid config";
-		if (!json_is_object(cfg) || oci_desc_parse(cfg, &m->config) == -1)
+		if (!json_is_object(cfg) ||
+		    oci_desc_parse(cfg, &m->config) == -1)
 			goto out;
 	} else {
 		*why = "unsupported manifest (schema1 or unknown)";

@@ -60,8 +60,8 @@ void
 passthru_start(struct req *r, enum upstream_method m, const char *path,
     const char *accept, void (*done)(struct req *, enum upstream_result))
 {
-	static const struct upstream_cbs cbs = { passthru_headers_cb,
-		passthru_body_cb, passthru_done_cb };
+	static const struct upstream_cbs cbs = {
+	    passthru_headers_cb, passthru_body_cb, passthru_done_cb};
 	struct upstream_req ureq;
 
 	memset(&ureq, 0, sizeof ureq);
@@ -75,7 +75,8 @@ passthru_start(struct req *r, enum upstream_method m, const char *path,
 	r->passthru_done = done;
 	r->state = REQ_WAITING;
 	if ((r->xfer = upstream_xfer_start(r->up, &ureq, &cbs, r)) == NULL)
-		req_error(r, OCI_ERR_INTERNAL, "cannot start upstream transfer");
+		req_error(
+		    r, OCI_ERR_INTERNAL, "cannot start upstream transfer");
 }
 
 enum oci_err

@@ -28,13 +28,13 @@ struct upstream;
 struct upstream_client;
 
 struct upstream_opts {
-	long connect_timeout_ms;	/* default 5000 */
-	long low_speed_time_s;		/* abort when < 1 byte/s for this long */
+	long connect_timeout_ms; /* default 5000 */
+	long low_speed_time_s;	 /* abort when < 1 byte/s for this long */
 	const char *user_agent;
 };
 
-struct upstream_client *upstream_client_new(struct event_base *,
-    const struct upstream_opts *);
+struct upstream_client *upstream_client_new(
+    struct event_base *, const struct upstream_opts *);
 /* Cancels every transfer without calling back; NULL-safe. */
 void upstream_client_free(struct upstream_client *);
 
@@ -51,24 +51,25 @@ const char *upstream_url(const struct upstream *);
 enum upstream_method { UPSTREAM_GET, UPSTREAM_HEAD };
 
 enum upstream_result {
-	UPSTREAM_OK,		/* complete response (any HTTP status) */
-	UPSTREAM_ECONNECT,	/* could not connect, DNS, TLS, timeout before headers */
-	UPSTREAM_EBODY,		/* connection lost or stalled mid-body */
-	UPSTREAM_EAUTH,		/* token fetch failed or challenge refused */
-	UPSTREAM_EABORT,	/* a callback returned -1 */
+	UPSTREAM_OK,	   /* complete response (any HTTP status) */
+	UPSTREAM_ECONNECT, /* could not connect, DNS, TLS, timeout before
+			      headers */
+	UPSTREAM_EBODY,	   /* connection lost or stalled mid-body */
+	UPSTREAM_EAUTH,	   /* token fetch failed or challenge refused */
+	UPSTREAM_EABORT,   /* a callback returned -1 */
 };
 
 /* The final response's headers; borrowed for the duration of the callback. */
 struct upstream_response {
 	long status;
-	int64_t content_length;		/* -1 if absent */
-	const char *content_type;	/* NULL if absent */
+	int64_t content_length;	  /* -1 if absent */
+	const char *content_type; /* NULL if absent */
 	const char *docker_content_digest;
 	const char *content_range;
 	const char *retry_after;
-	long ratelimit_limit;		/* -1 if absent */
-	long ratelimit_remaining;	/* -1 if absent */
-	int64_t duration_ms;		/* from start to headers */
+	long ratelimit_limit;	  /* -1 if absent */
+	long ratelimit_remaining; /* -1 if absent */
+	int64_t duration_ms;	  /* from start to headers */
 };
 
 struct upstream_cbs {
@@ -89,18 +90,18 @@ struct upstream_cbs {
 
 struct upstream_req {
 	enum upstream_method method;
-	const char *path;	/* "/v2/library/alpine/manifests/3.19" */
-	const char *repo;	/* "library/alpine": the token scope */
-	const char *accept;	/* Accept header value, or NULL */
-	int64_t range_start;	/* -1: whole; else "Range: bytes=N-" */
+	const char *path;    /* "/v2/library/alpine/manifests/3.19" */
+	const char *repo;    /* "library/alpine": the token scope */
+	const char *accept;  /* Accept header value, or NULL */
+	int64_t range_start; /* -1: whole; else "Range: bytes=N-" */
 };
 
 /* Health and counters of one upstream (for routing and /metrics). */
-#define UPSTREAM_NBUCKETS 11	/* finite histogram buckets; +Inf extra */
+#define UPSTREAM_NBUCKETS 11 /* finite histogram buckets; +Inf extra */
 struct upstream_stats {
-	int available;			/* 0 while the circuit is open */
-	int64_t ratelimited_until_ms;	/* after a 429; 0 if not limited */
-	long ratelimit_limit;		/* Docker Hub's headers; -1 unknown */
+	int available;		      /* 0 while the circuit is open */
+	int64_t ratelimited_until_ms; /* after a 429; 0 if not limited */
+	long ratelimit_limit;	      /* Docker Hub's headers; -1 unknown */
 	long ratelimit_remaining;
 	uint64_t breaker_opens;
 	/* answers by status; index upstream_code_count()-2 is "other",
@@ -116,7 +117,7 @@ void upstream_stats(const struct upstream *, struct upstream_stats *);
 int upstream_usable(const struct upstream *);
 size_t upstream_code_count(void);
 const char *upstream_code_label(size_t, char *buf, size_t len);
-const double *upstream_duration_bounds(void);	/* UPSTREAM_NBUCKETS */
+const double *upstream_duration_bounds(void); /* UPSTREAM_NBUCKETS */
 /* A CA bundle for this upstream's TLS (NULL: the system's). */
 void upstream_set_ca_file(struct upstream *, const char *);
 
@@ -262,10 +263,10 @@ int oci_manifest_media_type(const void *, size_t, char *out, size_t outlen);
 /* A descriptor: an index's child manifest, a config or a layer. */
 struct oci_desc {
 	struct digest digest;
-	int64_t size;			/* -1 if absent */
+	int64_t size; /* -1 if absent */
 	char media_type[OCI_MEDIA_TYPE_MAX];
-	char os[32], arch[32], variant[32];	/* index children */
-	int foreign;			/* has urls: not served by registries */
+	char os[32], arch[32], variant[32]; /* index children */
+	int foreign; /* has urls: not served by registries */
 };
 
 enum oci_kind { OCI_KIND_INDEX, OCI_KIND_IMAGE };
@@ -273,22 +274,22 @@ enum oci_kind { OCI_KIND_INDEX, OCI_KIND_IMAGE };
 struct oci_manifest {
 	enum oci_kind kind;
 	char media_type[OCI_MEDIA_TYPE_MAX];
-	struct oci_desc config;		/* OCI_KIND_IMAGE */
-	struct oci_desc *descs;		/* children, or layers; owned */
+	struct oci_desc config; /* OCI_KIND_IMAGE */
+	struct oci_desc *descs; /* children, or layers; owned */
 	size_t ndescs;
 };
 
 /* Parses an index/manifest list or an image manifest.  0, or -1 with a
  * static reason (schema1 manifests are refused).  Release after use. */
-int oci_manifest_parse(const void *, size_t, struct oci_manifest *,
-    const char **why);
+int oci_manifest_parse(
+    const void *, size_t, struct oci_manifest *, const char **why);
 void oci_manifest_release(struct oci_manifest *);
 
 /* route.c: request path + query -> struct route --------------------------- */
 
 enum route_kind {
 	ROUTE_BASE,	/* /v2/ */
-	ROUTE_MANIFEST,	/* /v2/<name>/manifests/<tag|digest> */
+	ROUTE_MANIFEST, /* /v2/<name>/manifests/<tag|digest> */
 	ROUTE_BLOB,	/* /v2/<name>/blobs/<digest> */
 	ROUTE_TAGS,	/* /v2/<name>/tags/list */
 	ROUTE_UPLOAD,	/* /v2/<name>/blobs/uploads/... (push) */
@@ -302,12 +303,13 @@ enum route_kind {
 
 struct route {
 	enum route_kind kind;
-	char name[ROUTE_NAME_MAX];	/* repository, without any host prefix */
-	char host[ROUTE_NAME_MAX];	/* registry from ?ns= or a path prefix; "" = default */
-	char tag[ROUTE_TAG_MAX + 1];	/* manifests by tag; "" when by digest */
-	char admin[64];			/* ROUTE_ADMIN: what follows v1/ */
+	char name[ROUTE_NAME_MAX]; /* repository, without any host prefix */
+	char host[ROUTE_NAME_MAX]; /* registry from ?ns= or a path prefix; "" =
+				      default */
+	char tag[ROUTE_TAG_MAX + 1]; /* manifests by tag; "" when by digest */
+	char admin[64];		     /* ROUTE_ADMIN: what follows v1/ */
 	int by_digest;
-	struct digest digest;		/* blobs, manifests by digest */
+	struct digest digest; /* blobs, manifests by digest */
 };
 
 /*
@@ -316,7 +318,8 @@ struct route {
  */
 int route_parse(const char *path, const char *query, struct route *rt,
     enum oci_err *err, const char **why);
-/* 1 if a first path component names a registry host ("quay.io", "localhost:5000"). */
+/* 1 if a first path component names a registry host ("quay.io",
+ * "localhost:5000"). */
 int route_is_host(const char *component, size_t len);
 
 /* server.c: the one top-level context ------------------------------------- */
@@ -328,11 +331,11 @@ struct req;
 #define SERVER_MAX_UPSTREAMS 16
 
 struct server_upstream_conf {
-	const char *name;	/* "docker.io", "ghcr.io", "127.0.0.1:5001" */
-	const char *url;	/* "https://registry-1.docker.io" */
-	const char *username;	/* NULL: anonymous */
+	const char *name;     /* "docker.io", "ghcr.io", "127.0.0.1:5001" */
+	const char *url;      /* "https://registry-1.docker.io" */
+	const char *username; /* NULL: anonymous */
 	const char *password;
-	const char *ca_file;	/* NULL: the system's CA bundle */
+	const char *ca_file; /* NULL: the system's CA bundle */
 };
 
 struct server_opts {
@@ -340,13 +343,14 @@ struct server_opts {
 	unsigned short listen_port;
 	const char *data_dir;
 	struct server_upstream_conf upstreams[SERVER_MAX_UPSTREAMS];
-	size_t nupstreams;	/* "docker.io" takes un-prefixed names */
-	int64_t tag_freshness_s;	/* re-check a tag upstream at most this often */
+	size_t nupstreams; /* "docker.io" takes un-prefixed names */
+	int64_t
+	    tag_freshness_s; /* re-check a tag upstream at most this often */
 	int64_t connect_timeout_ms;
-	int64_t idle_timeout_s;		/* client connections */
-	int64_t drain_timeout_s;	/* SIGTERM: wait this long for requests */
-	int64_t max_requests;		/* live requests; more get 503 */
-	const char *access_log;		/* path, "-" for stderr, NULL for none */
+	int64_t idle_timeout_s;	 /* client connections */
+	int64_t drain_timeout_s; /* SIGTERM: wait this long for requests */
+	int64_t max_requests;	 /* live requests; more get 503 */
+	const char *access_log;	 /* path, "-" for stderr, NULL for none */
 };
 
 /* Opens the store and index, binds the listener.  NULL (logged) on error. */
@@ -376,9 +380,9 @@ struct event;
  * Process-lifetime unless in .store, which is kept in LMDB ("counters") and
  * survives restarts: it counts since the store was created.
  */
-#define METRICS_NROUTES 9	/* route kinds + "invalid" */
+#define METRICS_NROUTES 9 /* route kinds + "invalid" */
 #define METRICS_NSTATUS 15
-#define METRICS_NBUCKETS 12	/* finite buckets; +Inf extra */
+#define METRICS_NBUCKETS 12 /* finite buckets; +Inf extra */
 
 struct metrics_store {
 	uint64_t hits;
@@ -389,13 +393,13 @@ struct metrics_store {
 };
 
 struct server_counters {
-	uint64_t hits[2];		/* [0] blob, [1] manifest */
+	uint64_t hits[2]; /* [0] blob, [1] manifest */
 	uint64_t misses[2];
 	uint64_t coalesced;
 	uint64_t stale;
 	uint64_t revalidated;
 	uint64_t served_cache_bytes;	/* HIT, REVALIDATED, STALE */
-	uint64_t served_upstream_bytes;	/* MISS, COALESCED */
+	uint64_t served_upstream_bytes; /* MISS, COALESCED */
 	uint64_t bytes_saved;		/* all but MISS */
 	uint64_t upstream_bytes;
 	uint64_t digest_mismatches;
@@ -405,7 +409,7 @@ struct server_counters {
 	uint64_t http_buckets[METRICS_NROUTES][METRICS_NBUCKETS + 1];
 	double http_sum[METRICS_NROUTES];
 	uint64_t http_count[METRICS_NROUTES];
-	struct metrics_store store;	/* loaded at start, flushed */
+	struct metrics_store store; /* loaded at start, flushed */
 	struct metrics_store store_flushed;
 };
 
@@ -423,11 +427,11 @@ struct server {
 	struct upstream_client *uc;
 	struct upstream *upstreams[SERVER_MAX_UPSTREAMS];
 	size_t nupstreams;
-	TAILQ_HEAD(, req) reqs;		/* every live request */
+	TAILQ_HEAD(, req) reqs; /* every live request */
 	size_t nreqs;
-	TAILQ_HEAD(, fill) fills;	/* in-flight fills (single flight) */
-	struct event *flush_ev;		/* periodic db_flush */
-	struct event *drain_ev;		/* shutdown deadline / poll */
+	TAILQ_HEAD(, fill) fills; /* in-flight fills (single flight) */
+	struct event *flush_ev;	  /* periodic db_flush */
+	struct event *drain_ev;	  /* shutdown deadline / poll */
 	int64_t drain_deadline_ms;
 	int draining;
 	FILE *access_log;
@@ -449,24 +453,23 @@ struct server {
 /* X-Cache: what the cache did for this request. */
 enum req_cache {
 	REQ_CACHE_NONE,
-	REQ_CACHE_HIT,		/* served from the store */
-	REQ_CACHE_MISS,		/* fetched from upstream by this request */
-	REQ_CACHE_COALESCED,	/* joined a fetch another request started */
-	REQ_CACHE_REVALIDATED,	/* tag re-checked upstream, unchanged */
-	REQ_CACHE_STALE,	/* upstream failed; served the cached mapping */
+	REQ_CACHE_HIT,	       /* served from the store */
+	REQ_CACHE_MISS,	       /* fetched from upstream by this request */
+	REQ_CACHE_COALESCED,   /* joined a fetch another request started */
+	REQ_CACHE_REVALIDATED, /* tag re-checked upstream, unchanged */
+	REQ_CACHE_STALE,       /* upstream failed; served the cached mapping */
 };
 
-
 enum req_state {
-	REQ_NEW,	/* routed, nothing sent */
-	REQ_WAITING,	/* waiting on a fill or an upstream transfer */
-	REQ_STREAMING,	/* status and headers sent, body chunks going out */
+	REQ_NEW,       /* routed, nothing sent */
+	REQ_WAITING,   /* waiting on a fill or an upstream transfer */
+	REQ_STREAMING, /* status and headers sent, body chunks going out */
 	REQ_DONE,
 };
 
 struct req {
-	TAILQ_ENTRY(req) entry;		/* server->reqs */
-	TAILQ_ENTRY(req) wentry;	/* fill->waiters */
+	TAILQ_ENTRY(req) entry;	 /* server->reqs */
+	TAILQ_ENTRY(req) wentry; /* fill->waiters */
 	struct server *srv;
 	struct evhttp_request *ev;
 	struct evhttp_connection *evcon;
@@ -474,25 +477,25 @@ struct req {
 	enum req_state state;
 	enum req_cache cache;
 	struct route route;
-	int routed;			/* route is valid */
-	struct upstream *up;		/* borrowed from srv */
-	char *path;			/* owned copy for the access log */
-	char *accept;			/* req_accept()'s cache */
-	char *body;			/* req_body()'s copy */
+	int routed;	     /* route is valid */
+	struct upstream *up; /* borrowed from srv */
+	char *path;	     /* owned copy for the access log */
+	char *accept;	     /* req_accept()'s cache */
+	char *body;	     /* req_body()'s copy */
 	size_t body_len;
 	const char *admin_arg;
 	int64_t start_ms;
-	int64_t upstream_ms;		/* -1: none */
+	int64_t upstream_ms; /* -1: none */
 	int status;
-	uint64_t sent;			/* body bytes handed to evhttp */
-	int client_gone;		/* connection closed under us */
+	uint64_t sent;	 /* body bytes handed to evhttp */
+	int client_gone; /* connection closed under us */
 	/* streaming from a fill */
 	struct fill *fill;
-	uint64_t off;			/* next byte to send */
-	uint64_t end;			/* one past the last byte to send */
+	uint64_t off; /* next byte to send */
+	uint64_t end; /* one past the last byte to send */
 	int ranged;
-	int chunk_pending;		/* a chunk is being written */
-	void (*sent_cb)(struct req *);	/* called when it has been */
+	int chunk_pending;	       /* a chunk is being written */
+	void (*sent_cb)(struct req *); /* called when it has been */
 	/* a transfer owned by this request (tags/list, HEAD, revalidation) */
 	struct upstream_xfer *xfer;
 	struct evbuffer *xbody;
@@ -502,9 +505,9 @@ struct req {
 	struct digest xdigest;
 	int have_xdigest;
 	void (*passthru_done)(struct req *, enum upstream_result);
-	enum oci_err fill_err;		/* how the fill failed, for the reply */
+	enum oci_err fill_err; /* how the fill failed, for the reply */
 	const char *fill_why;
-	struct db_tag stale;		/* the cached mapping, for STALE */
+	struct db_tag stale; /* the cached mapping, for STALE */
 	int have_stale;
 };
 
@@ -563,8 +566,8 @@ void fill_abort_all(struct server *);
  * by digest d.  cb gets the stored digest, or NULL and a reason.  A fill
  * already in flight is joined; the caller checks the store first.
  */
-typedef void (*fill_fetch_cb)(void *arg, const struct digest *,
-    const char *why);
+typedef void (*fill_fetch_cb)(
+    void *arg, const struct digest *, const char *why);
 struct fill_sub;
 struct fill_sub *fill_fetch(struct server *, struct upstream *,
     const char *repo, enum fill_kind, const char *tag, const struct digest *,
@@ -602,8 +605,8 @@ void admin_handle(struct req *);
  * ends in '/' (the rest is in req_admin_arg()).  Higher layers (prewarm/)
  * plug in here, so registry/ never includes their headers.
  */
-void admin_add(struct server *, const char *path, enum req_method, admin_fn,
-    void *arg);
+void admin_add(
+    struct server *, const char *path, enum req_method, admin_fn, void *arg);
 /* GET stats: metrics_json(). */
 void admin_stats(struct req *, void *);
 /* What followed the matched prefix ("" for an exact match). */
@@ -628,6 +631,5 @@ int manifest_serve_stored(struct req *, const struct digest *);
 /* server.c */
 /* The upstream for a registry host ("" = the default); NULL if unknown. */
 struct upstream *server_upstream(struct server *, const char *host);
-
 
 #endif

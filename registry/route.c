@@ -18,10 +18,10 @@ static const struct route_fixed {
 	const char *path;
 	enum route_kind kind;
 } route_fixed[] = {
-	{ "/v2", ROUTE_BASE },
-	{ "/v2/", ROUTE_BASE },
-	{ "/v2/_catalog", ROUTE_CATALOG },
-	{ "/metrics", ROUTE_METRICS },
+    {"/v2", ROUTE_BASE},
+    {"/v2/", ROUTE_BASE},
+    {"/v2/_catalog", ROUTE_CATALOG},
+    {"/metrics", ROUTE_METRICS},
 };
 
 /*
@@ -31,12 +31,12 @@ static const struct route_fixed {
 static const struct route_rule {
 	const char *marker;
 	enum route_kind kind;
-	int has_ref;	/* the rest after marker is one reference component */
+	int has_ref; /* the rest after marker is one reference component */
 } route_rules[] = {
-	{ "/blobs/uploads", ROUTE_UPLOAD, 0 },
-	{ "/tags/list", ROUTE_TAGS, 0 },
-	{ "/manifests/", ROUTE_MANIFEST, 1 },
-	{ "/blobs/", ROUTE_BLOB, 1 },
+    {"/blobs/uploads", ROUTE_UPLOAD, 0},
+    {"/tags/list", ROUTE_TAGS, 0},
+    {"/manifests/", ROUTE_MANIFEST, 1},
+    {"/blobs/", ROUTE_BLOB, 1},
 };
 
 int
@@ -81,7 +81,7 @@ route_query_ns(const char *query, char *out, size_t outlen)
 		if (ns[0] == '\0' || strlen(ns) >= outlen ||
 		    !route_is_host(ns, strlen(ns)) ||
 		    strspn(ns, "abcdefghijklmnopqrstuvwxyz0123456789.-:") !=
-		    strlen(ns))
+			strlen(ns))
 			rc = -1;
 		else
 			xstrlcpy(out, ns, outlen);
@@ -90,11 +90,11 @@ route_query_ns(const char *query, char *out, size_t outlen)
 	return rc;
 }
 
-#define ROUTE_FAIL(e, w)        \
-	do {                    \
-		*err = (e);     \
-		*why = (w);     \
-		return -1;      \
+#define ROUTE_FAIL(e, w) \
+	do { \
+		*err = (e); \
+		*why = (w); \
+		return -1; \
 	} while (0)
 
 int
@@ -118,7 +118,7 @@ route_parse(const char *path, const char *query, struct route *rt,
 		rest = path + sizeof ROUTE_ADMIN_PREFIX - 1;
 		if (strlen(rest) >= sizeof rt->admin ||
 		    strspn(rest, "abcdefghijklmnopqrstuvwxyz0123456789-_/") !=
-		    strlen(rest))
+			strlen(rest))
 			ROUTE_FAIL(OCI_ERR_NOT_FOUND, "unknown admin path");
 		rt->kind = ROUTE_ADMIN;
 		xstrlcpy(rt->admin, rest, sizeof rt->admin);
@@ -159,14 +159,16 @@ route_parse(const char *path, const char *query, struct route *rt,
 	if (route_query_ns(query, rt->host, sizeof rt->host) == -1)
 		ROUTE_FAIL(OCI_ERR_NAME_INVALID, "invalid ns parameter");
 	/* A host as the first component picks the upstream (podman, skopeo). */
-	if (rt->host[0] == '\0' && (slash = memchr(name, '/', namelen)) != NULL &&
+	if (rt->host[0] == '\0' &&
+	    (slash = memchr(name, '/', namelen)) != NULL &&
 	    route_is_host(name, (size_t)(slash - name))) {
 		size_t hlen = (size_t)(slash - name);
 
 		if (hlen >= sizeof rt->host ||
 		    strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789.-:") <
-		    hlen)
-			ROUTE_FAIL(OCI_ERR_NAME_INVALID, "invalid registry host");
+			hlen)
+			ROUTE_FAIL(
+			    OCI_ERR_NAME_INVALID, "invalid registry host");
 		memcpy(rt->host, name, hlen);
 		rt->host[hlen] = '\0';
 		name = slash + 1;
@@ -189,7 +191,8 @@ route_parse(const char *path, const char *query, struct route *rt,
 		rt->by_digest = 1;
 		return 0;
 	}
-	if (reflen == 0 || reflen > ROUTE_TAG_MAX || !ref_valid_tag(ref, reflen))
+	if (reflen == 0 || reflen > ROUTE_TAG_MAX ||
+	    !ref_valid_tag(ref, reflen))
 		ROUTE_FAIL(OCI_ERR_TAG_INVALID, "invalid tag");
 	memcpy(rt->tag, ref, reflen);
 	rt->tag[reflen] = '\0';

@@ -54,8 +54,8 @@ server_open_access_log(struct server *srv, const char *path)
 		return 0;
 	}
 	if ((srv->access_log = fopen(path, "ae")) == NULL) {
-		log_error("cannot open access log '%s': %s", path,
-		    strerror(errno));
+		log_error(
+		    "cannot open access log '%s': %s", path, strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -92,8 +92,8 @@ server_new(struct event_base *base, const struct server_opts *o)
 		goto fail;
 	for (i = 0; i < o->nupstreams; i++) {
 		c = &o->upstreams[i];
-		srv->upstreams[i] = upstream_new(srv->uc, c->name, c->url,
-		    c->username, c->password);
+		srv->upstreams[i] = upstream_new(
+		    srv->uc, c->name, c->url, c->username, c->password);
 		if (srv->upstreams[i] == NULL)
 			goto fail;
 		srv->nupstreams++;
@@ -108,7 +108,7 @@ server_new(struct event_base *base, const struct server_opts *o)
 	srv->flush_ev = event_new(base, -1, EV_PERSIST, server_flush_cb, srv);
 	if (srv->flush_ev == NULL)
 		fatal("out of memory creating the flush timer");
-	event_add(srv->flush_ev, &(struct timeval){ SERVER_FLUSH_S, 0 });
+	event_add(srv->flush_ev, &(struct timeval){SERVER_FLUSH_S, 0});
 	free(index);
 	return srv;
 fail:
@@ -160,11 +160,12 @@ server_drain_cb(evutil_socket_t fd, short what, void *arg)
 	if (TAILQ_EMPTY(&srv->reqs) ||
 	    clock_now_ms() >= srv->drain_deadline_ms) {
 		if (!TAILQ_EMPTY(&srv->reqs))
-			log_warn("drain deadline passed; cutting live requests");
+			log_warn(
+			    "drain deadline passed; cutting live requests");
 		event_base_loopexit(srv->base, NULL);
 		return;
 	}
-	event_add(srv->drain_ev, &(struct timeval){ 0, 100 * 1000 });
+	event_add(srv->drain_ev, &(struct timeval){0, 100 * 1000});
 }
 
 void
@@ -175,8 +176,8 @@ server_shutdown(struct server *srv)
 	log_info("shutting down: draining live requests");
 	srv->draining = 1;
 	http_stop(srv);
-	srv->drain_deadline_ms = clock_now_ms() + srv->opts->drain_timeout_s *
-	    1000;
+	srv->drain_deadline_ms =
+	    clock_now_ms() + srv->opts->drain_timeout_s * 1000;
 	srv->drain_ev = evtimer_new(srv->base, server_drain_cb, srv);
 	if (srv->drain_ev == NULL)
 		fatal("out of memory creating the drain timer");

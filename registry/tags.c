@@ -15,12 +15,15 @@ tags_done(struct req *r, enum upstream_result res)
 	size_t len;
 
 	if (res != UPSTREAM_OK) {
-		req_error(r, OCI_ERR_UNAVAILABLE, "upstream registry unavailable");
+		req_error(
+		    r, OCI_ERR_UNAVAILABLE, "upstream registry unavailable");
 		return;
 	}
 	if (r->xstatus != 200) {
-		req_error(r, r->xstatus == 404 ? OCI_ERR_NAME_UNKNOWN :
-		    passthru_status_err(r->xstatus, 0), NULL);
+		req_error(r,
+		    r->xstatus == 404 ? OCI_ERR_NAME_UNKNOWN
+				      : passthru_status_err(r->xstatus, 0),
+		    NULL);
 		return;
 	}
 	r->cache = REQ_CACHE_MISS;

@@ -68,11 +68,11 @@ enum upstream_breaker {
 #define UPSTREAM_RETRY_AFTER_DEFAULT_S 60
 
 /* /metrics label values for upstream answers, in the stats' order. */
-static const long upstream_codes[] = { 200, 206, 304, 307, 401, 403, 404,
-	429, 500, 502, 503, 504 };
+static const long upstream_codes[] = {
+    200, 206, 304, 307, 401, 403, 404, 429, 500, 502, 503, 504};
 /* upper bounds (seconds) of the time-to-headers histogram */
-static const double upstream_bounds[UPSTREAM_NBUCKETS] = { 0.005, 0.01,
-	0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 };
+static const double upstream_bounds[UPSTREAM_NBUCKETS] = {
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 
 /* One socket curl asked us to watch. */
 struct upstream_sock {
@@ -110,7 +110,7 @@ struct upstream {
 	struct upstream_xfer_list xfers;
 	LIST_ENTRY(upstream) link;
 	enum upstream_breaker breaker;
-	int64_t open_ms;	/* how long it stays open this time */
+	int64_t open_ms; /* how long it stays open this time */
 	struct event *probe_ev;
 	struct upstream_stats stats;
 };
@@ -431,8 +431,8 @@ upstream_client_free(struct upstream_client *client)
 /* Upstreams ------------------------------------------------------------- */
 
 static void upstream_probe_event_cb(evutil_socket_t, short, void *);
-static struct upstream_xfer *upstream_xfer_new(struct upstream *, char *,
-    const struct upstream_cbs *, void *);
+static struct upstream_xfer *upstream_xfer_new(
+    struct upstream *, char *, const struct upstream_cbs *, void *);
 
 struct upstream *
 upstream_new(struct upstream_client *client, const char *name, const char *url,
@@ -457,8 +457,8 @@ upstream_new(struct upstream_client *client, const char *name, const char *url,
 	up->stats.available = 1;
 	up->stats.ratelimit_limit = up->stats.ratelimit_remaining = -1;
 	up->open_ms = UPSTREAM_OPEN_MIN_MS;
-	if ((up->probe_ev = evtimer_new(client->base, upstream_probe_event_cb,
-	    up)) == NULL)
+	if ((up->probe_ev = evtimer_new(
+		 client->base, upstream_probe_event_cb, up)) == NULL)
 		fatal("out of memory creating a probe timer");
 	LIST_INSERT_HEAD(&client->upstreams, up, link);
 	return up;
@@ -707,7 +707,7 @@ upstream_note_response(struct upstream *up, const struct upstream_response *r)
 	for (i = 0; i < nitems(upstream_codes); i++)
 		if (upstream_codes[i] == r->status)
 			break;
-	st->requests[i]++;	/* i == nitems: "other" */
+	st->requests[i]++; /* i == nitems: "other" */
 	for (i = 0; i < UPSTREAM_NBUCKETS && secs > upstream_bounds[i]; i++)
 		;
 	st->duration_buckets[i]++;
@@ -723,11 +723,12 @@ upstream_note_response(struct upstream *up, const struct upstream_response *r)
 			retry = UPSTREAM_RETRY_AFTER_DEFAULT_S;
 		st->ratelimited_until_ms = clock_now_ms() + retry * 1000;
 		log_warn("upstream '%s' is rate limiting (429); serving cached "
-		    "tags without checking for %ld s", up->name, retry);
+			 "tags without checking for %ld s",
+		    up->name, retry);
 	}
 	if (up->breaker != UPSTREAM_BREAKER_CLOSED) {
-		log_info("upstream '%s' answers again; circuit closed",
-		    up->name);
+		log_info(
+		    "upstream '%s' answers again; circuit closed", up->name);
 		up->breaker = UPSTREAM_BREAKER_CLOSED;
 		up->open_ms = UPSTREAM_OPEN_MIN_MS;
 		st->available = 1;
@@ -744,8 +745,9 @@ upstream_breaker_trip(struct upstream *up, const char *why)
 	if (up->breaker == UPSTREAM_BREAKER_OPEN)
 		return;
 	if (up->breaker == UPSTREAM_BREAKER_HALF_OPEN)
-		up->open_ms = up->open_ms * 2 > UPSTREAM_OPEN_MAX_MS ?
-		    UPSTREAM_OPEN_MAX_MS : up->open_ms * 2;
+		up->open_ms = up->open_ms * 2 > UPSTREAM_OPEN_MAX_MS
+		    ? UPSTREAM_OPEN_MAX_MS
+		    : up->open_ms * 2;
 	up->breaker = UPSTREAM_BREAKER_OPEN;
 	up->stats.available = 0;
 	up->stats.breaker_opens++;
@@ -768,8 +770,8 @@ upstream_probe_done_cb(void *arg, enum upstream_result res, const char *why)
 static void
 upstream_probe_event_cb(evutil_socket_t fd, short what, void *arg)
 {
-	static const struct upstream_cbs cbs = { NULL, NULL,
-		upstream_probe_done_cb };
+	static const struct upstream_cbs cbs = {
+	    NULL, NULL, upstream_probe_done_cb};
 	struct upstream *up = arg;
 	struct upstream_xfer *x;
 	char *url;
@@ -813,8 +815,8 @@ upstream_code_label(size_t i, char *buf, size_t len)
 	if (i < nitems(upstream_codes))
 		snprintf(buf, len, "%ld", upstream_codes[i]);
 	else
-		xstrlcpy(buf, i == nitems(upstream_codes) ? "other" : "error",
-		    len);
+		xstrlcpy(
+		    buf, i == nitems(upstream_codes) ? "other" : "error", len);
 	return buf;
 }
 

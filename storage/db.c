@@ -760,7 +760,8 @@ db_counter_get(struct db *db, const char *name, uint64_t *out)
 	return rc;
 }
 
-/* Pins ---------------------------------------------------------------------- */
+/* Pins ----------------------------------------------------------------------
+ */
 
 /*
  * pins: "recipe\0version" -> version byte, u32 count, count * 32 digest
@@ -768,8 +769,8 @@ db_counter_get(struct db *db, const char *name, uint64_t *out)
  * changed in the same transaction.
  */
 static int
-db_pins_adjust(struct db *db, MDB_txn *txn, const unsigned char *list,
-    size_t n, int delta)
+db_pins_adjust(
+    struct db *db, MDB_txn *txn, const unsigned char *list, size_t n, int delta)
 {
 	unsigned char buf[DB_BLOB_VAL_MAX];
 	struct db_blob b;
@@ -780,7 +781,7 @@ db_pins_adjust(struct db *db, MDB_txn *txn, const unsigned char *list,
 	for (i = 0; i < n; i++) {
 		k = db_val(list + i * DIGEST_LEN, DIGEST_LEN);
 		if ((err = mdb_get(txn, db->blobs, &k, &v)) == MDB_NOTFOUND)
-			continue;	/* not stored (yet): nothing to count */
+			continue; /* not stored (yet): nothing to count */
 		if (err != 0 || db_blob_decode(&v, &b) == -1) {
 			log_error("cannot update pin count in '%s'", db->dir);
 			return -1;
@@ -833,8 +834,8 @@ db_pins_set(struct db *db, const char *recipe, const char *version,
 	MDB_val k, v;
 	int err, rc = -1;
 
-	klen = (size_t)snprintf(key, sizeof key, "%s%c%s", recipe, '\0',
-	    version);
+	klen =
+	    (size_t)snprintf(key, sizeof key, "%s%c%s", recipe, '\0', version);
 	if (klen >= sizeof key || n > UINT32_MAX / DIGEST_LEN) {
 		log_error("pin key too long: '%s'", recipe);
 		return -1;
@@ -883,7 +884,7 @@ db_pins_del(struct db *db, const char *recipe)
 		db_log(db, "walk pins in", db->dir, err);
 		goto out;
 	}
-	k = db_val(recipe, rlen + 1);	/* "recipe\0" sorts first */
+	k = db_val(recipe, rlen + 1); /* "recipe\0" sorts first */
 	err = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
 	while (err == 0 && k.mv_size > rlen &&
 	    memcmp(k.mv_data, recipe, rlen) == 0 &&
@@ -895,8 +896,8 @@ db_pins_del(struct db *db, const char *recipe)
 		err = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
 		if (err == MDB_NOTFOUND || err == EINVAL)
 			break;
-		if (err == 0 && !(k.mv_size > rlen &&
-		    memcmp(k.mv_data, recipe, rlen) == 0))
+		if (err == 0 &&
+		    !(k.mv_size > rlen && memcmp(k.mv_data, recipe, rlen) == 0))
 			break;
 	}
 	mdb_cursor_close(cur);
@@ -960,8 +961,8 @@ out:
 }
 
 int
-db_job_list(struct db *db, void (*fn)(void *, const char *, const void *,
-    size_t), void *arg)
+db_job_list(struct db *db,
+    void (*fn)(void *, const char *, const void *, size_t), void *arg)
 {
 	MDB_cursor *cur = NULL;
 	MDB_txn *txn = NULL;
@@ -981,8 +982,8 @@ db_job_list(struct db *db, void (*fn)(void *, const char *, const void *,
 		db_log(db, "walk jobs in", db->dir, err);
 		goto out;
 	}
-	while ((err = mdb_cursor_get(cur, &k, &v, n == 0 ? MDB_FIRST :
-	    MDB_NEXT)) == 0) {
+	while ((err = mdb_cursor_get(
+		    cur, &k, &v, n == 0 ? MDB_FIRST : MDB_NEXT)) == 0) {
 		recs = xreallocarray(recs, n + 1, sizeof *recs);
 		recs[n].id = xstrndup(k.mv_data, k.mv_size);
 		recs[n].val = xmalloc(v.mv_size);

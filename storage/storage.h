@@ -66,8 +66,8 @@ int blobstore_has(struct blobstore *, const struct digest *);
 /* Removes a stored blob's file; 0, or -1 with errno. */
 int blobstore_remove(struct blobstore *, const struct digest *);
 /* Writes the stored path of d into buf; -1 if it does not fit. */
-int blobstore_path(struct blobstore *, const struct digest *, char *buf,
-    size_t len);
+int blobstore_path(
+    struct blobstore *, const struct digest *, char *buf, size_t len);
 
 /*
  * A temp file being filled while it is hashed.  Readers may open the same
@@ -81,15 +81,15 @@ struct blobstore_tmp *blobstore_tmp_new(struct blobstore *);
 int blobstore_tmp_write(struct blobstore_tmp *, const void *, size_t);
 /* Throws away what was written (for a restart from byte 0). */
 int blobstore_tmp_reset(struct blobstore_tmp *);
-int blobstore_tmp_fd(const struct blobstore_tmp *);	/* borrowed */
+int blobstore_tmp_fd(const struct blobstore_tmp *); /* borrowed */
 uint64_t blobstore_tmp_size(const struct blobstore_tmp *);
 /*
  * Finishes the hash into *got.  If it equals want: fsync, rename into place,
  * return 0.  Otherwise unlink and return -1 (*got says what arrived).  An
  * I/O failure also returns -1 and leaves *got zeroed.
  */
-int blobstore_tmp_commit(struct blobstore_tmp *, const struct digest *want,
-    struct digest *got);
+int blobstore_tmp_commit(
+    struct blobstore_tmp *, const struct digest *want, struct digest *got);
 /* Closes; unlinks the temp file unless committed.  NULL-safe. */
 void blobstore_tmp_free(struct blobstore_tmp *);
 
@@ -103,17 +103,17 @@ struct db;
 /* What the index knows about one stored digest (blob or manifest). */
 struct db_blob {
 	uint64_t size;
-	int64_t stored_at;	/* wall seconds */
-	int64_t last_access;	/* wall seconds */
-	uint32_t pins;		/* derived from the pins database */
-	char media_type[DB_MEDIA_TYPE_MAX];	/* "" for plain blobs */
-	char upstream[DB_UPSTREAM_MAX];		/* where it came from */
+	int64_t stored_at;		    /* wall seconds */
+	int64_t last_access;		    /* wall seconds */
+	uint32_t pins;			    /* derived from the pins database */
+	char media_type[DB_MEDIA_TYPE_MAX]; /* "" for plain blobs */
+	char upstream[DB_UPSTREAM_MAX];	    /* where it came from */
 };
 
 /* A tag -> digest mapping, keyed by (upstream, repository, tag). */
 struct db_tag {
 	struct digest digest;
-	int64_t confirmed_at;	/* wall seconds of the last upstream check */
+	int64_t confirmed_at; /* wall seconds of the last upstream check */
 	char media_type[DB_MEDIA_TYPE_MAX];
 };
 
@@ -122,7 +122,7 @@ struct db_tag {
  * on error.
  */
 struct db *db_open(const char *dir);
-void db_free(struct db *);	/* flushes pending touches; NULL-safe */
+void db_free(struct db *); /* flushes pending touches; NULL-safe */
 
 /* 0 found (copied into *out), 1 absent, -1 error (logged). */
 int db_blob_get(struct db *, const struct digest *, struct db_blob *out);
@@ -165,7 +165,8 @@ int db_pins_del(struct db *, const char *recipe);
 int db_job_put(struct db *, const char *id, const void *, size_t);
 int db_job_del(struct db *, const char *id);
 /* Calls fn for every job, outside any transaction. */
-int db_job_list(struct db *, void (*fn)(void *arg, const char *id,
-    const void *val, size_t len), void *arg);
+int db_job_list(struct db *,
+    void (*fn)(void *arg, const char *id, const void *val, size_t len),
+    void *arg);
 
 #endif

@@ -90,8 +90,7 @@ test_recipe_same_uses(
 			    what, file);
 			return 0;
 		}
-		json_array_foreach(list, k, e)
-		{
+		json_array_foreach(list, k, e) {
 			canon =
 			    json_string_value(json_object_get(e, "canonical"));
 			svc = json_string_value(json_object_get(e, "service"));
@@ -173,8 +172,7 @@ test_recipe_fixtures(void)
 	int ok = 1;
 
 	CHECK((exp = test_recipe_expected()) != NULL);
-	json_object_foreach(exp, name, e)
-	{
+	json_object_foreach(exp, name, e) {
 		n++;
 		snprintf(what, sizeof(what), "%s (default)", name);
 		snprintf(err, sizeof(err), "recipes/%s", name);

@@ -17,27 +17,27 @@ struct unit_test {
 
 static int unit_failed;
 
-#define CHECK(cond)                                                         \
-	do {                                                                \
-		if (!(cond)) {                                              \
-			fprintf(stderr, "%s:%d: check failed: %s\n",        \
-			    __FILE__, __LINE__, #cond);                     \
-			unit_failed = 1;                                    \
-			return;                                             \
-		}                                                           \
+#define CHECK(cond) \
+	do { \
+		if (!(cond)) { \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, \
+			    __LINE__, #cond); \
+			unit_failed = 1; \
+			return; \
+		} \
 	} while (0)
 
-#define CHECK_STR(a, b)                                                     \
-	do {                                                                \
-		const char *unit_a_ = (a), *unit_b_ = (b);                  \
-		if (unit_a_ == NULL || unit_b_ == NULL ||                   \
-		    strcmp(unit_a_, unit_b_) != 0) {                        \
-			fprintf(stderr, "%s:%d: '%s' != '%s'\n", __FILE__,  \
-			    __LINE__, unit_a_ ? unit_a_ : "(null)",         \
-			    unit_b_ ? unit_b_ : "(null)");                  \
-			unit_failed = 1;                                    \
-			return;                                             \
-		}                                                           \
+#define CHECK_STR(a, b) \
+	do { \
+		const char *unit_a_ = (a), *unit_b_ = (b); \
+		if (unit_a_ == NULL || unit_b_ == NULL || \
+		    strcmp(unit_a_, unit_b_) != 0) { \
+			fprintf(stderr, "%s:%d: '%s' != '%s'\n", __FILE__, \
+			    __LINE__, unit_a_ ? unit_a_ : "(null)", \
+			    unit_b_ ? unit_b_ : "(null)"); \
+			unit_failed = 1; \
+			return; \
+		} \
 	} while (0)
 
 static inline int
@@ -57,10 +57,11 @@ unit_main(const char *suite, const struct unit_test *tests, size_t n)
 	return failures ? 1 : 0;
 }
 
-#define UNIT_MAIN(suite, table)                                             \
-	int main(void)                                                      \
-	{                                                                   \
-		return unit_main(suite, table, sizeof(table) / sizeof((table)[0])); \
+#define UNIT_MAIN(suite, table) \
+	int main(void) \
+	{ \
+		return unit_main( \
+		    suite, table, sizeof(table) / sizeof((table)[0])); \
 	}
 
 #endif
