@@ -229,10 +229,23 @@ fill_range_start(const char *cr)
 	return a;
 }
 
+/* Content-Range: bytes A-B/T -> T, or -1. */
+static int64_t
+fill_range_total(const char *cr)
+{
+	const char *slash = cr != NULL ? strchr(cr, '/') : NULL;
+	long long t;
+
+	if (slash == NULL || sscanf(slash + 1, "%lld", &t) != 1 || t < 0)
+		return -1;
+	return t;
+}
+
 static int
 fill_headers_cb(void *arg, const struct upstream_response *resp)
 {
 	struct fill *f = arg;
+	int64_t total;
 	uint64_t have = f->tmp != NULL ? blobstore_tmp_size(f->tmp) : 0;
 
 	f->status = resp->status;
@@ -251,6 +264,9 @@ fill_headers_cb(void *arg, const struct upstream_response *resp)
 	} else if (resp->status == 206) {
 		if (fill_range_start(resp->content_range) != (int64_t)have)
 			return -1; /* not where we asked to resume */
+		if (f->size < 0 && (total = fill_range_total(
+		    resp->content_range)) >= 0)
+			f->size = total;
 	} else {
 		f->skip = have; /* upstream ignored Range: drop what we have */
 		if (resp->content_length >= 0) {
@@ -450,6 +466,13 @@ fill_done_cb(void *arg, enum upstream_result res, const char *why)
 	struct fill *f = arg;
 
 	f->xfer = NULL;
+	if (res == UPSTREAM_OK && f->status == 416 && f->tmp != NULL &&
+	    blobstore_tmp_size(f->tmp) > 0 && f->attempts < FILL_MAX_ATTEMPTS &&
+	    blobstore_tmp_reset(f->tmp) == 0) {
+		/* a leftover partial file at or past the end: start over */
+		fill_start_xfer(f);
+		return;
+	}
 	if (res == UPSTREAM_OK && f->status >= 500 &&
 	    f->attempts < FILL_MAX_ATTEMPTS) {
 		f->srv->ctr.upstream_errors++;
@@ -580,7 +603,7 @@ fill_new(struct server *srv, const struct fill_key *k)
 	if (f->retry_ev == NULL || f->wake_ev == NULL)
 		fatal("out of memory creating fill events");
 	if (k->kind == FILL_BLOB &&
-	    (f->tmp = blobstore_tmp_new(srv->store)) == NULL) {
+	    (f->tmp = blobstore_tmp_resume(srv->store, k->digest)) == NULL) {
 		fill_free(f);
 		return NULL;
 	}

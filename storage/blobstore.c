@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../common/common.h"
@@ -21,6 +22,9 @@
 
 /* Start writeback every so often so that the fsync at commit is short. */
 #define BLOBSTORE_SYNC_CHUNK (8u << 20)
+/* Per-digest partial fills, kept across restarts for this long. */
+#define BLOBSTORE_PARTIAL "partial-"
+#define BLOBSTORE_PARTIAL_TTL (24 * 3600)
 
 struct blobstore {
 	char *shadir; /* <dir>/blobs/sha256 */
@@ -41,6 +45,7 @@ struct blobstore_tmp {
 	uint64_t size;
 	uint64_t synced; /* writeback started for [0, synced) */
 	struct digest_ctx *hash;
+	int partial; /* per-digest, kept for resuming if not finished */
 };
 
 static int
@@ -80,7 +85,11 @@ out:
 	return rc;
 }
 
-/* Removes whatever an earlier run left in tmp/: unverified partial fills. */
+/*
+ * Removes what an earlier run left in tmp/, except recent per-digest
+ * partial files, which the next fill of that digest resumes (never served
+ * as cached: they are verified like any fill before they are stored).
+ */
 static int
 blobstore_clean_tmp(struct blobstore *bs)
 {
@@ -94,8 +103,15 @@ blobstore_clean_tmp(struct blobstore *bs)
 		return -1;
 	}
 	while ((de = readdir(d)) != NULL) {
+		struct stat st;
+
 		if (strcmp(de->d_name, ".") == 0 ||
 		    strcmp(de->d_name, "..") == 0)
+			continue;
+		if (strncmp(de->d_name, BLOBSTORE_PARTIAL,
+			sizeof BLOBSTORE_PARTIAL - 1) == 0 &&
+		    fstatat(dirfd(d), de->d_name, &st, 0) == 0 &&
+		    st.st_mtime > time(NULL) - BLOBSTORE_PARTIAL_TTL)
 			continue;
 		if (unlinkat(dirfd(d), de->d_name, 0) == -1) {
 			log_warn("cannot remove leftover '%s/%s': %s",
@@ -214,6 +230,46 @@ blobstore_remove(struct blobstore *bs, const struct digest *d)
 		return -1;
 	}
 	return unlink(path);
+}
+
+struct blobstore_tmp *
+blobstore_tmp_resume(struct blobstore *bs, const struct digest *d)
+{
+	struct blobstore_tmp *t;
+	unsigned char buf[65536];
+	char ds[DIGEST_STRLEN];
+	ssize_t n;
+
+	digest_format(d, ds);
+	t = xcalloc(1, sizeof *t);
+	t->bs = bs;
+	t->state = BLOBSTORE_TMP_WRITING;
+	t->partial = 1;
+	xasprintf(&t->path, "%s/%s%s", bs->tmpdir, BLOBSTORE_PARTIAL,
+	    ds + sizeof "sha256:" - 1);
+	if ((t->fd = open(t->path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) ==
+	    -1) {
+		log_error("cannot create temp file '%s': %s", t->path,
+		    strerror(errno));
+		free(t->path);
+		free(t);
+		return NULL;
+	}
+	t->hash = digest_ctx_new();
+	/* What an interrupted fill left: hash it and carry on from there. */
+	while ((n = pread(t->fd, buf, sizeof buf, (off_t)t->size)) > 0) {
+		digest_ctx_update(t->hash, buf, (size_t)n);
+		t->size += (uint64_t)n;
+	}
+	if (n == -1 && blobstore_tmp_reset(t) == -1) {
+		blobstore_tmp_free(t);
+		return NULL;
+	}
+	t->synced = t->size;
+	if (t->size > 0)
+		log_info("resuming '%s' from byte %llu", ds,
+		    (unsigned long long)t->size);
+	return t;
 }
 
 struct blobstore_tmp *
@@ -382,7 +438,8 @@ blobstore_tmp_free(struct blobstore_tmp *t)
 {
 	if (t == NULL)
 		return;
-	if (t->state == BLOBSTORE_TMP_WRITING)
+	/* An unfinished per-digest fill stays for the next one to resume. */
+	if (t->state == BLOBSTORE_TMP_WRITING && !(t->partial && t->size > 0))
 		blobstore_tmp_discard(t);
 	close(t->fd);
 	digest_ctx_free(t->hash);

@@ -77,6 +77,13 @@ int blobstore_path(
 struct blobstore_tmp;
 
 struct blobstore_tmp *blobstore_tmp_new(struct blobstore *);
+/*
+ * The per-digest temp file for d: what an interrupted fill of d left there
+ * (kept across restarts for a day) is hashed and kept, and writing carries
+ * on after it.  Freed unfinished with bytes in it, it stays for the next.
+ */
+struct blobstore_tmp *blobstore_tmp_resume(struct blobstore *,
+    const struct digest *);
 /* Appends and hashes; 0, or -1 on an I/O error (logged). */
 int blobstore_tmp_write(struct blobstore_tmp *, const void *, size_t);
 /* Throws away what was written (for a restart from byte 0). */
