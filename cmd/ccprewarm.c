@@ -35,7 +35,8 @@ static const struct cmd {
     {"stats", "stats [--server URL] [--json] [--diff BEFORE.json]", stats_main},
     {"enroll",
 	"enroll RECIPE... [--version V] [--all-overlays] "
-	"[--allow-floating]\n        [--recipes-dir DIR] [--server URL] "
+	"[--allow-floating]\n        [--recipes-dir DIR] [--platform P]... "
+	"[--docker[=SOCKET]] [--server URL] "
 	"[--json] [--no-wait]",
 	enroll_main},
     {"unenroll", "unenroll RECIPE... [--server URL] [--json]", unenroll_main},

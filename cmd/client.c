@@ -35,6 +35,13 @@ int
 client_request(const char *method, const char *url, const char *body,
     struct client_reply *out)
 {
+	return client_request_unix(NULL, method, url, body, out);
+}
+
+int
+client_request_unix(const char *sock, const char *method, const char *url,
+    const char *body, struct client_reply *out)
+{
 	struct client_buf b = {NULL, 0};
 	struct curl_slist *hdrs = NULL;
 	CURLcode code;
@@ -51,6 +58,8 @@ client_request(const char *method, const char *url, const char *body,
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, client_write_cb);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
 	curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+	if (sock != NULL)
+		curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, sock);
 	if (body != NULL) {
 		hdrs =
 		    curl_slist_append(hdrs, "Content-Type: application/json");

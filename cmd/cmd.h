@@ -45,6 +45,12 @@ struct client_reply {
 };
 int client_request(const char *method, const char *url, const char *body,
     struct client_reply *);
+/* The same over a unix socket (dockerd's Engine API). */
+int client_request_unix(const char *sock, const char *method, const char *url,
+    const char *body, struct client_reply *);
+
+/* docker.c: --docker: pull an image into dockerd through the mirror. */
+int docker_warm(const char *sock, const char *server, const char *ref);
 
 /* stats.c */
 int stats_main(int, char **);

@@ -27,6 +27,9 @@ struct enroll_opts {
 	enum recipe_flags flags;
 	int json;
 	int wait;
+	const char *platforms[8]; /* --platform: added to the daemon's */
+	size_t nplatforms;
+	const char *docker; /* --docker: dockerd's socket */
 };
 
 static const struct option enroll_longopts[] = {
@@ -37,6 +40,8 @@ static const struct option enroll_longopts[] = {
     {"allow-floating", no_argument, NULL, 'f'},
     {"json", no_argument, NULL, 'j'},
     {"no-wait", no_argument, NULL, 'W'},
+    {"platform", required_argument, NULL, 'p'},
+    {"docker", optional_argument, NULL, 'D'},
     {NULL, 0, NULL, 0},
 };
 
@@ -52,8 +57,8 @@ enroll_getopt(int argc, char **argv, struct enroll_opts *o)
 	    : CONFIG_DEFAULT_SERVER;
 	o->wait = 1;
 	optind = 1;
-	while ((c = getopt_long(
-		    argc, argv, "s:r:V:afjW", enroll_longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:r:V:afjWp:D::", enroll_longopts,
+		    NULL)) != -1) {
 		switch (c) {
 		case 's':
 			o->server = optarg;
@@ -75,6 +80,17 @@ enroll_getopt(int argc, char **argv, struct enroll_opts *o)
 			break;
 		case 'W':
 			o->wait = 0;
+			break;
+		case 'p':
+			if (o->nplatforms == nitems(o->platforms)) {
+				log_error("too many --platform flags");
+				return -1;
+			}
+			o->platforms[o->nplatforms++] = optarg;
+			break;
+		case 'D':
+			o->docker =
+			    optarg != NULL ? optarg : "/var/run/docker.sock";
 			break;
 		default:
 			return -1;
@@ -174,11 +190,12 @@ enroll_print_status(json_t *st)
 	json_t *im;
 	size_t i;
 
-	printf("%s %s: %s, %" PRId64 "/%" PRId64 " images, %" PRId64
+	printf("%s%s%s: %s, %" PRId64 "/%" PRId64 " images, %" PRId64
 	       " digests, %.1f MiB (%.1f MiB fetched)\n",
-	    enroll_str(st, "recipe"), enroll_str(st, "version"),
-	    enroll_str(st, "state"), enroll_int(st, "images_done"),
-	    enroll_int(st, "images_total"), enroll_int(st, "digests"),
+	    enroll_str(st, "recipe"), enroll_str(st, "version")[0] ? " " : "",
+	    enroll_str(st, "version"), enroll_str(st, "state"),
+	    enroll_int(st, "images_done"), enroll_int(st, "images_total"),
+	    enroll_int(st, "digests"),
 	    (double)enroll_int(st, "bytes_total") / 1048576.0,
 	    (double)enroll_int(st, "bytes_fetched") / 1048576.0);
 	json_array_foreach(json_object_get(st, "images"), i, im) {
@@ -237,6 +254,24 @@ enroll_finish(const struct enroll_opts *o, json_t *st)
 	return ok ? 0 : 1;
 }
 
+/* --docker: the node's own layer store gets the images too. */
+static int
+enroll_docker(const struct enroll_opts *o, json_t *st)
+{
+	json_t *im;
+	size_t i;
+	int rc = 0;
+
+	json_array_foreach(json_object_get(st, "images"), i, im) {
+		if (docker_warm(o->docker, o->server, enroll_str(im, "ref")) ==
+		    -1)
+			rc = 1;
+		else if (!o->json)
+			printf("  docker   %s\n", enroll_str(im, "ref"));
+	}
+	return rc;
+}
+
 static const char *
 enroll_recipes_dir(const struct enroll_opts *o, char *buf, size_t len)
 {
@@ -289,6 +324,14 @@ enroll_one(const struct enroll_opts *o, const char *arg)
 		    images, json_string(recipe_image(rc, i)->canonical));
 	body = json_pack("{s:s,s:s,s:o}", "recipe", name, "version", version,
 	    "images", images);
+	if (o->nplatforms > 0) {
+		json_t *plats = json_array();
+
+		for (i = 0; i < o->nplatforms; i++)
+			json_array_append_new(
+			    plats, json_string(o->platforms[i]));
+		json_object_set_new(body, "platforms", plats);
+	}
 	s = json_dumps(body, JSON_COMPACT);
 	json_decref(body);
 	recipe_free(rc);
@@ -308,6 +351,8 @@ enroll_one(const struct enroll_opts *o, const char *arg)
 	if ((st = enroll_follow(o, name)) == NULL)
 		return 1;
 	ret = enroll_finish(o, st);
+	if (ret == 0 && o->docker != NULL)
+		ret = enroll_docker(o, st);
 	json_decref(st);
 	return ret;
 }

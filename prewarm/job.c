@@ -74,6 +74,8 @@ struct job {
 	TAILQ_HEAD(, job_op) queue; /* waiting for a slot */
 	TAILQ_HEAD(, job_op) running;
 	int64_t started_at, finished_at;
+	char platforms[8][48]; /* the enrolment's own; none: the daemon's */
+	size_t nplatforms;
 };
 
 struct prewarm {
@@ -113,19 +115,22 @@ job_native_platform(char *buf, size_t len)
 }
 
 static int
-job_platform_match(const struct prewarm *pw, const struct oci_desc *d)
+job_platform_match(const struct job *j, const struct oci_desc *d)
 {
+	const struct prewarm *pw = j->pw;
+	const char(*plat)[48] = j->nplatforms ? j->platforms : pw->platforms;
+	size_t nplat = j->nplatforms ? j->nplatforms : pw->nplatforms;
 	char p[112];
 	size_t i;
 
 	snprintf(p, sizeof p, "%s/%s%s%s", d->os, d->arch,
 	    d->variant[0] ? "/" : "", d->variant);
-	for (i = 0; i < pw->nplatforms; i++) {
-		size_t n = strlen(pw->platforms[i]);
+	for (i = 0; i < nplat; i++) {
+		size_t n = strlen(plat[i]);
 
 		/* "linux/arm64" also takes "linux/arm64/v8" */
-		if (strcmp(p, pw->platforms[i]) == 0 ||
-		    (strncmp(p, pw->platforms[i], n) == 0 && p[n] == '/'))
+		if (strcmp(p, plat[i]) == 0 ||
+		    (strncmp(p, plat[i], n) == 0 && p[n] == '/'))
 			return 1;
 	}
 	return 0;
@@ -174,6 +179,9 @@ job_save(struct job *j)
 		evbuffer_add(b, &st, 1);
 		job_put_str(b, j->images[i].error);
 	}
+	job_put_u64(b, j->nplatforms);
+	for (i = 0; i < j->nplatforms; i++)
+		job_put_str(b, j->platforms[i]);
 	if (db_job_put(j->pw->srv->db, j->recipe, evbuffer_pullup(b, -1),
 		evbuffer_get_length(b)) == -1)
 		log_warn("cannot record the progress of '%s'", j->recipe);
@@ -289,6 +297,33 @@ job_set_images(struct job *j, char **refs, size_t n)
 	j->nimages = n;
 	for (i = 0; i < n; i++)
 		xstrlcpy(j->images[i].ref, refs[i], sizeof j->images[i].ref);
+}
+
+/* The daemon's platforms plus those the enrolment adds ("--platform"). */
+static void
+job_set_platforms(struct job *j, json_t *extra)
+{
+	const struct prewarm *pw = j->pw;
+	const char *p;
+	json_t *v;
+	size_t i, k;
+
+	j->nplatforms = 0;
+	if (!json_is_array(extra) || json_array_size(extra) == 0)
+		return;
+	for (i = 0; i < pw->nplatforms; i++)
+		xstrlcpy(j->platforms[j->nplatforms++], pw->platforms[i], 48);
+	json_array_foreach(extra, i, v) {
+		p = json_string_value(v);
+		if (p == NULL || strchr(p, '/') == NULL || strlen(p) >= 48 ||
+		    j->nplatforms == nitems(j->platforms))
+			continue;
+		for (k = 0; k < j->nplatforms; k++)
+			if (strcmp(j->platforms[k], p) == 0)
+				break;
+		if (k == j->nplatforms)
+			xstrlcpy(j->platforms[j->nplatforms++], p, 48);
+	}
 }
 
 /* 1 if d was already in the closure; else adds it. */
@@ -409,7 +444,7 @@ job_expand(struct job_op *op)
 	}
 	if (m.kind == OCI_KIND_INDEX) {
 		for (i = 0; i < m.ndescs; i++) {
-			if (!job_platform_match(j->pw, &m.descs[i]))
+			if (!job_platform_match(j, &m.descs[i]))
 				continue;
 			chosen++;
 			if (!job_closure_add(j, &m.descs[i].digest))
@@ -631,6 +666,13 @@ job_json(const struct job *j)
 	    (json_int_t)j->finished_at, "images", imgs);
 	if (o == NULL)
 		fatal("out of memory building job status");
+	imgs = json_array();
+	for (i = 0; i < (j->nplatforms ? j->nplatforms : j->pw->nplatforms);
+	     i++)
+		json_array_append_new(imgs,
+		    json_string(
+			j->nplatforms ? j->platforms[i] : j->pw->platforms[i]));
+	json_object_set_new(o, "platforms", imgs);
 	return o;
 }
 
@@ -708,6 +750,7 @@ job_admin_enroll(struct req *r, void *arg)
 		xstrlcpy(j->version, version != NULL ? version : "",
 		    sizeof j->version);
 		job_set_images(j, refs, n);
+		job_set_platforms(j, json_object_get(root, "platforms"));
 		job_start(j);
 	}
 	for (i = 0; i < n; i++)
@@ -849,6 +892,12 @@ job_load_cb(void *arg, const char *id, const void *val, size_t len)
 		job_get_str(&rd, err, sizeof err);
 		xstrlcpy(j->images[i].error, err, sizeof j->images[i].error);
 		j->nimages++;
+	}
+	/* platforms came later: absent in older records */
+	if (!rd.bad && rd.off < rd.len) {
+		n = job_get_u64(&rd);
+		for (i = 0; i < n && i < nitems(j->platforms) && !rd.bad; i++)
+			job_get_str(&rd, j->platforms[j->nplatforms++], 48);
 	}
 	if (rd.bad)
 		log_warn("job record '%s' is damaged; re-enroll it", id);

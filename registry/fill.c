@@ -264,8 +264,8 @@ fill_headers_cb(void *arg, const struct upstream_response *resp)
 	} else if (resp->status == 206) {
 		if (fill_range_start(resp->content_range) != (int64_t)have)
 			return -1; /* not where we asked to resume */
-		if (f->size < 0 && (total = fill_range_total(
-		    resp->content_range)) >= 0)
+		if (f->size < 0 &&
+		    (total = fill_range_total(resp->content_range)) >= 0)
 			f->size = total;
 	} else {
 		f->skip = have; /* upstream ignored Range: drop what we have */

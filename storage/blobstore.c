@@ -247,8 +247,7 @@ blobstore_tmp_resume(struct blobstore *bs, const struct digest *d)
 	t->partial = 1;
 	xasprintf(&t->path, "%s/%s%s", bs->tmpdir, BLOBSTORE_PARTIAL,
 	    ds + sizeof "sha256:" - 1);
-	if ((t->fd = open(t->path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) ==
-	    -1) {
+	if ((t->fd = open(t->path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) == -1) {
 		log_error("cannot create temp file '%s': %s", t->path,
 		    strerror(errno));
 		free(t->path);

@@ -82,8 +82,8 @@ struct blobstore_tmp *blobstore_tmp_new(struct blobstore *);
  * (kept across restarts for a day) is hashed and kept, and writing carries
  * on after it.  Freed unfinished with bytes in it, it stays for the next.
  */
-struct blobstore_tmp *blobstore_tmp_resume(struct blobstore *,
-    const struct digest *);
+struct blobstore_tmp *blobstore_tmp_resume(
+    struct blobstore *, const struct digest *);
 /* Appends and hashes; 0, or -1 on an I/O error (logged). */
 int blobstore_tmp_write(struct blobstore_tmp *, const void *, size_t);
 /* Throws away what was written (for a restart from byte 0). */
