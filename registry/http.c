@@ -206,6 +206,21 @@ http_headers(
 		evhttp_add_header(h, "X-Cache", http_cache_names[r->cache]);
 }
 
+/*
+ * A buffer for file segments.  Marked as draining to a socket so that
+ * libevent keeps the segments as sendfile chains; without the flag it
+ * materialises them (mmap or read) when they are added, which costs a copy
+ * and shows the whole file in our RSS.
+ */
+static struct evbuffer *
+http_file_buffer(void)
+{
+	struct evbuffer *buf = evbuffer_new();
+
+	evbuffer_set_flags(buf, EVBUFFER_FLAG_DRAINS_TO_FD);
+	return buf;
+}
+
 /* Hands the finished reply to evhttp; the request is evhttp's from here. */
 static void
 http_send(struct req *r, int status, struct evbuffer *body)
@@ -348,7 +363,7 @@ req_reply_file(struct req *r, int fd, uint64_t size, const char *ctype,
 	status = rr ? 206 : 200;
 	http_headers(r, ctype, d, (int64_t)(end - start));
 	http_range_headers(r, start, end, size);
-	buf = evbuffer_new();
+	buf = http_file_buffer();
 	if (r->method == REQ_HEAD || end == start)
 		close(fd);
 	else if (evbuffer_add_file(
@@ -402,7 +417,7 @@ req_stream_file(struct req *r, int fd, uint64_t off, uint64_t len,
 		req_abort(r, "cannot dup fill fd");
 		return;
 	}
-	buf = evbuffer_new();
+	buf = http_file_buffer();
 	if (evbuffer_add_file(buf, dfd, (ev_off_t)off, (ev_off_t)len) != 0) {
 		evbuffer_free(buf);
 		req_abort(r, "cannot queue file segment");
