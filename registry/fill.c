@@ -23,12 +23,13 @@
 enum fill_state {
 	FILL_CONNECTING, /* waiting for upstream headers */
 	FILL_STREAMING,	 /* body arriving */
-	FILL_DONE,	 /* verified and committed */
+	FILL_VERIFIED,	 /* digest matched; being stored (fsync, rename) */
+	FILL_DONE,	 /* stored and indexed */
 	FILL_FAILED,
 };
 
 static const char *const fill_state_names[] = {
-    "connecting", "streaming", "done", "failed"};
+    "connecting", "streaming", "verified", "done", "failed"};
 
 struct fill {
 	TAILQ_ENTRY(fill) entry; /* srv->fills while listed */
@@ -61,6 +62,8 @@ struct fill {
 	int64_t start_ms;
 	int64_t upstream_ms;
 	char why[96]; /* failure, for subscribers */
+	int persist_rc; /* set by the worker */
+	int persist_failed;
 };
 
 /* A caller that wants the result, not the bytes (pre-warm jobs). */
@@ -87,6 +90,13 @@ fill_set_state(struct fill *f, enum fill_state st)
 		    fill_state_names[st]);
 	}
 	f->state = st;
+}
+
+/* The bytes in the temp file are the blob: a stream may complete. */
+static int
+fill_verified(const struct fill *f)
+{
+	return f->state == FILL_VERIFIED || f->state == FILL_DONE;
 }
 
 static void
@@ -155,8 +165,9 @@ fill_notify_subs(struct fill *f, const char *why)
 	f->hold++;
 	while ((sub = TAILQ_FIRST(&f->subs)) != NULL) {
 		TAILQ_REMOVE(&f->subs, sub, entry);
-		sub->cb(sub->arg, f->state == FILL_DONE ? &f->digest : NULL,
-		    f->state == FILL_DONE ? NULL : why);
+		sub->cb(sub->arg,
+		    f->state == FILL_DONE && why == NULL ? &f->digest : NULL,
+		    f->state == FILL_DONE && why == NULL ? NULL : why);
 		free(sub);
 	}
 	f->hold--;
@@ -194,7 +205,8 @@ fill_fail(struct fill *f, enum oci_err err, const char *why)
 {
 	struct req *r;
 
-	if (f->state == FILL_FAILED || f->state == FILL_DONE)
+	if (f->state == FILL_FAILED || f->state == FILL_DONE ||
+	    f->state == FILL_VERIFIED)
 		return;
 	fill_set_state(f, FILL_FAILED);
 	fill_unlist(f); /* the next request starts afresh */
@@ -314,10 +326,43 @@ fill_body_cb(void *arg, const void *buf, size_t len)
 	return 0;
 }
 
+/* On a worker thread: only the temp file and the file system. */
+static void
+fill_persist_work(void *arg)
+{
+	struct fill *f = arg;
+
+	f->persist_rc = blobstore_tmp_persist(f->tmp);
+}
+
+/* Back on the loop: index it; from now on the store serves it. */
+static void
+fill_persist_done(void *arg)
+{
+	struct fill *f = arg;
+	struct db_blob meta;
+
+	f->hold--;
+	memset(&meta, 0, sizeof meta);
+	meta.size = blobstore_tmp_size(f->tmp);
+	meta.stored_at = meta.last_access = clock_wall_s();
+	xstrlcpy(meta.upstream, upstream_name(f->up), sizeof meta.upstream);
+	if (f->persist_rc == -1 ||
+	    db_blob_put(f->srv->db, &f->digest, &meta) == -1) {
+		/* Verified bytes went out; a later request fetches it again. */
+		f->persist_failed = 1;
+		xstrlcpy(f->why, "cannot store the blob", sizeof f->why);
+	}
+	fill_set_state(f, FILL_DONE);
+	fill_unlist(f);
+	fill_notify_subs(f, f->persist_failed ? f->why : NULL);
+	fill_wake(f);
+	fill_maybe_free(f);
+}
+
 static void
 fill_commit_blob(struct fill *f)
 {
-	struct db_blob meta;
 	struct digest got;
 	char want[DIGEST_STRLEN], have[DIGEST_STRLEN];
 
@@ -325,7 +370,7 @@ fill_commit_blob(struct fill *f)
 		fill_fail(f, OCI_ERR_UNAVAILABLE, "upstream body too short");
 		return;
 	}
-	if (blobstore_tmp_commit(f->tmp, &f->digest, &got) == -1) {
+	if (blobstore_tmp_verify(f->tmp, &f->digest, &got) == -1) {
 		digest_format(&f->digest, want);
 		digest_format(&got, have);
 		f->srv->ctr.digest_mismatches++;
@@ -333,25 +378,20 @@ fill_commit_blob(struct fill *f)
 			 "nothing stored",
 		    upstream_name(f->up), f->repo, want, have);
 		fill_fail(f, OCI_ERR_UNAVAILABLE,
-		    "upstream content did not "
-		    "match its digest");
-		return;
-	}
-	memset(&meta, 0, sizeof meta);
-	meta.size = blobstore_tmp_size(f->tmp);
-	meta.stored_at = meta.last_access = clock_wall_s();
-	xstrlcpy(meta.upstream, upstream_name(f->up), sizeof meta.upstream);
-	if (db_blob_put(f->srv->db, &f->digest, &meta) == -1) {
-		/* The file is in place; a later request re-fetches it. */
-		fill_fail(f, OCI_ERR_INTERNAL, "cannot index stored blob");
+		    "upstream content did not match its digest");
 		return;
 	}
 	if (f->size < 0)
-		f->size = (int64_t)meta.size;
-	fill_set_state(f, FILL_DONE);
-	fill_unlist(f);
-	fill_notify_subs(f, NULL);
+		f->size = (int64_t)blobstore_tmp_size(f->tmp);
+	/*
+	 * Verified: waiters may send their last byte now.  The fsync and
+	 * rename run on a worker; until they are done the fill stays listed,
+	 * so new requests join it and read the same (verified) file.
+	 */
+	fill_set_state(f, FILL_VERIFIED);
 	fill_wake(f);
+	f->hold++;
+	pool_submit(f->srv->pool, fill_persist_work, fill_persist_done, f);
 }
 
 static int
@@ -776,7 +816,7 @@ fill_pump_blob(struct req *r)
 	written = blobstore_tmp_size(f->tmp);
 	if (r->state == REQ_WAITING) {
 		if (f->size < 0) {
-			if (f->state != FILL_DONE && r->method == REQ_HEAD)
+			if (!fill_verified(f) && r->method == REQ_HEAD)
 				return;
 			r->off = 0;
 			r->end = UINT64_MAX;
@@ -804,10 +844,10 @@ fill_pump_blob(struct req *r)
 		}
 	}
 	end = r->end;
-	if (f->size < 0 && f->state == FILL_DONE)
+	if (f->size < 0 && fill_verified(f))
 		end = written;
 	limit = written < end ? written : end;
-	if (f->state != FILL_DONE && limit == end && limit > 0)
+	if (!fill_verified(f) && limit == end && limit > 0)
 		limit--;
 	if (r->off < limit) {
 		n = limit - r->off;
@@ -819,7 +859,7 @@ fill_pump_blob(struct req *r)
 		    r, blobstore_tmp_fd(f->tmp), start, n, fill_sent_cb);
 		return;
 	}
-	if (f->state == FILL_DONE && r->off >= end)
+	if (fill_verified(f) && r->off >= end)
 		req_stream_end(r);
 }
 

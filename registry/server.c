@@ -21,6 +21,7 @@
 #include "registry.h"
 
 #define SERVER_FLUSH_S 5
+#define SERVER_POOL_THREADS 2
 
 static void
 server_flush_cb(evutil_socket_t fd, short what, void *arg)
@@ -90,6 +91,7 @@ server_new(struct event_base *base, const struct server_opts *o)
 	uo.user_agent = "ccprewarm/" CCPREWARM_VERSION;
 	if ((srv->uc = upstream_client_new(base, &uo)) == NULL)
 		goto fail;
+	srv->pool = pool_new(base, SERVER_POOL_THREADS);
 	for (i = 0; i < o->nupstreams; i++) {
 		c = &o->upstreams[i];
 		srv->upstreams[i] = upstream_new(
@@ -192,6 +194,9 @@ server_free(struct server *srv)
 
 	if (srv == NULL)
 		return;
+	/* Blobs being stored finish first: their fills become DONE. */
+	pool_free(srv->pool);
+	srv->pool = NULL;
 	fill_abort_all(srv);
 	while ((r = TAILQ_FIRST(&srv->reqs)) != NULL)
 		req_abort(r, "shutting down");

@@ -33,6 +33,7 @@ struct blobstore {
 
 enum blobstore_tmp_state {
 	BLOBSTORE_TMP_WRITING,	 /* accepting writes, path under tmp/ */
+	BLOBSTORE_TMP_VERIFIED,	 /* digest matched; not yet in blobs/ */
 	BLOBSTORE_TMP_COMMITTED, /* renamed into blobs/, fd still open */
 	BLOBSTORE_TMP_DISCARDED, /* failed or gave up; temp path gone */
 };
@@ -46,6 +47,7 @@ struct blobstore_tmp {
 	uint64_t synced; /* writeback started for [0, synced) */
 	struct digest_ctx *hash;
 	int partial; /* per-digest, kept for resuming if not finished */
+	struct digest digest; /* once verified */
 };
 
 static int
@@ -371,17 +373,15 @@ blobstore_tmp_discard(struct blobstore_tmp *t)
 }
 
 int
-blobstore_tmp_commit(
+blobstore_tmp_verify(
     struct blobstore_tmp *t, const struct digest *want, struct digest *got)
 {
-	char path[PATH_MAX], dir[PATH_MAX], ws[DIGEST_STRLEN],
-	    gs[DIGEST_STRLEN];
-	int created;
+	char ws[DIGEST_STRLEN], gs[DIGEST_STRLEN];
 
 	memset(got, 0, sizeof *got);
 	if (t->state != BLOBSTORE_TMP_WRITING) {
 		log_error(
-		    "cannot commit '%s': temp file already finished", t->path);
+		    "cannot verify '%s': temp file already finished", t->path);
 		return -1;
 	}
 	digest_ctx_final(t->hash, got);
@@ -394,9 +394,23 @@ blobstore_tmp_commit(
 		blobstore_tmp_discard(t);
 		return -1;
 	}
+	t->digest = *want;
+	t->state = BLOBSTORE_TMP_VERIFIED;
+	return 0;
+}
 
+int
+blobstore_tmp_persist(struct blobstore_tmp *t)
+{
+	char path[PATH_MAX], dir[PATH_MAX];
+	int created;
+
+	if (t->state != BLOBSTORE_TMP_VERIFIED) {
+		log_error("cannot store '%s': not verified", t->path);
+		return -1;
+	}
 	/* The path fits: blobstore_open checked the directory's length. */
-	blobstore_path(t->bs, want, path, sizeof path);
+	blobstore_path(t->bs, &t->digest, path, sizeof path);
 	xstrlcpy(dir, path, sizeof dir);
 	*strrchr(dir, '/') = '\0';
 
@@ -420,16 +434,26 @@ blobstore_tmp_commit(
 	 * and a later fill of the same digest replaces it.
 	 */
 	t->state = BLOBSTORE_TMP_DISCARDED;
-	if (blobstore_fsync_dir(dir) == -1) {
-		memset(got, 0, sizeof *got);
+	if (blobstore_fsync_dir(dir) == -1)
 		return -1;
-	}
 	t->state = BLOBSTORE_TMP_COMMITTED;
 	return 0;
 fail:
-	memset(got, 0, sizeof *got);
 	blobstore_tmp_discard(t);
 	return -1;
+}
+
+int
+blobstore_tmp_commit(
+    struct blobstore_tmp *t, const struct digest *want, struct digest *got)
+{
+	if (blobstore_tmp_verify(t, want, got) == -1)
+		return -1;
+	if (blobstore_tmp_persist(t) == -1) {
+		memset(got, 0, sizeof *got);
+		return -1;
+	}
+	return 0;
 }
 
 void
@@ -438,7 +462,9 @@ blobstore_tmp_free(struct blobstore_tmp *t)
 	if (t == NULL)
 		return;
 	/* An unfinished per-digest fill stays for the next one to resume. */
-	if (t->state == BLOBSTORE_TMP_WRITING && !(t->partial && t->size > 0))
+	if ((t->state == BLOBSTORE_TMP_WRITING &&
+		!(t->partial && t->size > 0)) ||
+	    t->state == BLOBSTORE_TMP_VERIFIED)
 		blobstore_tmp_discard(t);
 	close(t->fd);
 	digest_ctx_free(t->hash);

@@ -97,6 +97,15 @@ uint64_t blobstore_tmp_size(const struct blobstore_tmp *);
  */
 int blobstore_tmp_commit(
     struct blobstore_tmp *, const struct digest *want, struct digest *got);
+/*
+ * The two halves of commit, so that the slow half can run off the event
+ * loop: verify finishes the hash and compares (a mismatch unlinks, -1);
+ * persist (fsync, rename into place, fsync the directory) touches only this
+ * temp file and the file system, so it may run on a worker thread.
+ */
+int blobstore_tmp_verify(struct blobstore_tmp *, const struct digest *want,
+    struct digest *got);
+int blobstore_tmp_persist(struct blobstore_tmp *);
 /* Closes; unlinks the temp file unless committed.  NULL-safe. */
 void blobstore_tmp_free(struct blobstore_tmp *);
 
