@@ -1,0 +1,1241 @@
+#!/usr/bin/env python3
+"""bench.py: ccprewarm side by side with distribution's proxy, nginx and the
+upstream itself, on one machine, against one seeded upstream.
+
+Run through tests/bench/run.sh (`make bench`), which installs what is
+missing, builds, and cleans up every process this script starts (each is
+its own process group; their ids are listed in $BENCH_TMP/pids/).
+
+Servers (all on 127.0.0.1, free ports):
+  direct        docker-registry, plain, seeded by tests/tools/seed.py
+  ccprewarm     build/ccprewarm serve --upstream <direct>
+  distribution  docker-registry with proxy.remoteurl: <direct>
+  nginx         the same manifests and blobs as static files, sendfile on
+
+Figures (each timed one BENCH_REPS times, the median reported):
+  1 cold pull, 1 client       fresh empty cache per rep
+  2 warm pull, 1 client       right after the cold pull, cache full
+  3 cold pull, 8 clients      fresh cache per rep; upstream bytes from the
+                              upstream's own access log / unique bytes
+  4 tag / digest manifest GETs/s, wrk, 32 connections, 10 s
+  5 largest blob MB/s, wrk, 4 connections, 10 s
+  6 peak RSS of each server during figure 3 (VmRSS every 100 ms)
+
+Writes docs/perf/YYYY-MM-DD-HHMM.{md,json} and docs/perf/latest.json and
+prints a table (and the change against the previous report).
+Python standard library only.
+"""
+
+import datetime
+import glob
+import hashlib
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+
+TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BENCH = os.path.join(TOP, "tests", "bench")
+PERF = os.path.join(TOP, "docs", "perf")
+PY = sys.executable
+
+SIZE_MB = float(os.environ.get("BENCH_SIZE_MB", "750"))
+REPS = int(os.environ.get("BENCH_REPS", "3"))
+CLIENTS = int(os.environ.get("BENCH_CLIENTS", "8"))
+WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", "10"))
+LARGE_LAYERS = int(os.environ.get("BENCH_LARGE_LAYERS", "3"))
+SEED = int(os.environ.get("BENCH_SEED", "1"))
+CACHE = os.environ.get("BENCH_CACHE", os.path.join(TOP, "build",
+                                                   "bench-cache"))
+OUT = os.environ.get("BENCH_OUT", os.path.join(TOP, "build", "bench-out"))
+TMP = os.environ["BENCH_TMP"]
+CCP_BIN = os.environ.get("CCPREWARM_BIN", os.path.join(TOP, "build",
+                                                       "ccprewarm"))
+WRITE_REPORT = os.environ.get("BENCH_REPORT", "1") != "0"
+
+ACCEPT = ", ".join([
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+])
+MANIFEST_EXT = {
+    "application/vnd.docker.distribution.manifest.v2+json": "dm",
+    "application/vnd.docker.distribution.manifest.list.v2+json": "dl",
+    "application/vnd.oci.image.manifest.v1+json": "om",
+    "application/vnd.oci.image.index.v1+json": "oi",
+}
+SERVERS = ("direct", "ccprewarm", "distribution", "nginx")
+
+# Targets from the issue: (figure, server, "vs" server or None, op, value).
+TARGETS = [
+    ("fanout_amplification", "ccprewarm", None, "==", 1.00,
+     "upstream bytes / unique bytes, 8 cold clients"),
+    ("cold_pull_s", "ccprewarm", "direct", "<=", 1.2,
+     "cold pull wall vs direct"),
+    ("warm_pull_s", "ccprewarm", "direct", "<=", 1.0,
+     "warm pull wall vs direct"),
+    ("tag_manifest_rps", "ccprewarm", "nginx", ">=", 0.8,
+     "tag manifest GETs/s vs nginx"),
+    ("large_blob_MBps", "ccprewarm", "nginx", ">=", 0.95,
+     "large blob MB/s vs nginx"),
+]
+
+PROBLEMS = []   # human-readable: every failure seen, with detail
+
+
+def log(msg):
+    print("bench: " + msg, file=sys.stderr, flush=True)
+
+
+def problem(msg):
+    PROBLEMS.append(msg)
+    log("PROBLEM: " + msg)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def http_get(url, headers=None, timeout=10):
+    u = urllib.parse.urlsplit(url)
+    c = http.client.HTTPConnection(u.netloc, timeout=timeout)
+    try:
+        c.request("GET", u.path, headers=headers or {})
+        r = c.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        c.close()
+
+
+# ------------------------------------------------------------------ daemons
+
+class Daemon:
+    """A process in its own session; its id is in $BENCH_TMP/pids/."""
+
+    def __init__(self, name, argv, logpath, ready_url):
+        self.name = name
+        self.argv = argv
+        self.logpath = logpath
+        self.ready_url = ready_url
+        self.proc = None
+
+    def start(self):
+        with open(self.logpath, "ab") as lf:
+            lf.write(("\n### %s start: %s\n" % (
+                time.strftime("%H:%M:%S"), " ".join(self.argv))).encode())
+            lf.flush()
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
+                                         stdout=lf, stderr=lf,
+                                         start_new_session=True)
+        with open(os.path.join(TMP, "pids", str(self.proc.pid)), "w") as f:
+            f.write(self.name)
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise SystemExit("bench: %s exited at start-up (%d), see %s"
+                                 % (self.name, self.proc.returncode,
+                                    self.logpath))
+            try:
+                st, _, _ = http_get(self.ready_url, timeout=2)
+                if st == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise SystemExit("bench: %s did not answer %s in 30 s, see %s"
+                         % (self.name, self.ready_url, self.logpath))
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self, timeout=15):
+        if not self.proc or self.proc.poll() is not None:
+            self._forget()
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            problem("%s did not exit within %d s of SIGTERM: killed"
+                    % (self.name, timeout))
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+        try:  # anything left in its group
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self._forget()
+
+    def _forget(self):
+        if self.proc:
+            try:
+                os.unlink(os.path.join(TMP, "pids", str(self.proc.pid)))
+            except FileNotFoundError:
+                pass
+
+
+def registry_config(path, port, root, remote=None):
+    cfg = """version: 0.1
+log:
+  level: info
+  formatter: text
+storage:
+  filesystem:
+    rootdirectory: %s
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: 127.0.0.1:%d
+  secret: ccprewarm-bench-secret
+""" % (root, port)
+    if remote:
+        cfg += "proxy:\n  remoteurl: %s\n" % remote
+    with open(path, "w") as f:
+        f.write(cfg)
+
+
+class Server:
+    """One of the four servers under test; start() gives an empty cache."""
+
+    def __init__(self, kind):
+        self.kind = kind
+        self.daemon = None
+        self.port = None
+        self.url = None
+        self.starts = 0
+
+    def start(self):
+        raise NotImplementedError
+
+    def stop(self):
+        if self.daemon:
+            self.daemon.stop()
+            self.daemon = None
+
+    def restart_cold(self):
+        self.stop()
+        self.start()
+
+    def pids(self):
+        """The server's processes (nginx: master and workers)."""
+        if not self.daemon:
+            return []
+        out = [self.daemon.pid]
+        try:
+            with open("/proc/%d/task/%d/children" % (self.daemon.pid,
+                                                     self.daemon.pid)) as f:
+                out += [int(x) for x in f.read().split()]
+        except OSError:
+            pass
+        return out
+
+
+class Upstream(Server):
+    def __init__(self):
+        super().__init__("direct")
+        self.root = os.path.join(TMP, "upstream")
+        self.logpath = os.path.join(OUT, "upstream.log")
+
+    def start(self):
+        if self.daemon:
+            return
+        os.makedirs(self.root, exist_ok=True)
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        cfg = os.path.join(TMP, "upstream.yml")
+        registry_config(cfg, self.port, self.root)
+        self.daemon = Daemon("upstream", ["docker-registry", "serve", cfg],
+                             self.logpath, self.url + "/v2/").start()
+
+    def restart_cold(self):
+        self.start()    # the upstream has no cache to empty
+
+    def log_offset(self):
+        return os.path.getsize(self.logpath)
+
+    def quiesce(self, idle=1.0, limit=20.0):
+        """Wait until the upstream's log stops growing (background fetches
+        of a proxy that stores after serving)."""
+        end = time.monotonic() + limit
+        last = self.log_offset()
+        still = time.monotonic()
+        while time.monotonic() < end:
+            time.sleep(0.2)
+            n = self.log_offset()
+            if n != last:
+                last = n
+                still = time.monotonic()
+            elif time.monotonic() - still >= idle:
+                return
+
+    LINE = re.compile(r'^\S+ - - \[[^]]*\] "(\S+) (\S+) [^"]*" (\d{3}) (\d+|-)')
+
+    def traffic(self, start, end=None):
+        """Requests the upstream logged between two offsets."""
+        with open(self.logpath, "rb") as f:
+            f.seek(start)
+            data = f.read() if end is None else f.read(end - start)
+        t = {"get_bytes": 0, "gets": 0, "heads": 0, "other": 0,
+             "blob_gets": 0, "manifest_gets": 0, "non_2xx": 0}
+        for line in data.decode("utf-8", "replace").splitlines():
+            m = self.LINE.match(line)
+            if not m:
+                continue
+            method, path, status, size = m.groups()
+            if path == "/v2/" or path == "/v2":
+                continue
+            if not status.startswith("2"):
+                t["non_2xx"] += 1
+            if method == "GET":
+                t["gets"] += 1
+                t["get_bytes"] += 0 if size == "-" else int(size)
+                if "/blobs/" in path:
+                    t["blob_gets"] += 1
+                elif "/manifests/" in path:
+                    t["manifest_gets"] += 1
+            elif method == "HEAD":
+                t["heads"] += 1
+            else:
+                t["other"] += 1
+        return t
+
+
+class Ccprewarm(Server):
+    def __init__(self, upstream):
+        super().__init__("ccprewarm")
+        self.upstream = upstream
+        self.logpath = os.path.join(OUT, "ccprewarm.log")
+
+    def start(self):
+        self.starts += 1
+        data = os.path.join(TMP, "ccp-data")
+        shutil.rmtree(data, ignore_errors=True)
+        os.makedirs(data)
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.daemon = Daemon("ccprewarm", [
+            CCP_BIN, "serve", "--listen", "127.0.0.1:%d" % self.port,
+            "--data", data, "--upstream", self.upstream.url,
+            "--access-log", ""], self.logpath, self.url + "/v2/").start()
+
+
+class Distribution(Server):
+    def __init__(self, upstream):
+        super().__init__("distribution")
+        self.upstream = upstream
+        self.logpath = os.path.join(OUT, "distribution.log")
+
+    def start(self):
+        self.starts += 1
+        root = os.path.join(TMP, "dist-root")
+        shutil.rmtree(root, ignore_errors=True)
+        os.makedirs(root)
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        cfg = os.path.join(TMP, "dist.yml")
+        registry_config(cfg, self.port, root, remote=self.upstream.url)
+        self.daemon = Daemon("distribution", ["docker-registry", "serve",
+                                              cfg],
+                             self.logpath, self.url + "/v2/").start()
+
+
+NGINX_CONF = """worker_processes auto;
+user root;
+pid %(dir)s/nginx.pid;
+error_log %(dir)s/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_requests 1000000;
+    keepalive_timeout 120s;
+    client_body_temp_path %(dir)s/tmp/body;
+    proxy_temp_path %(dir)s/tmp/proxy;
+    fastcgi_temp_path %(dir)s/tmp/fastcgi;
+    uwsgi_temp_path %(dir)s/tmp/uwsgi;
+    scgi_temp_path %(dir)s/tmp/scgi;
+    types {
+        application/vnd.docker.distribution.manifest.v2+json dm;
+        application/vnd.docker.distribution.manifest.list.v2+json dl;
+        application/vnd.oci.image.manifest.v1+json om;
+        application/vnd.oci.image.index.v1+json oi;
+    }
+    default_type application/octet-stream;
+    server {
+        listen 127.0.0.1:%(port)d;
+        root %(root)s;
+        location = /v2/ {
+            default_type application/json;
+            return 200 '{}';
+        }
+        # A manifest file is named <tag|digest>.<ext>, the extension giving
+        # its media type (the types above).
+        location ~ "^/v2/.+/manifests/[^/]+$" {
+            try_files $uri.dm $uri.dl $uri.om $uri.oi =404;
+        }
+        location ~ "^/v2/.+/blobs/sha256:[0-9a-f]{64}$" {
+        }
+    }
+}
+"""
+
+
+class Nginx(Server):
+    """Static files: /v2/<name>/manifests/<ref>.<ext>, /v2/<name>/blobs/<d>."""
+
+    def __init__(self):
+        super().__init__("nginx")
+        self.dir = os.path.join(TMP, "nginx")
+        self.root = os.path.join(self.dir, "root")
+        self.logpath = os.path.join(OUT, "nginx.log")
+
+    def populate(self, seed, upstream_url, blobdir):
+        """Manifests copied from the upstream (verified); blobs linked from
+        the generated set the upstream was seeded with."""
+        for sub in ("tmp", "root"):
+            os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
+        for img in seed["images"]:
+            repo = img["repo"]
+            mdir = os.path.join(self.root, "v2", repo, "manifests")
+            bdir = os.path.join(self.root, "v2", repo, "blobs")
+            os.makedirs(mdir, exist_ok=True)
+            os.makedirs(bdir, exist_ok=True)
+            refs = [(t, img["digest"]) for t in img["tags"]]
+            refs.append((img["digest"], img["digest"]))
+            refs += [(p["digest"], p["digest"]) for p in img["platforms"]]
+            for ref, digest in refs:
+                st, hdrs, body = http_get(
+                    "%s/v2/%s/manifests/%s" % (upstream_url, repo, ref),
+                    {"Accept": ACCEPT})
+                got = "sha256:" + hashlib.sha256(body).hexdigest()
+                if st != 200 or got != digest:
+                    raise SystemExit("bench: upstream manifest %s:%s: %d %s"
+                                     % (repo, ref, st, got))
+                ext = MANIFEST_EXT[hdrs["content-type"].split(";")[0]]
+                with open(os.path.join(mdir, "%s.%s" % (ref, ext)),
+                          "wb") as f:
+                    f.write(body)
+            for b in img["blobs"]:
+                src = os.path.join(blobdir, b["digest"][7:])
+                dst = os.path.join(bdir, b["digest"])
+                if os.path.exists(dst):
+                    continue
+                if os.path.getsize(src) != b["size"]:
+                    raise SystemExit("bench: generated blob %s has the "
+                                     "wrong size" % src)
+                try:
+                    os.link(src, dst)
+                except OSError:
+                    shutil.copyfile(src, dst)
+
+    def start(self):
+        if self.daemon:
+            return
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        conf = os.path.join(self.dir, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(NGINX_CONF % {"dir": self.dir, "port": self.port,
+                                  "root": self.root})
+        self.daemon = Daemon("nginx", [
+            "nginx", "-p", self.dir + "/", "-e", self.dir + "/error.log",
+            "-c", conf, "-g", "daemon off;"], self.logpath,
+            self.url + "/v2/").start()
+
+    def restart_cold(self):
+        self.start()    # nothing to empty: it is the practical limit
+
+
+# ------------------------------------------------------------------ measuring
+
+class RssSampler:
+    """Peak of the summed VmRSS of some servers' processes, every 100 ms."""
+
+    def __init__(self, servers):
+        self.servers = servers
+        self.peak = {s.kind: 0 for s in servers}
+        self.peak_anon = {s.kind: 0 for s in servers}
+        self.stop_ev = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    @staticmethod
+    def rss_kb(pid, key="VmRSS"):
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                for line in f:
+                    if line.startswith(key + ":"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
+
+    def sample(self):
+        for s in self.servers:
+            pids = s.pids()
+            kb = sum(self.rss_kb(p) for p in pids)
+            if kb > self.peak[s.kind]:
+                self.peak[s.kind] = kb
+            kb = sum(self.rss_kb(p, "RssAnon") for p in pids)
+            if kb > self.peak_anon[s.kind]:
+                self.peak_anon[s.kind] = kb
+
+    def run(self):
+        while not self.stop_ev.is_set():
+            self.sample()
+            self.stop_ev.wait(0.1)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_ev.set()
+        self.thread.join()
+        self.sample()
+        # A process started for this run: its own high-water mark too.
+        for s in self.servers:
+            if s.kind in ("ccprewarm", "distribution") and s.daemon:
+                hwm = self.rss_kb(s.daemon.pid, "VmHWM")
+                self.peak[s.kind] = max(self.peak[s.kind], hwm)
+
+
+def run_pulls(server, refs, n, tag):
+    """n pull.py clients released at once; returns (wall, [results])."""
+    procs = []
+    outs = []
+    for i in range(n):
+        out = os.path.join(TMP, "pull-%s-%s-%d.json" % (server.kind, tag, i))
+        outs.append(out)
+        argv = [PY, os.path.join(BENCH, "pull.py"), "--url", server.url,
+                "--wait-go", "--out", out]
+        for r in refs:
+            argv += ["--ref", r]
+        procs.append(subprocess.Popen(argv, stdin=subprocess.PIPE))
+    time.sleep(0.3)     # let every client import and be ready
+    t0 = time.monotonic()
+    for p in procs:
+        p.stdin.write(b"go\n")
+        p.stdin.flush()
+    for p in procs:
+        p.stdin.close()
+    for p in procs:
+        p.wait()
+    wall = time.monotonic() - t0
+    results = []
+    for i, out in enumerate(outs):
+        try:
+            with open(out) as f:
+                results.append(json.load(f))
+        except (OSError, ValueError) as e:
+            results.append({"ok": False, "error": {"what": "no result",
+                                                   "error": repr(e)}})
+    for i, r in enumerate(results):
+        if not r.get("ok"):
+            problem("%s %s client %d/%d failed: %s" % (
+                server.kind, tag, i + 1, n,
+                json.dumps(r.get("error"), sort_keys=True)[:2000]))
+    return wall, results
+
+
+def wrk(url, conns, seconds, headers=()):
+    threads = min(2, conns)
+    argv = ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % seconds,
+            "--timeout", "60s"]
+    for h in headers:
+        argv += ["-H", h]
+    argv.append(url)
+    p = subprocess.run(argv, capture_output=True, text=True)
+    out = p.stdout
+    res = {"rps": None, "bytes_per_s": None, "non_2xx": 0, "errors": 0,
+           "raw": out.strip()}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if m:
+        res["rps"] = float(m.group(1))
+    m = re.search(r"(\d+) requests in ([\d.]+)(\w+), ([\d.]+)(\w+) read", out)
+    if m:
+        dur = float(m.group(2)) * {"ms": 1e-3, "s": 1, "m": 60}.get(
+            m.group(3), 1)
+        unit = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30,
+                "TB": 1 << 40}.get(m.group(5), 1)
+        res["bytes_per_s"] = float(m.group(4)) * unit / dur
+        res["requests"] = int(m.group(1))
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        res["non_2xx"] = int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
+                  r"timeout (\d+)", out)
+    if m:
+        res["errors"] = sum(int(x) for x in m.groups())
+    if p.returncode != 0 or res["rps"] is None:
+        problem("wrk %s failed (exit %d): %s %s" % (url, p.returncode,
+                                                    out[-500:],
+                                                    p.stderr[-500:]))
+    elif res["non_2xx"] or res["errors"]:
+        problem("wrk %s: %d non-2xx responses, %d socket errors"
+                % (url, res["non_2xx"], res["errors"]))
+    return res
+
+
+def tail(path, n):
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.path.getsize(path) - 4096))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+        return [ln for ln in lines if ln.strip()][-n:]
+    except OSError:
+        return []
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+# ------------------------------------------------------------------ report
+
+def fig_entry(runs):
+    return {"median": median(runs), "runs": runs}
+
+
+def ratio(figs, fig, a, b):
+    fa = figs.get(fig, {}).get(a, {}).get("median")
+    fb = figs.get(fig, {}).get(b, {}).get("median")
+    if fa is None or not fb:
+        return None
+    return fa / fb
+
+
+FIG_TITLES = [
+    ("cold_pull_s", "1. cold pull, 1 client (s)", "s", False),
+    ("warm_pull_s", "2. warm pull, 1 client (s)", "s", False),
+    ("fanout_wall_s", "3. cold pull, %d clients at once (s)" % CLIENTS, "s",
+     False),
+    ("fanout_amplification", "3. upstream bytes / unique bytes, %d cold "
+     "clients" % CLIENTS, "x", False),
+    ("cold_amplification", "1. upstream bytes / unique bytes, 1 cold client",
+     "x", False),
+    ("tag_manifest_rps", "4. tag manifest GETs/s (32 conns)", "/s", True),
+    ("digest_manifest_rps", "4. digest manifest GETs/s (32 conns)", "/s",
+     True),
+    ("large_blob_MBps", "5. largest blob MB/s (4 conns)", "MB/s", True),
+    ("peak_rss_MB", "6. peak RSS during figure 3 (MB)", "MB", False),
+    ("peak_anon_MB", "6. of which anonymous (MB)", "MB", False),
+]
+
+# What the table shows beside each figure: the issue's target, as a ratio
+# of ccprewarm to another server (or an absolute value).
+TABLE_TARGET = {
+    "cold_pull_s": ("direct", "<= 1.2x direct"),
+    "warm_pull_s": ("direct", "<= 1.0x direct"),
+    "fanout_wall_s": ("direct", ""),
+    "fanout_amplification": (None, "== 1.00"),
+    "tag_manifest_rps": ("nginx", ">= 0.8x nginx"),
+    "digest_manifest_rps": ("nginx", ""),
+    "large_blob_MBps": ("nginx", ">= 0.95x nginx"),
+    "peak_rss_MB": ("distribution", ""),
+}
+
+RATIOS = [
+    ("cold_pull_s", "ccprewarm", "direct"),
+    ("cold_pull_s", "distribution", "direct"),
+    ("cold_pull_s", "nginx", "direct"),
+    ("warm_pull_s", "ccprewarm", "direct"),
+    ("warm_pull_s", "distribution", "direct"),
+    ("warm_pull_s", "ccprewarm", "nginx"),
+    ("warm_pull_s", "distribution", "nginx"),
+    ("fanout_wall_s", "ccprewarm", "direct"),
+    ("fanout_wall_s", "distribution", "direct"),
+    ("fanout_wall_s", "ccprewarm", "distribution"),
+    ("tag_manifest_rps", "ccprewarm", "nginx"),
+    ("tag_manifest_rps", "distribution", "nginx"),
+    ("tag_manifest_rps", "ccprewarm", "distribution"),
+    ("digest_manifest_rps", "ccprewarm", "nginx"),
+    ("digest_manifest_rps", "distribution", "nginx"),
+    ("large_blob_MBps", "ccprewarm", "nginx"),
+    ("large_blob_MBps", "distribution", "nginx"),
+    ("peak_rss_MB", "ccprewarm", "distribution"),
+]
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "-"
+    if unit == "x":
+        return "%.4f" % v
+    if v and abs(v) < 0.1:
+        return "%.3g" % v
+    if abs(v) >= 1000:
+        return "%.0f" % v
+    if abs(v) >= 100:
+        return "%.1f" % v
+    return "%.2f" % v
+
+
+def targets_eval(figs):
+    out = []
+    for fig, who, vs, op, want, what in TARGETS:
+        if vs:
+            val = ratio(figs, fig, who, vs)
+        else:
+            val = figs.get(fig, {}).get(who, {}).get("median")
+        if val is None:
+            met = None
+        elif op == "==":
+            met = abs(val - want) < 0.005
+        elif op == "<=":
+            met = val <= want
+        else:
+            met = val >= want
+        out.append({"figure": fig, "server": who, "vs": vs, "op": op,
+                    "target": want, "value": val, "met": met, "what": what})
+    return out
+
+
+def table_lines(rep, md=False):
+    figs = rep["figures"]
+    lines = []
+    hdr = ["figure"] + list(SERVERS) + ["ccprewarm vs", "target",
+                                        "runs (ccprewarm)"]
+    row = "%-46s %9s %9s %12s %9s  %-17s %-15s %s"
+    if md:
+        lines.append("| " + " | ".join(hdr) + " |")
+        lines.append("|" + "---|" * len(hdr))
+    else:
+        lines.append(row % tuple(hdr))
+    for key, title, unit, _ in FIG_TITLES:
+        f = figs.get(key, {})
+        cells = [fmt(f.get(s, {}).get("median"), unit) for s in SERVERS]
+        runs = f.get("ccprewarm", {}).get("runs", [])
+        rs = " ".join(fmt(x, unit) for x in runs)
+        vs, target = TABLE_TARGET.get(key, (None, ""))
+        rel = ""
+        if vs:
+            r = ratio(figs, key, "ccprewarm", vs)
+            rel = "%s x %s" % (fmt(r), vs) if r is not None else "-"
+        if target:
+            met = [t["met"] for t in rep["targets"] if t["figure"] == key]
+            if met and met[0] is not None:
+                target += " " + ("ok" if met[0] else "MISSED")
+        cells = [title] + cells + [rel, target, rs]
+        if md:
+            lines.append("| " + " | ".join(cells) + " |")
+        else:
+            lines.append(row % tuple(cells))
+    return lines
+
+
+def ratio_lines(rep, md=False):
+    lines = []
+    if md:
+        lines += ["| ratio | median |", "|---|---|"]
+    for fig, a, b in RATIOS:
+        v = rep["ratios"].get("%s:%s/%s" % (fig, a, b))
+        title = "%s: %s / %s" % (fig, a, b)
+        if md:
+            lines.append("| %s | %s |" % (title, fmt(v)))
+        else:
+            lines.append("  %-52s %8s" % (title, fmt(v)))
+    return lines
+
+
+def target_lines(rep, md=False):
+    lines = []
+    if md:
+        lines += ["| target | measured | wanted | met |", "|---|---|---|---|"]
+    for t in rep["targets"]:
+        met = {True: "yes", False: "NO", None: "n/a"}[t["met"]]
+        want = "%s %.2f" % (t["op"], t["target"])
+        if md:
+            lines.append("| %s | %s | %s | %s |" % (
+                t["what"], fmt(t["value"], "x"), want, met))
+        else:
+            lines.append("  %-48s %10s  %-8s %s" % (
+                t["what"], fmt(t["value"], "x"), want, met))
+    return lines
+
+
+def previous_report(exclude):
+    """The newest earlier report of the same set size (else the newest)."""
+    cands = [p for p in glob.glob(os.path.join(PERF, "*.json"))
+             if os.path.basename(p) != "latest.json" and p not in exclude]
+    found = []
+    for p in sorted(cands):
+        try:
+            with open(p) as f:
+                found.append((p, json.load(f)))
+        except (OSError, ValueError):
+            continue
+    same = [(p, r) for p, r in found
+            if r.get("config", {}).get("size_mb") == SIZE_MB]
+    pick = same or found
+    return pick[-1] if pick else (None, None)
+
+
+def change_lines(rep, prev, prev_path, md=False):
+    lines = []
+    if not prev:
+        return lines
+    pc = prev.get("config", {})
+    note = ""
+    if pc.get("size_mb") != rep["config"]["size_mb"]:
+        note = " (different set size: %s MB then, not comparable)" \
+            % pc.get("size_mb")
+    head = "change vs %s%s (informational, never fails):" % (
+        os.path.relpath(prev_path, TOP), note)
+    lines.append(head)
+    if md:
+        lines += ["", "| figure | server | then | now | change |",
+                  "|---|---|---|---|---|"]
+    for key, title, unit, higher_better in FIG_TITLES:
+        for s in SERVERS:
+            now = rep["figures"].get(key, {}).get(s, {}).get("median")
+            then = prev.get("figures", {}).get(key, {}).get(s, {}).get(
+                "median")
+            if now is None or not then:
+                continue
+            ch = (now - then) / then * 100
+            better = (ch > 0) == higher_better if abs(ch) >= 0.5 else None
+            tag = {True: "better", False: "worse", None: "same"}[better]
+            if md:
+                lines.append("| %s | %s | %s | %s | %+.1f%% %s |" % (
+                    key, s, fmt(then, unit), fmt(now, unit), ch, tag))
+            else:
+                lines.append("  %-22s %-12s %10s -> %-10s %+7.1f%% %s" % (
+                    key, s, fmt(then, unit), fmt(now, unit), ch, tag))
+    return lines
+
+
+def write_reports(rep, stamp):
+    os.makedirs(PERF, exist_ok=True)
+    jpath = os.path.join(PERF, stamp + ".json")
+    mpath = os.path.join(PERF, stamp + ".md")
+    prev_path, prev = previous_report({jpath})
+    rep["previous"] = os.path.basename(prev_path) if prev_path else None
+    with open(jpath, "w") as f:
+        json.dump(rep, f, indent=1, sort_keys=True)
+        f.write("\n")
+    shutil.copyfile(jpath, os.path.join(PERF, "latest.json"))
+    c = rep["config"]
+    s = rep["set"]
+    md = ["# ccprewarm benchmark %s" % rep["date"], "",
+          "`make bench` (tests/bench/run.sh); see README.md here for what "
+          "each figure means.  Medians of %d runs; shared, noisy 2-core VM: "
+          "read the ratios, not the absolute numbers." % c["reps"], "",
+          "- commit: `%s`" % rep["git"],
+          "- machine: %s, %d cores, %s, kernel %s; load average %s at "
+          "the start, %s at the end (other work on the box shows here)" % (
+              rep["machine"]["cpu"], rep["machine"]["cores"],
+              rep["machine"]["mem"], rep["machine"]["kernel"],
+              rep["machine"]["loadavg_start"],
+              rep["machine"]["loadavg_end"]),
+          "- set: %d images (pulled as linux/amd64), %.1f MB unique per "
+          "client pull (%d objects), largest blob %.1f MB; seed.py "
+          "--size-mb %s --large-layers %d --seed %d" % (
+              len(s["refs"]), s["unique_bytes"] / 1e6, s["unique_objects"],
+              s["largest_blob_bytes"] / 1e6, c["size_mb"],
+              c["large_layers"], c["seed"]),
+          "- versions: %s" % ", ".join("%s %s" % kv for kv in
+                                       sorted(rep["versions"].items())),
+          "", "## Figures (median)", ""]
+    md += table_lines(rep, md=True)
+    md += ["", "## Targets (from the issue)", ""]
+    md += target_lines(rep, md=True)
+    md += ["", "## Ratios", ""]
+    md += ratio_lines(rep, md=True)
+    md += ["", "## Upstream traffic, figure 3 (median run)", "",
+           "| server | GET bytes | unique bytes | GETs | blob GETs | "
+           "HEADs |", "|---|---|---|---|---|---|"]
+    for srv, t in sorted(rep.get("fanout_traffic", {}).items()):
+        md.append("| %s | %d | %d | %d | %d | %d |" % (
+            srv, t["get_bytes"], s["unique_bytes"], t["gets"],
+            t["blob_gets"], t["heads"]))
+    if prev:
+        md += [""] + change_lines(rep, prev, prev_path, md=True)
+    md += ["", "## Problems seen", ""]
+    md += ["- " + p for p in rep["problems"]] or ["none"]
+    if rep.get("notes"):
+        md += ["", "## Notes", ""] + rep["notes"]
+    with open(mpath, "w") as f:
+        f.write("\n".join(md) + "\n")
+    return jpath, mpath, prev_path, prev
+
+
+# ------------------------------------------------------------------ main
+
+def versions():
+    v = {}
+
+    def first(argv):
+        try:
+            p = subprocess.run(argv, capture_output=True, text=True)
+            return (p.stdout + p.stderr).strip().splitlines()[0]
+        except (OSError, IndexError):
+            return "?"
+    v["ccprewarm"] = first([CCP_BIN, "version"])
+    v["docker-registry"] = first(["docker-registry", "--version"])
+    v["nginx"] = first(["nginx", "-v"])
+    v["wrk"] = first(["wrk", "--version"]).split("Copyright")[0].strip()
+    v["python"] = platform.python_version()
+    return v
+
+
+def machine():
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        with open("/proc/meminfo") as f:
+            mem = "%.0f GB RAM" % (int(f.readline().split()[1]) / 1e6)
+    except (OSError, ValueError, IndexError):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "mem": mem,
+            "kernel": platform.release(), "loadavg_end": loadavg()}
+
+
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def git_rev():
+    try:
+        return subprocess.run(["git", "-C", TOP, "describe", "--always",
+                               "--dirty"], capture_output=True,
+                              text=True).stdout.strip() or "?"
+    except OSError:
+        return "?"
+
+
+def seed_upstream(up):
+    seed_json = os.path.join(TMP, "seed.json")
+    argv = [PY, os.path.join(TOP, "tests", "tools", "seed.py"),
+            "--registry", up.url, "--out", seed_json,
+            "--size-mb", str(SIZE_MB), "--large-layers", str(LARGE_LAYERS),
+            "--cache", CACHE, "--seed", str(SEED)]
+    t0 = time.monotonic()
+    with open(os.path.join(OUT, "seed.log"), "ab") as lf:
+        p = subprocess.run(argv, stdout=lf, stderr=lf)
+    if p.returncode != 0:
+        raise SystemExit("bench: seed.py failed, see %s"
+                         % os.path.join(OUT, "seed.log"))
+    log("seeded %s in %.1f s" % (up.url, time.monotonic() - t0))
+    with open(seed_json) as f:
+        return json.load(f)
+
+
+def on_term(signum, frame):
+    raise SystemExit("bench: signal %d, stopping" % signum)
+
+
+def main():
+    signal.signal(signal.SIGTERM, on_term)
+    os.makedirs(OUT, exist_ok=True)
+    os.makedirs(os.path.join(TMP, "pids"), exist_ok=True)
+    for name in ("upstream.log", "ccprewarm.log", "distribution.log",
+                 "nginx.log", "seed.log"):
+        open(os.path.join(OUT, name), "w").close()
+    t_start = time.monotonic()
+    load_start = loadavg()
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M")
+    log("set %.0f MB, %d reps, %d clients for figure 3; logs in %s"
+        % (SIZE_MB, REPS, CLIENTS, os.path.relpath(OUT, TOP)))
+
+    up = Upstream()
+    servers = {}
+    try:
+        up.start()
+        seed = seed_upstream(up)
+        refs = [img["ref"] for img in seed["images"]]
+        blobdir = os.path.join(CACHE, "g1-s%d-b%d-l%d" % (
+            SEED, int(SIZE_MB * (1 << 20)), LARGE_LAYERS), "blobs")
+        if not os.path.isdir(blobdir):
+            raise SystemExit("bench: generated blobs not at %s" % blobdir)
+        ngx = Nginx()
+        ngx.populate(seed, up.url, blobdir)
+        servers = {"direct": up, "ccprewarm": Ccprewarm(up),
+                   "distribution": Distribution(up), "nginx": ngx}
+
+        # The set one client pulls (from a first pull of the upstream, which
+        # also warms the upstream's page cache and checks the seed).
+        wall, res = run_pulls(up, refs, 1, "probe")
+        if not res[0].get("ok"):
+            raise SystemExit("bench: pulling from the upstream itself "
+                             "failed: %s" % res[0].get("error"))
+        unique = res[0]["digests"]
+        unique_bytes = sum(unique.values())
+        blob_sizes = {d: b["size"] for d, b in seed["blobs"].items()}
+        big = max((d for d in unique if d in blob_sizes),
+                  key=lambda d: blob_sizes[d])
+        big_repo = seed["blobs"][big]["repo"]
+        log("one pull: %d objects, %.1f MB; largest blob %.1f MB"
+            % (len(unique), unique_bytes / 1e6, blob_sizes[big] / 1e6))
+
+        figs = {k: {} for k, _, _, _ in FIG_TITLES}
+        runs = {k: {s: [] for s in SERVERS} for k, _, _, _ in FIG_TITLES}
+        cold_traffic = {s: [] for s in SERVERS}
+        fan_traffic = {s: [] for s in SERVERS}
+
+        def check_unique(srv, r, what):
+            if r.get("ok") and r["unique_bytes"] != unique_bytes:
+                problem("%s %s: pulled %d unique bytes, the upstream gives "
+                        "%d" % (srv, what, r["unique_bytes"], unique_bytes))
+
+        def died(srv, what):
+            """Did the server exit during a run (nobody here stopped it)?"""
+            d = srv.daemon
+            if d is None or d.proc.poll() is None:
+                return False
+            problem("%s exited during %s (status %s), not stopped by the "
+                    "bench; the run is repeated.  Last log lines: %s" % (
+                        srv.kind, what, d.proc.returncode,
+                        " | ".join(tail(d.logpath, 4))))
+            srv.daemon = None
+            d._forget()
+            return True
+
+        def single(rep, kind):
+            """Figures 1 and 2 for one server; False to do it again."""
+            srv = servers[kind]
+            srv.restart_cold()
+            up.quiesce(idle=0.5)
+            off = up.log_offset()
+            wall, res = run_pulls(srv, refs, 1, "cold%d" % rep)
+            if died(srv, "cold pull %d" % (rep + 1)):
+                return False
+            r = res[0]
+            check_unique(kind, r, "cold pull")
+            if r.get("ok"):
+                runs["cold_pull_s"][kind].append(wall)
+                if kind != "nginx":
+                    up.quiesce()
+                    t = up.traffic(off)
+                    cold_traffic[kind].append(t)
+                    runs["cold_amplification"][kind].append(
+                        t["get_bytes"] / unique_bytes)
+            # The upstream and nginx have no cache: warm is measured again
+            # all the same, so that it has its own runs.
+            wall2, res2 = run_pulls(srv, refs, 1, "warm%d" % rep)
+            if died(srv, "warm pull %d" % (rep + 1)):
+                return False
+            check_unique(kind, res2[0], "warm pull")
+            if res2[0].get("ok"):
+                runs["warm_pull_s"][kind].append(wall2)
+                xc = res2[0].get("x_cache", {})
+                if kind == "ccprewarm" and set(xc) - {"HIT"}:
+                    problem("ccprewarm warm pull: X-Cache %s (expected only "
+                            "HIT)" % xc)
+            log("rep %d %-12s cold %.2f s  warm %.2f s" % (
+                rep + 1, kind, wall, wall2))
+            return True
+
+        def fanout(rep, kind):
+            """Figures 3 and 6 for one server; False to do it again."""
+            srv = servers[kind]
+            srv.restart_cold()
+            up.quiesce(idle=0.5)
+            off = up.log_offset()
+            with RssSampler([srv]) as rss:
+                wall, res = run_pulls(srv, refs, CLIENTS, "fan%d" % rep)
+            if died(srv, "figure 3 run %d" % (rep + 1)):
+                return False
+            for r in res:
+                check_unique(kind, r, "figure 3 pull")
+            if not all(r.get("ok") for r in res):
+                log("rep %d %-12s %d clients: failed, not counted"
+                    % (rep + 1, kind, CLIENTS))
+                return True
+            runs["fanout_wall_s"][kind].append(wall)
+            runs["peak_rss_MB"][kind].append(rss.peak[kind] / 1024.0)
+            runs["peak_anon_MB"][kind].append(rss.peak_anon[kind] / 1024.0)
+            amp = ""
+            if kind != "nginx":
+                up.quiesce()
+                t = up.traffic(off)
+                fan_traffic[kind].append(t)
+                runs["fanout_amplification"][kind].append(
+                    t["get_bytes"] / unique_bytes)
+                amp = ", upstream/unique %.4f" % (t["get_bytes"]
+                                                  / unique_bytes)
+                if kind == "direct" and t["get_bytes"] != \
+                        CLIENTS * unique_bytes:
+                    problem("measurement: the upstream logged %d GET bytes "
+                            "for %d direct clients, expected %d" % (
+                                t["get_bytes"], CLIENTS,
+                                CLIENTS * unique_bytes))
+            log("rep %d %-12s %d clients %.2f s, peak RSS %.1f MB%s" % (
+                rep + 1, kind, CLIENTS, wall, rss.peak[kind] / 1024.0, amp))
+            return True
+
+        # Servers interleaved within each rep so that noise spreads over
+        # all of them.
+        t_phase = time.monotonic()
+        for fn in (single, fanout):
+            for rep in range(REPS):
+                for kind in ("direct", "nginx", "ccprewarm", "distribution"):
+                    if not fn(rep, kind):
+                        fn(rep, kind)
+            log("%s: %.0f s" % (fn.__name__, time.monotonic() - t_phase))
+            t_phase = time.monotonic()
+
+        # Figures 4 and 5 on the warm servers (the last figure 3 filled
+        # them).  A tag is read once first, so that the run starts warm.
+        big_img = [i for i in seed["images"] if i["repo"] == "library/alpine"]
+        img = big_img[0] if big_img else seed["images"][0]
+        tag = img["tags"][0]
+        pdig = [p["digest"] for p in img["platforms"]
+                if p["platform"]["architecture"] == "amd64"][0]
+        wrk_targets = [
+            ("tag_manifest_rps", "/v2/%s/manifests/%s" % (img["repo"], tag),
+             32, ["Accept: " + ACCEPT], "rps"),
+            ("digest_manifest_rps", "/v2/%s/manifests/%s"
+             % (img["repo"], pdig), 32, ["Accept: " + ACCEPT], "rps"),
+            ("large_blob_MBps", "/v2/%s/blobs/%s" % (big_repo, big), 4, [],
+             "bytes_per_s"),
+        ]
+        wrk_raw = {}
+        for rep in range(REPS):
+            for key, path, conns, hdrs, field in wrk_targets:
+                for kind in ("nginx", "ccprewarm", "distribution", "direct"):
+                    if kind == "direct" and key != "large_blob_MBps":
+                        continue
+                    srv = servers[kind]
+                    if died(srv, "figures 4-5") or srv.daemon is None:
+                        srv.start()
+                        run_pulls(srv, refs, 1, "rewarm")
+                    st, _, body = http_get(srv.url + path,
+                                           {"Accept": ACCEPT}, timeout=600)
+                    if st != 200:
+                        problem("%s GET %s before wrk: %d %s" % (
+                            kind, path, st, body[:300]))
+                        continue
+                    w = wrk(srv.url + path, conns, WRK_SECONDS, hdrs)
+                    if died(srv, "wrk %s" % key):
+                        continue
+                    wrk_raw.setdefault("%s %s" % (key, kind), []).append(
+                        w["raw"])
+                    v = w[field]
+                    if v is not None and field == "bytes_per_s":
+                        v = v / 1e6
+                    if not (w["non_2xx"] or w["errors"]):
+                        runs[key][kind].append(v)
+                    log("rep %d %-20s %-12s %s" % (rep + 1, key, kind,
+                                                   fmt(v)))
+
+        for key in runs:
+            for kind in SERVERS:
+                if runs[key][kind]:
+                    figs[key][kind] = fig_entry(runs[key][kind])
+    finally:
+        for s in list(servers.values())[::-1]:
+            if s is not up:
+                s.stop()
+        up.stop()
+
+    def med_traffic(ts):
+        if not ts:
+            return None
+        ts = sorted(ts, key=lambda t: t["get_bytes"])
+        return ts[len(ts) // 2]
+
+    rep = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "git": git_rev(),
+        "machine": dict(machine(), loadavg_start=load_start),
+        "versions": versions(),
+        "config": {"size_mb": SIZE_MB, "reps": REPS, "clients": CLIENTS,
+                   "wrk_seconds": WRK_SECONDS, "large_layers": LARGE_LAYERS,
+                   "seed": SEED, "layer_downloads_per_client": 3,
+                   "wrk_manifest_connections": 32,
+                   "wrk_blob_connections": 4,
+                   "manifest_image": img["repo"] + ":" + tag},
+        "set": {"refs": refs, "unique_bytes": unique_bytes,
+                "unique_objects": len(unique),
+                "largest_blob": big, "largest_blob_bytes": blob_sizes[big],
+                "seed_total_blob_bytes": seed["total_blob_bytes"]},
+        "figures": figs,
+        "units": {k: u for k, _, u, _ in FIG_TITLES},
+        "cold_traffic": {k: med_traffic(v) for k, v in cold_traffic.items()
+                         if v},
+        "fanout_traffic": {k: med_traffic(v) for k, v in fan_traffic.items()
+                           if v},
+        "wrk_output": wrk_raw,
+        "problems": PROBLEMS,
+        "runtime_s": round(time.monotonic() - t_start, 1),
+    }
+    rep["ratios"] = {"%s:%s/%s" % (f, a, b): ratio(figs, f, a, b)
+                     for f, a, b in RATIOS}
+    rep["targets"] = targets_eval(figs)
+
+    print()
+    print("ccprewarm bench: %.0f MB set (%.1f MB per pull, largest blob "
+          "%.1f MB), medians of %d, %s" % (
+              SIZE_MB, unique_bytes / 1e6, blob_sizes[big] / 1e6, REPS,
+              rep["git"]))
+    print("shared, noisy %d-core VM (load average %s at the start, %s at "
+          "the end): read medians and ratios, not absolutes" % (
+              os.cpu_count(), load_start, rep["machine"]["loadavg_end"]))
+    print()
+    print("\n".join(table_lines(rep)))
+    print()
+    print("targets (from the issue):")
+    print("\n".join(target_lines(rep)))
+    print()
+    print("ratios:")
+    print("\n".join(ratio_lines(rep)))
+    if WRITE_REPORT:
+        jpath, mpath, prev_path, prev = write_reports(rep, stamp)
+        if prev:
+            print()
+            print("\n".join(change_lines(rep, prev, prev_path)))
+        print()
+        print("report: %s, %s, docs/perf/latest.json" % (
+            os.path.relpath(mpath, TOP), os.path.relpath(jpath, TOP)))
+    print()
+    if PROBLEMS:
+        print("problems seen (%d):" % len(PROBLEMS))
+        for p in PROBLEMS:
+            print("  - " + p)
+    else:
+        print("problems seen: none")
+    print("runtime %.0f s" % rep["runtime_s"])
+
+
+if __name__ == "__main__":
+    main()
