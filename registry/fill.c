@@ -520,10 +520,9 @@ fill_done_cb(void *arg, enum upstream_result res, const char *why)
 		return;
 	}
 	if (res == UPSTREAM_OK && f->status != 200 && f->status != 206) {
-		char msg[64];
-
-		f->srv->ctr.upstream_errors++;
-		snprintf(msg, sizeof msg, "upstream answered %ld", f->status);
+		/* an answer (404, 401, ...), not a failure of the upstream */
+		if (f->status >= 500 || f->status == 429)
+			f->srv->ctr.upstream_errors++;
 		log_info("upstream '%s' answered %ld for %s",
 		    upstream_name(f->up), f->status, f->repo);
 		fill_fail(f,

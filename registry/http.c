@@ -202,8 +202,11 @@ http_headers(
 		snprintf(num, sizeof num, "%" PRId64, length);
 		evhttp_add_header(h, "Content-Length", num);
 	}
-	if (http_cache_names[r->cache] != NULL)
-		evhttp_add_header(h, "X-Cache", http_cache_names[r->cache]);
+	/* Not served from the store (an error, a pass-through, a local
+	 * reply) is a MISS too: every response says where it came from. */
+	evhttp_add_header(h, "X-Cache",
+	    http_cache_names[r->cache != REQ_CACHE_NONE ? r->cache :
+							   REQ_CACHE_MISS]);
 }
 
 /*
