@@ -61,7 +61,7 @@ struct fill {
 	struct event *wake_ev;
 	int64_t start_ms;
 	int64_t upstream_ms;
-	char why[96]; /* failure, for subscribers */
+	char why[96];	/* failure, for subscribers */
 	int persist_rc; /* set by the worker */
 	int persist_failed;
 };

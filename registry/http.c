@@ -49,6 +49,17 @@ static const struct http_handler {
     {ROUTE_ADMIN, HTTP_M_GET | HTTP_M_POST | HTTP_M_DELETE, 0, admin_handle},
 };
 
+static const struct http_method {
+	enum evhttp_cmd_type cmd;
+	enum req_method method;
+	int mask;
+} http_methods_table[] = {
+    {EVHTTP_REQ_GET, REQ_GET, HTTP_M_GET},
+    {EVHTTP_REQ_HEAD, REQ_HEAD, HTTP_M_HEAD},
+    {EVHTTP_REQ_POST, REQ_POST, HTTP_M_POST},
+    {EVHTTP_REQ_DELETE, REQ_DELETE, HTTP_M_DELETE},
+};
+
 static const char *const http_cache_names[] = {
     [REQ_CACHE_NONE] = NULL,
     [REQ_CACHE_HIT] = "HIT",
@@ -205,8 +216,8 @@ http_headers(
 	/* Not served from the store (an error, a pass-through, a local
 	 * reply) is a MISS too: every response says where it came from. */
 	evhttp_add_header(h, "X-Cache",
-	    http_cache_names[r->cache != REQ_CACHE_NONE ? r->cache :
-							   REQ_CACHE_MISS]);
+	    http_cache_names[r->cache != REQ_CACHE_NONE ? r->cache
+							: REQ_CACHE_MISS]);
 }
 
 /*
@@ -609,27 +620,14 @@ http_request_cb(struct evhttp_request *ev, void *arg)
 	r->start_ms = clock_now_ms();
 	r->upstream_ms = -1;
 	r->path = xstrdup(evhttp_request_get_uri(ev));
-	switch (evhttp_request_get_command(ev)) {
-	case EVHTTP_REQ_GET:
-		r->method = REQ_GET;
-		m = HTTP_M_GET;
-		break;
-	case EVHTTP_REQ_HEAD:
-		r->method = REQ_HEAD;
-		m = HTTP_M_HEAD;
-		break;
-	case EVHTTP_REQ_POST:
-		r->method = REQ_POST;
-		m = HTTP_M_POST;
-		break;
-	case EVHTTP_REQ_DELETE:
-		r->method = REQ_DELETE;
-		m = HTTP_M_DELETE;
-		break;
-	default:
-		r->method = REQ_OTHER;
-		m = 0;
-		break;
+	r->method = REQ_OTHER;
+	m = 0;
+	for (i = 0; i < nitems(http_methods_table); i++) {
+		if (http_methods_table[i].cmd ==
+		    evhttp_request_get_command(ev)) {
+			r->method = http_methods_table[i].method;
+			m = http_methods_table[i].mask;
+		}
 	}
 	TAILQ_INSERT_TAIL(&srv->reqs, r, entry);
 	srv->nreqs++;

@@ -30,9 +30,9 @@ TAILQ_HEAD(pool_jobs, pool_job);
 struct pool {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	struct pool_jobs todo;	/* guarded by mu */
-	struct pool_jobs done;	/* guarded by mu */
-	int stopping;		/* guarded by mu */
+	struct pool_jobs todo; /* guarded by mu */
+	struct pool_jobs done; /* guarded by mu */
+	int stopping;	       /* guarded by mu */
 	pthread_t *threads;
 	size_t nthreads;
 	int pipe[2];
@@ -51,7 +51,7 @@ pool_thread(void *arg)
 		while (TAILQ_EMPTY(&p->todo) && !p->stopping)
 			pthread_cond_wait(&p->cv, &p->mu);
 		if ((j = TAILQ_FIRST(&p->todo)) == NULL)
-			break;	/* stopping, nothing left */
+			break; /* stopping, nothing left */
 		TAILQ_REMOVE(&p->todo, j, entry);
 		pthread_mutex_unlock(&p->mu);
 		j->work(j->arg);
@@ -107,23 +107,24 @@ pool_new(struct event_base *base, size_t nthreads)
 	if (pipe2(p->pipe, O_NONBLOCK | O_CLOEXEC) == -1)
 		fatal("cannot create the worker pool's pipe: %s",
 		    strerror(errno));
-	p->ev = event_new(base, p->pipe[0], EV_READ | EV_PERSIST,
-	    pool_event_cb, p);
+	p->ev =
+	    event_new(base, p->pipe[0], EV_READ | EV_PERSIST, pool_event_cb, p);
 	if (p->ev == NULL || event_add(p->ev, NULL) == -1)
 		fatal("cannot watch the worker pool's pipe");
 	p->threads = xcalloc(nthreads, sizeof *p->threads);
 	for (i = 0; i < nthreads; i++) {
-		if ((err = pthread_create(&p->threads[i], NULL, pool_thread,
-			 p)) != 0)
-			fatal("cannot start a worker thread: %s", strerror(err));
+		if ((err = pthread_create(
+			 &p->threads[i], NULL, pool_thread, p)) != 0)
+			fatal(
+			    "cannot start a worker thread: %s", strerror(err));
 		p->nthreads++;
 	}
 	return p;
 }
 
 void
-pool_submit(struct pool *p, void (*work)(void *), void (*done)(void *),
-    void *arg)
+pool_submit(
+    struct pool *p, void (*work)(void *), void (*done)(void *), void *arg)
 {
 	struct pool_job *j = xcalloc(1, sizeof *j);
 

@@ -328,8 +328,8 @@ struct pool;
 
 struct pool *pool_new(struct event_base *, size_t nthreads);
 /* work runs on a worker thread; done later on the loop's thread. */
-void pool_submit(struct pool *, void (*work)(void *), void (*done)(void *),
-    void *arg);
+void pool_submit(
+    struct pool *, void (*work)(void *), void (*done)(void *), void *arg);
 /* Finishes what was submitted (running its done callbacks), then frees. */
 void pool_free(struct pool *);
 
@@ -436,7 +436,7 @@ struct server {
 	struct blobstore *store;
 	struct db *db;
 	struct upstream_client *uc;
-	struct pool *pool;		/* fsync + rename of stored blobs */
+	struct pool *pool; /* fsync + rename of stored blobs */
 	struct upstream *upstreams[SERVER_MAX_UPSTREAMS];
 	size_t nupstreams;
 	TAILQ_HEAD(, req) reqs; /* every live request */

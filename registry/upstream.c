@@ -986,9 +986,9 @@ upstream_xfer_setup(struct upstream_xfer *x)
 	bad |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK;
-	/* Bigger reads: fewer write callbacks, pwrites and wake-ups per blob. */
-	bad |= curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024) !=
-	    CURLE_OK;
+	/* Bigger reads: fewer write callbacks, pwrites and wake-ups per blob.
+	 */
+	bad |= curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
 		   client->connect_timeout_ms) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L) != CURLE_OK;

@@ -488,25 +488,47 @@ out:
 	return rc;
 }
 
-int
-db_blob_put(struct db *db, const struct digest *d, const struct db_blob *b)
+/* One record written in its own transaction; 0 or -1 (logged). */
+static int
+db_put1(struct db *db, MDB_dbi dbi, MDB_val k, MDB_val v, const char *what,
+    const char *subject)
 {
-	unsigned char buf[DB_BLOB_VAL_MAX];
-	char ds[DIGEST_STRLEN];
 	MDB_txn *txn = NULL;
-	MDB_val k, v;
 	int err, rc = -1;
 
-	digest_format(d, ds);
 	if (db_txn_begin(db, 0, &txn) == -1)
 		return -1;
-	k = db_val(d->b, DIGEST_LEN);
-	v = db_val(buf, db_blob_encode(b, buf));
-	if ((err = mdb_put(txn, db->blobs, &k, &v, 0)) != 0) {
-		db_log(db, "write blob record", ds, err);
+	if ((err = mdb_put(txn, dbi, &k, &v, 0)) != 0) {
+		db_log(db, what, subject, err);
 		goto out;
 	}
-	if (db_txn_commit(db, &txn, "write blob record", ds) == -1)
+	if (db_txn_commit(db, &txn, what, subject) == -1)
+		goto out;
+	rc = 0;
+out:
+	db_txn_abort(&txn);
+	return rc;
+}
+
+/* One record deleted in its own transaction; 0, 1 if absent, -1. */
+static int
+db_del1(struct db *db, MDB_dbi dbi, MDB_val k, const char *what,
+    const char *subject)
+{
+	MDB_txn *txn = NULL;
+	int err, rc = -1;
+
+	if (db_txn_begin(db, 0, &txn) == -1)
+		return -1;
+	if ((err = mdb_del(txn, dbi, &k, NULL)) == MDB_NOTFOUND) {
+		rc = 1;
+		goto out;
+	}
+	if (err != 0) {
+		db_log(db, what, subject, err);
+		goto out;
+	}
+	if (db_txn_commit(db, &txn, what, subject) == -1)
 		goto out;
 	rc = 0;
 out:
@@ -515,31 +537,24 @@ out:
 }
 
 int
+db_blob_put(struct db *db, const struct digest *d, const struct db_blob *b)
+{
+	unsigned char buf[DB_BLOB_VAL_MAX];
+	char ds[DIGEST_STRLEN];
+
+	digest_format(d, ds);
+	return db_put1(db, db->blobs, db_val(d->b, DIGEST_LEN),
+	    db_val(buf, db_blob_encode(b, buf)), "write blob record", ds);
+}
+
+int
 db_blob_del(struct db *db, const struct digest *d)
 {
 	char ds[DIGEST_STRLEN];
-	MDB_txn *txn = NULL;
-	MDB_val k;
-	int err, rc = -1;
 
 	digest_format(d, ds);
-	if (db_txn_begin(db, 0, &txn) == -1)
-		return -1;
-	k = db_val(d->b, DIGEST_LEN);
-	if ((err = mdb_del(txn, db->blobs, &k, NULL)) == MDB_NOTFOUND) {
-		rc = 1;
-		goto out;
-	}
-	if (err != 0) {
-		db_log(db, "delete blob record", ds, err);
-		goto out;
-	}
-	if (db_txn_commit(db, &txn, "delete blob record", ds) == -1)
-		goto out;
-	rc = 0;
-out:
-	db_txn_abort(&txn);
-	return rc;
+	return db_del1(
+	    db, db->blobs, db_val(d->b, DIGEST_LEN), "delete blob record", ds);
 }
 
 /*
@@ -666,28 +681,13 @@ db_tag_put(struct db *db, const char *upstream, const char *repo,
 {
 	unsigned char key[DB_KEY_BUF], buf[DB_TAG_VAL_MAX];
 	char name[DB_KEY_BUF + 8];
-	MDB_txn *txn = NULL;
-	MDB_val k, v;
 	size_t klen;
-	int err, rc = -1;
 
 	if (db_tag_key(
 		db, upstream, repo, tag, key, &klen, name, sizeof name) == -1)
 		return -1;
-	if (db_txn_begin(db, 0, &txn) == -1)
-		return -1;
-	k = db_val(key, klen);
-	v = db_val(buf, db_tag_encode(t, buf));
-	if ((err = mdb_put(txn, db->tags, &k, &v, 0)) != 0) {
-		db_log(db, "write tag", name, err);
-		goto out;
-	}
-	if (db_txn_commit(db, &txn, "write tag", name) == -1)
-		goto out;
-	rc = 0;
-out:
-	db_txn_abort(&txn);
-	return rc;
+	return db_put1(db, db->tags, db_val(key, klen),
+	    db_val(buf, db_tag_encode(t, buf)), "write tag", name);
 }
 
 /* Counters ----------------------------------------------------------------- */
@@ -917,47 +917,18 @@ out:
 int
 db_job_put(struct db *db, const char *id, const void *val, size_t len)
 {
-	MDB_txn *txn = NULL;
-	MDB_val k, v;
-	int err, rc = -1;
-
-	if (db_txn_begin(db, 0, &txn) == -1)
-		return -1;
-	k = db_val(id, strlen(id));
-	v = db_val(val, len);
-	if ((err = mdb_put(txn, db->jobs, &k, &v, 0)) != 0) {
-		db_log(db, "write job", id, err);
-		goto out;
-	}
-	if (db_txn_commit(db, &txn, "write job", id) == -1)
-		goto out;
-	rc = 0;
-out:
-	db_txn_abort(&txn);
-	return rc;
+	return db_put1(db, db->jobs, db_val(id, strlen(id)), db_val(val, len),
+	    "write job", id);
 }
 
 int
 db_job_del(struct db *db, const char *id)
 {
-	MDB_txn *txn = NULL;
-	MDB_val k;
-	int err, rc = -1;
-
-	if (db_txn_begin(db, 0, &txn) == -1)
+	/* an absent job is already deleted */
+	if (db_del1(db, db->jobs, db_val(id, strlen(id)), "delete job", id) ==
+	    -1)
 		return -1;
-	k = db_val(id, strlen(id));
-	if ((err = mdb_del(txn, db->jobs, &k, NULL)) != 0 &&
-	    err != MDB_NOTFOUND) {
-		db_log(db, "delete job", id, err);
-		goto out;
-	}
-	if (db_txn_commit(db, &txn, "delete job", id) == -1)
-		goto out;
-	rc = 0;
-out:
-	db_txn_abort(&txn);
-	return rc;
+	return 0;
 }
 
 int

@@ -103,8 +103,8 @@ int blobstore_tmp_commit(
  * persist (fsync, rename into place, fsync the directory) touches only this
  * temp file and the file system, so it may run on a worker thread.
  */
-int blobstore_tmp_verify(struct blobstore_tmp *, const struct digest *want,
-    struct digest *got);
+int blobstore_tmp_verify(
+    struct blobstore_tmp *, const struct digest *want, struct digest *got);
 int blobstore_tmp_persist(struct blobstore_tmp *);
 /* Closes; unlinks the temp file unless committed.  NULL-safe. */
 void blobstore_tmp_free(struct blobstore_tmp *);
