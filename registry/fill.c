@@ -649,7 +649,12 @@ fill_new(struct server *srv, const struct fill_key *k)
 	TAILQ_INSERT_TAIL(&srv->fills, f, entry);
 	f->listed = 1;
 	f->hold++;
-	fill_start_xfer(f);
+	if (f->tmp != NULL && blobstore_tmp_complete(f->tmp)) {
+		/* an earlier run had all of it: no upstream request at all */
+		f->state = FILL_STREAMING;
+		fill_commit_blob(f);
+	} else
+		fill_start_xfer(f);
 	f->hold--;
 	if (f->state == FILL_FAILED) {
 		fill_maybe_free(f);
@@ -748,6 +753,12 @@ fill_attach(struct req *r, enum fill_kind kind)
 	r->fill = f;
 	r->state = REQ_WAITING;
 	r->cache = joined ? REQ_CACHE_COALESCED : REQ_CACHE_MISS;
+	if (fill_verified(f)) {
+		/* complete and verified on disk, only not renamed yet */
+		r->cache = REQ_CACHE_HIT;
+		joined = 0;
+		fill_wake(f);
+	}
 	TAILQ_INSERT_TAIL(&f->waiters, r, wentry);
 	if (joined) {
 		r->srv->ctr.coalesced++;

@@ -48,6 +48,7 @@ struct blobstore_tmp {
 	struct digest_ctx *hash;
 	int partial; /* per-digest, kept for resuming if not finished */
 	struct digest digest; /* once verified */
+	int complete;	      /* resumed file already hashes to its digest */
 };
 
 static int
@@ -267,10 +268,23 @@ blobstore_tmp_resume(struct blobstore *bs, const struct digest *d)
 		return NULL;
 	}
 	t->synced = t->size;
-	if (t->size > 0)
-		log_info("resuming '%s' from byte %llu", ds,
-		    (unsigned long long)t->size);
+	if (t->size > 0) {
+		struct digest have;
+
+		/* stopped between the last byte and the rename? */
+		digest_ctx_peek(t->hash, &have);
+		t->complete = digest_equal(&have, d);
+		log_info("resuming '%s' from byte %llu%s", ds,
+		    (unsigned long long)t->size,
+		    t->complete ? " (complete)" : "");
+	}
 	return t;
+}
+
+int
+blobstore_tmp_complete(const struct blobstore_tmp *t)
+{
+	return t->complete;
 }
 
 struct blobstore_tmp *

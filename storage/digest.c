@@ -117,6 +117,19 @@ digest_ctx_final(struct digest_ctx *ctx, struct digest *out)
 }
 
 void
+digest_ctx_peek(const struct digest_ctx *ctx, struct digest *out)
+{
+	EVP_MD_CTX *copy;
+	unsigned int n = 0;
+
+	if ((copy = EVP_MD_CTX_new()) == NULL ||
+	    EVP_MD_CTX_copy_ex(copy, ctx->md) != 1 ||
+	    EVP_DigestFinal_ex(copy, out->b, &n) != 1 || n != DIGEST_LEN)
+		fatal("cannot copy sha256 state: openssl failure");
+	EVP_MD_CTX_free(copy);
+}
+
+void
 digest_ctx_reset(struct digest_ctx *ctx)
 {
 	if (EVP_DigestInit_ex(ctx->md, EVP_sha256(), NULL) != 1)

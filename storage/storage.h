@@ -43,6 +43,8 @@ void digest_ctx_update(struct digest_ctx *, const void *, size_t);
 /* Finishes into out; the context may then only be reset or freed. */
 void digest_ctx_final(struct digest_ctx *, struct digest *out);
 void digest_ctx_reset(struct digest_ctx *);
+/* The digest of what was hashed so far; the context carries on. */
+void digest_ctx_peek(const struct digest_ctx *, struct digest *out);
 void digest_ctx_free(struct digest_ctx *);
 
 /* blobstore.c -------------------------------------------------------------- */
@@ -84,6 +86,8 @@ struct blobstore_tmp *blobstore_tmp_new(struct blobstore *);
  */
 struct blobstore_tmp *blobstore_tmp_resume(
     struct blobstore *, const struct digest *);
+/* 1 if what blobstore_tmp_resume found already hashes to its digest. */
+int blobstore_tmp_complete(const struct blobstore_tmp *);
 /* Appends and hashes; 0, or -1 on an I/O error (logged). */
 int blobstore_tmp_write(struct blobstore_tmp *, const void *, size_t);
 /* Throws away what was written (for a restart from byte 0). */
