@@ -29,10 +29,17 @@ NIMG=$(seed_q '.images | length')
 NCLOSURE=$(seed_q '.amd64_closure | length')
 CLOSURE_BYTES=$(seed_q '[.amd64_closure[]] | add')
 note "seeded $NIMG images; amd64 closure: $NCLOSURE digests, $CLOSURE_BYTES bytes; $(seed_q '.arm64_only | length') arm64-only digests"
-for h in docker.io ghcr.io quay.io; do
-	n=$(seed_q --arg h "$h" '[.images[] | select(.host == $h)] | length')
-	[ "$n" -gt 0 ] || fail enroll/seed-spans-registries "no seeded image on $h"
-done
+# What the seed must exercise: every registry, indexes and single
+# manifests, Docker and OCI media types, a layer shared by exactly two
+# images and one shared by more.
+variety=$(seed_q '[
+	([.images[].host] | unique | length == 3),
+	(any(.images[]; .kind == "index") and any(.images[]; .kind == "manifest")),
+	(any(.images[]; .mediaType | test("docker")) and any(.images[]; .mediaType | test("oci"))),
+	([.images[] | .amd64_closure[]] | group_by(.) | map(length) | (any(. == 2) and any(. > 2)))
+	] | map(tostring) | join(" ")')
+check_eq enroll/seed-variety "$variety" "true true true true" \
+	"seed: 3 registries, index+manifest, docker+oci, layers shared by 2 and by more"
 
 # Tags are re-checked upstream after FRESH seconds: `warm` below runs past
 # that, and the offline pulls get the cached tags as STALE.
