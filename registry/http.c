@@ -115,7 +115,8 @@ req_header(struct req *r, const char *name)
  * All Accept header lines joined (Go clients send one line per type),
  * without Docker schema1 types unless nothing else is acceptable: asking
  * for schema1 makes distribution convert and sign a manifest on the fly,
- * whose bytes then match no digest.  NULL if the client sent none.
+ * whose bytes then match no digest.  NULL if the client sent none or
+ * only wildcards (curl): then every manifest type is asked for.
  */
 const char *
 req_accept(struct req *r)
@@ -127,6 +128,7 @@ req_accept(struct req *r)
 	struct evbuffer *b;
 	const char *p;
 	size_t n;
+	int saw_schema1 = 0;
 
 	if (r->accept != NULL || r->ev == NULL)
 		return r->accept;
@@ -141,7 +143,12 @@ req_accept(struct req *r)
 			if (n == 0)
 				break;
 			if (n >= sizeof schema1 - 1 &&
-			    strncmp(p, schema1, sizeof schema1 - 1) == 0)
+			    strncmp(p, schema1, sizeof schema1 - 1) == 0) {
+				saw_schema1 = 1;
+				continue;
+			}
+			/* "*" + "/" + "*" (curl's default) says nothing: all */
+			if (memchr(p, '*', strcspn(p, ";,")) != NULL)
 				continue;
 			evbuffer_add_printf(b, "%s%.*s",
 			    evbuffer_get_length(b) ? ", " : "", (int)n, p);
@@ -150,7 +157,7 @@ req_accept(struct req *r)
 	if (evbuffer_get_length(b) > 0) {
 		evbuffer_add(b, "", 1);
 		r->accept = xstrdup((const char *)evbuffer_pullup(b, -1));
-	} else if (req_header(r, "Accept") != NULL)
+	} else if (saw_schema1)
 		r->accept = xstrdup(req_header(r, "Accept"));
 	evbuffer_free(b);
 	return r->accept;
@@ -310,6 +317,7 @@ req_range(struct req *r, uint64_t size, uint64_t *start, uint64_t *end)
 		if (b == 0 || size == 0)
 			return -1;
 		*start = b >= size ? 0 : size - b;
+		r->ranged = 1;
 		return 1;
 	}
 	errno = 0;

@@ -47,6 +47,39 @@ route_is_host(const char *c, size_t len)
 	return memchr(c, '.', len) != NULL || memchr(c, ':', len) != NULL;
 }
 
+/*
+ * host[:port] as distribution's reference grammar has it: dot-separated
+ * labels of [a-z0-9-] that neither start nor end with '-', then an
+ * optional numeric port.  ".." and friends are not hosts.
+ */
+static int
+route_valid_host(const char *c, size_t len)
+{
+	size_t i, label = 0;
+
+	for (i = 0; i < len && c[i] != ':'; i++) {
+		if (c[i] == '.') {
+			if (label == 0 || c[i - 1] == '-')
+				return 0;
+			label = 0;
+		} else if ((c[i] >= 'a' && c[i] <= 'z') ||
+		    (c[i] >= '0' && c[i] <= '9') || (c[i] == '-' && label > 0))
+			label++;
+		else
+			return 0;
+	}
+	if (label == 0 || c[i - 1] == '-')
+		return 0;
+	if (i == len)
+		return 1;
+	if (++i == len)
+		return 0; /* "host:" */
+	for (; i < len; i++)
+		if (c[i] < '0' || c[i] > '9')
+			return 0;
+	return 1;
+}
+
 /* Finds the last occurrence of marker in [s, s+len). */
 static const char *
 route_rfind(const char *s, size_t len, const char *marker)
@@ -80,6 +113,7 @@ route_query_ns(const char *query, char *out, size_t outlen)
 	if ((ns = evhttp_find_header(&q, "ns")) != NULL) {
 		if (ns[0] == '\0' || strlen(ns) >= outlen ||
 		    !route_is_host(ns, strlen(ns)) ||
+		    !route_valid_host(ns, strlen(ns)) ||
 		    strspn(ns, "abcdefghijklmnopqrstuvwxyz0123456789.-:") !=
 			strlen(ns))
 			rc = -1;
@@ -164,9 +198,7 @@ route_parse(const char *path, const char *query, struct route *rt,
 	    route_is_host(name, (size_t)(slash - name))) {
 		size_t hlen = (size_t)(slash - name);
 
-		if (hlen >= sizeof rt->host ||
-		    strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789.-:") <
-			hlen)
+		if (hlen >= sizeof rt->host || !route_valid_host(name, hlen))
 			ROUTE_FAIL(
 			    OCI_ERR_NAME_INVALID, "invalid registry host");
 		memcpy(rt->host, name, hlen);
