@@ -21,7 +21,6 @@
 #include "storage.h"
 
 /* Start writeback every so often so that the fsync at commit is short. */
-#define BLOBSTORE_SYNC_CHUNK (8u << 20)
 /* Per-digest partial fills, kept across restarts for this long. */
 #define BLOBSTORE_PARTIAL "partial-"
 #define BLOBSTORE_PARTIAL_TTL (24 * 3600)
@@ -44,7 +43,6 @@ struct blobstore_tmp {
 	int fd;
 	char *path;
 	uint64_t size;
-	uint64_t synced; /* writeback started for [0, synced) */
 	struct digest_ctx *hash;
 	int partial; /* per-digest, kept for resuming if not finished */
 	struct digest digest; /* once verified */
@@ -267,7 +265,6 @@ blobstore_tmp_resume(struct blobstore *bs, const struct digest *d)
 		blobstore_tmp_free(t);
 		return NULL;
 	}
-	t->synced = t->size;
 	if (t->size > 0) {
 		struct digest have;
 
@@ -336,15 +333,6 @@ blobstore_tmp_write(struct blobstore_tmp *t, const void *buf, size_t len)
 		p += n;
 		len -= (size_t)n;
 	}
-	if (t->size - t->synced >= BLOBSTORE_SYNC_CHUNK) {
-		/*
-		 * Only starts writeback, never waits; a failure here would
-		 * show again at the fsync in commit, which is what counts.
-		 */
-		(void)sync_file_range(t->fd, (off_t)t->synced,
-		    (off_t)(t->size - t->synced), SYNC_FILE_RANGE_WRITE);
-		t->synced = t->size;
-	}
 	return 0;
 }
 
@@ -362,7 +350,6 @@ blobstore_tmp_reset(struct blobstore_tmp *t)
 	}
 	digest_ctx_reset(t->hash);
 	t->size = 0;
-	t->synced = 0;
 	return 0;
 }
 
