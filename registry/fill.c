@@ -19,6 +19,7 @@
 #define FILL_CHUNK_MAX (16 * 1024 * 1024)
 #define FILL_MAX_ATTEMPTS 4
 #define FILL_BACKOFF_MS 250
+#define FILL_WBUF (256 * 1024)
 
 enum fill_state {
 	FILL_CONNECTING, /* waiting for upstream headers */
@@ -61,8 +62,10 @@ struct fill {
 	struct event *wake_ev;
 	int64_t start_ms;
 	int64_t upstream_ms;
-	char why[96];	/* failure, for subscribers */
-	int persist_rc; /* set by the worker */
+	char why[96];	     /* failure, for subscribers */
+	int persist_rc;	     /* set by the worker */
+	unsigned char *wbuf; /* received, not yet written (FILL_WBUF) */
+	size_t wlen;
 	int persist_failed;
 };
 
@@ -75,6 +78,7 @@ struct fill_sub {
 };
 
 static void fill_start_xfer(struct fill *);
+static void fill_fail(struct fill *, enum oci_err, const char *);
 static void fill_pump(struct req *);
 
 static void
@@ -118,6 +122,7 @@ fill_free(struct fill *f)
 	if (f->wake_ev != NULL)
 		event_free(f->wake_ev);
 	blobstore_tmp_free(f->tmp);
+	free(f->wbuf);
 	free(f->mbuf);
 	free(f->accept);
 	free(f);
@@ -146,6 +151,18 @@ fill_each_waiter(struct fill *f, void (*fn)(struct req *))
 	fill_maybe_free(f);
 }
 
+/* Writes (and hashes) what fill_body_cb gathered; 0 or -1. */
+static int
+fill_flush(struct fill *f)
+{
+	if (f->wlen == 0 || f->tmp == NULL)
+		return 0;
+	if (blobstore_tmp_write(f->tmp, f->wbuf, f->wlen) == -1)
+		return -1;
+	f->wlen = 0;
+	return 0;
+}
+
 static void
 fill_wake_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -153,6 +170,10 @@ fill_wake_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (fill_flush(f) == -1) {
+		fill_fail(f, OCI_ERR_INTERNAL, "cannot write the temp file");
+		return;
+	}
 	fill_each_waiter(f, fill_pump);
 }
 
@@ -318,10 +339,18 @@ fill_body_cb(void *arg, const void *buf, size_t len)
 	if (len == 0)
 		return 0;
 	if (f->size >= 0 &&
-	    blobstore_tmp_size(f->tmp) + len > (uint64_t)f->size)
+	    blobstore_tmp_size(f->tmp) + f->wlen + len > (uint64_t)f->size)
 		return -1; /* longer than declared: cannot be the blob */
-	if (blobstore_tmp_write(f->tmp, p, len) == -1)
+	/*
+	 * curl hands over 16 KiB at a time; gather a loop pass's worth and
+	 * write and hash it once (fill_flush, from the wake-up).
+	 */
+	if (f->wlen + len > FILL_WBUF && fill_flush(f) == -1)
 		return -1;
+	if (len > FILL_WBUF)
+		return blobstore_tmp_write(f->tmp, p, len);
+	memcpy(f->wbuf + f->wlen, p, len);
+	f->wlen += len;
 	fill_wake(f);
 	return 0;
 }
@@ -506,6 +535,10 @@ fill_done_cb(void *arg, enum upstream_result res, const char *why)
 	struct fill *f = arg;
 
 	f->xfer = NULL;
+	if (fill_flush(f) == -1) {
+		fill_fail(f, OCI_ERR_INTERNAL, "cannot write the temp file");
+		return;
+	}
 	if (res == UPSTREAM_OK && f->status == 416 && f->tmp != NULL &&
 	    blobstore_tmp_size(f->tmp) > 0 && f->attempts < FILL_MAX_ATTEMPTS &&
 	    blobstore_tmp_reset(f->tmp) == 0) {
@@ -641,6 +674,8 @@ fill_new(struct server *srv, const struct fill_key *k)
 	f->wake_ev = event_new(srv->base, -1, 0, fill_wake_cb, f);
 	if (f->retry_ev == NULL || f->wake_ev == NULL)
 		fatal("out of memory creating fill events");
+	if (k->kind == FILL_BLOB)
+		f->wbuf = xmalloc(FILL_WBUF);
 	if (k->kind == FILL_BLOB &&
 	    (f->tmp = blobstore_tmp_resume(srv->store, k->digest)) == NULL) {
 		fill_free(f);
