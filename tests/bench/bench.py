@@ -679,6 +679,7 @@ RATIOS = [
     ("digest_manifest_rps", "ccprewarm", "nginx"),
     ("digest_manifest_rps", "distribution", "nginx"),
     ("large_blob_MBps", "ccprewarm", "nginx"),
+    ("large_blob_MBps", "ccprewarm", "direct"),
     ("large_blob_MBps", "distribution", "nginx"),
     ("peak_rss_MB", "ccprewarm", "distribution"),
 ]
@@ -803,12 +804,14 @@ def change_lines(rep, prev, prev_path, md=False):
     if not prev:
         return lines
     pc = prev.get("config", {})
-    note = ""
     if pc.get("size_mb") != rep["config"]["size_mb"]:
-        note = " (different set size: %s MB then, not comparable)" \
-            % pc.get("size_mb")
-    head = "change vs %s%s (informational, never fails):" % (
-        os.path.relpath(prev_path, TOP), note)
+        lines.append("no earlier report of a %s MB set to compare with "
+                     "(newest: %s, %s MB)" % (
+                         rep["config"]["size_mb"],
+                         os.path.relpath(prev_path, TOP), pc.get("size_mb")))
+        return lines
+    head = "change vs %s (informational, never fails):" % (
+        os.path.relpath(prev_path, TOP))
     lines.append(head)
     if md:
         lines += ["", "| figure | server | then | now | change |",
@@ -898,10 +901,10 @@ def versions():
             return (p.stdout + p.stderr).strip().splitlines()[0]
         except (OSError, IndexError):
             return "?"
-    v["ccprewarm"] = first([CCP_BIN, "version"])
-    v["docker-registry"] = first(["docker-registry", "--version"])
-    v["nginx"] = first(["nginx", "-v"])
-    v["wrk"] = first(["wrk", "--version"]).split("Copyright")[0].strip()
+    v["ccprewarm"] = first([CCP_BIN, "version"]).split()[-1]
+    v["docker-registry"] = first(["docker-registry", "--version"]).split()[-1]
+    v["nginx"] = first(["nginx", "-v"]).split("/")[-1]
+    v["wrk"] = first(["wrk", "--version"]).split()[1]
     v["python"] = platform.python_version()
     return v
 
@@ -973,6 +976,8 @@ def main():
         open(os.path.join(OUT, name), "w").close()
     t_start = time.monotonic()
     load_start = loadavg()
+    vers = versions()
+    git = os.environ.get("BENCH_GIT") or git_rev()
     stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M")
     log("set %.0f MB, %d reps, %d clients for figure 3; logs in %s"
         % (SIZE_MB, REPS, CLIENTS, os.path.relpath(OUT, TOP)))
@@ -1176,9 +1181,9 @@ def main():
 
     rep = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "git": git_rev(),
+        "git": git,
         "machine": dict(machine(), loadavg_start=load_start),
-        "versions": versions(),
+        "versions": vers,
         "config": {"size_mb": SIZE_MB, "reps": REPS, "clients": CLIENTS,
                    "wrk_seconds": WRK_SECONDS, "large_layers": LARGE_LAYERS,
                    "seed": SEED, "layer_downloads_per_client": 3,

@@ -42,6 +42,12 @@ esac
 BENCH_TMP=$(mktemp -d /tmp/ccp-bench.XXXXXX)
 export BENCH_TMP
 mkdir -p "$BENCH_TMP/pids"
+# The binary and the commit it was built from, taken now: a rebuild in the
+# tree while the bench runs must not swap the binary between repetitions.
+cp "$BIN" "$BENCH_TMP/ccprewarm" || exit 1
+export CCPREWARM_BIN=$BENCH_TMP/ccprewarm
+BENCH_GIT=$(git -C "$TOP" describe --always --dirty 2>/dev/null || echo unknown)
+export BENCH_GIT
 BENCH_PID=
 
 cleanup() {

@@ -600,8 +600,8 @@ def main():
     ap.add_argument("--size-mb", type=float, default=20,
                     help="approximate total of all blobs (default 20)")
     ap.add_argument("--large-layers", type=int, default=0,
-                    help="put 90%% of the size into N large layers of an "
-                    "extra image %s (for benchmarks)" % LARGE_REPO)
+                    help=("put 90%% of the size into N large layers of an "
+                          "extra image " + LARGE_REPO + " (for benchmarks)"))
     ap.add_argument("--cache", help="keep generated blobs here and reuse "
                     "them for the same seed and size")
     ap.add_argument("--out", help="write the JSON of what was pushed here")
