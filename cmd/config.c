@@ -38,6 +38,7 @@ config_init(struct config *cfg)
 	memset(cfg, 0, sizeof *cfg);
 	cfg->opts.tag_freshness_s = 300;
 	cfg->opts.connect_timeout_ms = 5000;
+	cfg->opts.response_timeout_ms = 10000;
 	cfg->opts.idle_timeout_s = 120;
 	cfg->opts.drain_timeout_s = 10;
 	cfg->opts.max_requests = 4096;
@@ -300,8 +301,8 @@ config_upstreams(struct config *cfg, json_t *ups)
 
 static const char *const config_keys[] = {"listen", "data", "upstream",
     "upstreams", "tag_freshness_seconds", "connect_timeout_ms",
-    "idle_timeout_seconds", "drain_timeout_seconds", "max_requests",
-    "platforms", "log_level", "access_log"};
+    "response_timeout_ms", "idle_timeout_seconds", "drain_timeout_seconds",
+    "max_requests", "platforms", "log_level", "access_log"};
 
 int
 config_load_file(struct config *cfg, const char *path)
@@ -346,6 +347,8 @@ config_load_file(struct config *cfg, const char *path)
 	    &o->connect_timeout_ms);
 	config_int(
 	    cfg, root, "idle_timeout_seconds", 1, 86400, &o->idle_timeout_s);
+	config_int(cfg, root, "response_timeout_ms", 0, 600000,
+	    &o->response_timeout_ms);
 	config_int(
 	    cfg, root, "drain_timeout_seconds", 0, 3600, &o->drain_timeout_s);
 	config_int(cfg, root, "max_requests", 1, 1000000, &o->max_requests);

@@ -31,6 +31,7 @@ struct upstream_opts {
 	long connect_timeout_ms; /* default 5000 */
 	long low_speed_time_s;	 /* abort when < 1 byte/s for this long */
 	const char *user_agent;
+	long response_timeout_ms; /* to the first status line; 0: none */
 };
 
 struct upstream_client *upstream_client_new(
@@ -358,10 +359,11 @@ struct server_opts {
 	int64_t
 	    tag_freshness_s; /* re-check a tag upstream at most this often */
 	int64_t connect_timeout_ms;
-	int64_t idle_timeout_s;	 /* client connections */
-	int64_t drain_timeout_s; /* SIGTERM: wait this long for requests */
-	int64_t max_requests;	 /* live requests; more get 503 */
-	const char *access_log;	 /* path, "-" for stderr, NULL for none */
+	int64_t response_timeout_ms; /* upstream's first answer */
+	int64_t idle_timeout_s;	     /* client connections */
+	int64_t drain_timeout_s;     /* SIGTERM: wait this long for requests */
+	int64_t max_requests;	     /* live requests; more get 503 */
+	const char *access_log;	     /* path, "-" for stderr, NULL for none */
 };
 
 /* Opens the store and index, binds the listener.  NULL (logged) on error. */

@@ -90,6 +90,7 @@ struct upstream_client {
 	struct event *timer; /* curl's one timeout */
 	struct event *kick;  /* adds queued transfers from the loop */
 	long connect_timeout_ms;
+	long response_timeout_ms; /* to the first status line; 0: none */
 	long low_speed_time_s;
 	char *user_agent;
 	int busy; /* > 0 inside our own event callbacks */
@@ -144,6 +145,7 @@ struct upstream_xfer {
 	char *token; /* bearer token sent, or NULL */
 	int attempts;
 	struct auth_wait *wait;
+	struct event *answer_ev; /* response timeout */
 	CURL *easy;
 	int in_multi;
 	struct curl_slist *hdrs;
@@ -382,6 +384,8 @@ upstream_client_new(struct event_base *base, const struct upstream_opts *opts)
 		client->connect_timeout_ms = opts->connect_timeout_ms;
 	if (opts != NULL && opts->low_speed_time_s > 0)
 		client->low_speed_time_s = opts->low_speed_time_s;
+	if (opts != NULL)
+		client->response_timeout_ms = opts->response_timeout_ms;
 	client->user_agent =
 	    xstrdup(opts != NULL && opts->user_agent != NULL ? opts->user_agent
 							     : "ccprewarm");
@@ -628,6 +632,8 @@ upstream_xfer_set_state(struct upstream_xfer *x, enum upstream_xfer_state state)
 static void
 upstream_xfer_free(struct upstream_xfer *x)
 {
+	if (x->answer_ev != NULL)
+		event_free(x->answer_ev);
 	if (x->in_multi)
 		curl_multi_remove_handle(x->client->multi, x->easy);
 	if (x->easy != NULL)
@@ -923,6 +929,8 @@ upstream_header_cb(char *buf, size_t size, size_t n, void *arg)
 		return 0;
 	}
 	if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
+		if (x->answer_ev != NULL)
+			evtimer_del(x->answer_ev); /* it answers */
 		upstream_resp_reset(&x->resp);
 		x->resp.status = upstream_resp_status(buf, len);
 		x->swallowed = 0;
@@ -1039,6 +1047,49 @@ upstream_xfer_setup(struct upstream_xfer *x)
 	return bad ? -1 : 0;
 }
 
+/*
+ * An upstream that accepts connections but never answers (black-holed
+ * behind a load balancer, wedged) would otherwise cost curl's low-speed
+ * limit (30 s) per request; no status line within response_timeout_ms
+ * counts as a connect failure and opens the breaker.
+ */
+static void
+upstream_answer_event_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct upstream_xfer *x = arg;
+
+	(void)fd;
+	(void)what;
+	if (x->state != UPSTREAM_XFER_CONNECT || !x->in_multi)
+		return;
+	log_warn("upstream '%s': no answer to '%s' within %ld ms",
+	    upstream_xfer_name(x), x->url, x->client->response_timeout_ms);
+	curl_multi_remove_handle(x->client->multi, x->easy);
+	x->in_multi = 0;
+	if (x->up != NULL) {
+		x->up->stats.requests[nitems(upstream_codes) + 1]++;
+		upstream_breaker_trip(x->up, "no answer");
+	}
+	upstream_xfer_finish(x, UPSTREAM_ECONNECT, "upstream did not answer");
+}
+
+static void
+upstream_xfer_arm_answer(struct upstream_xfer *x)
+{
+	long ms = x->client->response_timeout_ms;
+	struct timeval tv;
+
+	if (ms <= 0)
+		return;
+	if (x->answer_ev == NULL &&
+	    (x->answer_ev = evtimer_new(
+		 x->client->base, upstream_answer_event_cb, x)) == NULL)
+		fatal("out of memory creating a response timer");
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(x->answer_ev, &tv);
+}
+
 /* Per attempt: request headers and credentials, then into the multi. */
 static void
 upstream_xfer_begin(struct upstream_xfer *x)
@@ -1088,6 +1139,7 @@ upstream_xfer_begin(struct upstream_xfer *x)
 		return;
 	}
 	x->in_multi = 1;
+	upstream_xfer_arm_answer(x);
 }
 
 static void

@@ -320,7 +320,7 @@ test_stop_cb(evutil_socket_t fd, short what, void *arg)
 static int
 fx_init(struct fx *fx)
 {
-	struct upstream_opts opts = {2000, 5, "ccprewarm-test"};
+	struct upstream_opts opts = {2000, 5, "ccprewarm-test", 0};
 	struct sockaddr_in sin;
 	char *url;
 
