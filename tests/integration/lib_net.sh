@@ -3,6 +3,12 @@
 # after lib.sh; it uses lib.sh's _spawn/free_port/alive and its T_* state,
 # so whatever it starts is stopped by lib.sh's EXIT trap.
 
+# The tools need only the standard library: prefer Debian's python3 to a
+# pyenv shim, which costs over a second per start (free_port, every tool).
+if [ -z "${PYTHON:-}" ] && [ -x /usr/bin/python3 ]; then
+	PY=/usr/bin/python3
+fi
+
 # free_port_on ADDR: a free port on a loopback address other than 127.0.0.1.
 free_port_on() {
 	"$PY" -c 'import socket, sys
@@ -195,3 +201,23 @@ wait_until() {
 
 # secs_lt A B: A < B as decimals.
 secs_lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
+
+# stop_clean NAME CHECK-PREFIX: stop ccprewarm NAME with SIGTERM and check
+# that it exited 0 by itself with no sanitizer report (leaks included).
+# Nothing to check for a daemon we did not start (CCPREWARM_URL).
+stop_clean() {
+	local name=$1 prefix=$2 pidvar="${1}_PID" logvar="${1}_LOG" rep
+	[ -n "${!pidvar:-}" ] || return 0
+	if ! alive "$name"; then
+		stop "$name" 5
+		fail "$prefix/still-running" "ccprewarm $name had died (exit $STOP_RC): $(asan_report "${!logvar}" | head -n 2 | tr '\n' ' ')"
+		return
+	fi
+	stop "$name" 30
+	rep=$(asan_report "${!logvar}" | head -n 3 | tr '\n' ' ')
+	if [ "$STOP_RC" = 0 ] && [ -z "$rep" ]; then
+		pass "$prefix/clean-exit"
+	else
+		fail "$prefix/clean-exit" "SIGTERM: exit $STOP_RC (killed: $STOP_KILLED) ${STOP_SECS}s; ${rep:-no sanitizer report}"
+	fi
+}

@@ -226,7 +226,5 @@ check auth/secrets/password-never-logged "the password (or its Basic encoding) a
 check auth/secrets/tokens-not-logged "a bearer token appears in the log" \
 	bash -c '! grep -q -E "Bearer [A-Za-z0-9_-]{20,}\\.[0-9a-f]{64}|[A-Za-z0-9_-]{20,}\\.[0-9a-f]{64}" "$1"' _ "$CCP_LOG"
 
-if [ -n "${CCP_PID:-}" ] && ! alive CCP; then
-	fail auth/still-running "ccprewarm died during the test"
-fi
+stop_clean CCP auth
 t_done

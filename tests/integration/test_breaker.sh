@@ -125,7 +125,5 @@ want=$(seed_q '.images[] | select(.ref == "library/alpine:3.19") | .digest')
 check breaker/back/uncached-tag-works "want 200 MISS with $want; $(exchange), X-Cache $(hdr X-Cache)" \
 	[ "$R_CODE/$(hdr Docker-Content-Digest)" = "200/$want" ]
 
-if [ -n "${CCP_PID:-}" ] && ! alive CCP; then
-	fail breaker/still-running "ccprewarm died during the test"
-fi
+stop_clean CCP breaker
 t_done

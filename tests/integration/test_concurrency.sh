@@ -48,10 +48,11 @@ fi
 # The upstream stalls after the headers until all 16 are in, so every
 # client arrives while the fill is in flight.
 proxy_mode PX stall 60
+base=$(metric "$M" ccprewarm_inflight_requests)	# counts the /metrics request
 for i in $(seq 1 16); do
 	bg_get "c$i" "$M/v2/bench/large/blobs/$L1"
 done
-if ! wait_until 20 inflight_ge 16; then
+if ! wait_until 20 inflight_ge $((${base:-1} + 16)); then
 	note "only $(metric "$M" ccprewarm_inflight_requests) requests in flight after 20 s"
 fi
 wait_until 10 up_started "$L1"
@@ -206,9 +207,7 @@ req GET "$M/v2/"
 check concurrency/slow-clients/alive-after-disconnects "after 4 clients hung up mid-body: $(exchange)" \
 	[ "$R_CODE" = 200 ]
 
-if [ -n "${CCP_PID:-}" ] && ! alive CCP; then
-	fail concurrency/still-running "ccprewarm died during the test"
-fi
+stop_clean CCP concurrency
 
 # ------------------------------------------------------------ memory
 # 16 clients pull every blob of the set (~85 MB, cold) at once through the

@@ -113,7 +113,5 @@ d1=$(jq -r '.images[] | select(.ref == "test/single-oci:v1") | .digest' "$T_OUT/
 d2=$(jq -r '.images[] | select(.ref == "test/single-oci:v1") | .digest' "$T_OUT/seed-2.json")
 check containerd/seeds-differ "both registries hold the same test/single-oci:v1" [ "$d1" != "$d2" ]
 
-if [ -n "${CCP_PID:-}" ] && ! alive CCP; then
-	fail containerd/still-running "ccprewarm died during the test"
-fi
+stop_clean CCP containerd
 t_done

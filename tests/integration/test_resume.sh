@@ -63,7 +63,7 @@ if [ -n "$CCP_DATA" ]; then
 	if [ "$files" = "./sha256/${D:7:2}/${D#sha256:}" ] && [ "$(sha256_of "$f")" = "${D#sha256:}" ]; then
 		pass resume/store-holds-exactly-the-blob
 	else
-		fail resume/store-holds-exactly-the-blob "want only blobs/sha256/${D:7:2}/${D#sha256:} with that content; store has: $(echo $files)"
+		fail resume/store-holds-exactly-the-blob "want only blobs/sha256/${D:7:2}/${D#sha256:} with that content; store has: $(tr "\n" " " <<<"$files")"
 	fi
 	tmp_empty() { [ -z "$(find "$CCP_DATA/tmp" -type f 2>/dev/null)" ]; }
 	wait_until 10 tmp_empty
@@ -76,7 +76,5 @@ fi
 req GET "$M/v2/$REPO/blobs/$D"
 check resume/then-hit "want 200 HIT with the same bytes; $(exchange), X-Cache $(hdr X-Cache)" \
 	[ "$R_CODE/$(hdr X-Cache)/sha256:$(sha256_of "$R_BODY")" = "200/HIT/$D" ]
-if [ -n "${CCP_PID:-}" ] && ! alive CCP; then
-	fail resume/still-running "ccprewarm died during the test"
-fi
+stop_clean CCP resume
 t_done

@@ -171,9 +171,7 @@ if [ -n "$STRACE_OUT" ]; then
 else
 	skip upstreams/unknown/no-connect-syscall "no strace, or it could not attach"
 fi
-if [ -n "${CCP_PID:-}" ] && ! alive CCP; then
-	fail upstreams/still-running "ccprewarm died during the test"
-fi
+stop_clean CCP upstreams
 
 # ------------------------------------------------------------ two upstreams
 # Another mirror with only docker.io=A and ghcr.io=B: quay.io is now unknown.
@@ -191,5 +189,6 @@ if [ -z "${CCPREWARM_URL:-}" ]; then
 	unknown upstreams/two/quay.io-prefix-unknown "$M/v2/quay.io/test/single-oci/manifests/v1"
 	check upstreams/two/quay.io-not-asked "registry C saw $(($(px_total C) - c0)) requests" \
 		[ "$(px_total C)" = "$c0" ]
+	stop_clean TWO upstreams/two
 fi
 t_done
