@@ -31,7 +31,12 @@ set +m
 
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 TOOLS=$TOP/tests/tools
-PY=${PYTHON:-python3}
+# Debian's python3 when there is one: a pyenv shim costs ~1 s per start.
+if [ -z "${PYTHON:-}" ] && [ -x /usr/bin/python3 ]; then
+	PY=/usr/bin/python3
+else
+	PY=${PYTHON:-python3}
+fi
 if [ -x /usr/bin/docker ]; then
 	DOCKER_CLI=/usr/bin/docker	# the CLI of the docker.io we run
 else
