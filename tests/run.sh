@@ -127,6 +127,23 @@ if [ "$build" = 1 ]; then
 	do_build san SANITIZE=1 || build_ok_san=0
 fi
 
+# House style: every C file as the checked-in .clang-format has it.
+if [ "$build" = 1 ]; then
+	if command -v clang-format >/dev/null 2>&1; then
+		if make --no-print-directory check-format >"$OUT/format.log" 2>&1; then
+			pass_line "format/check-format"
+		else
+			echo "FAIL: format/check-format (run make format; see tests/out/format.log)"
+			failed=$((failed + 1))
+			failures+=("format/check-format")
+			head -n 20 "$OUT/format.log" | sed 's/^/| /'
+		fi
+	else
+		echo "SKIP: format/check-format (clang-format is not installed)"
+		skipped=$((skipped + 1))
+	fi
+fi
+
 if [ "$unit" = 1 ]; then
 	for flavour in build build-san; do
 		if [ "$flavour" = build ] && [ "$build_ok_plain" = 0 ]; then continue; fi
