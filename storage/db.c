@@ -453,39 +453,68 @@ out:
 
 /* Blobs -------------------------------------------------------------------- */
 
+/*
+ * One record read and decoded (copied out) in its own read transaction:
+ * 0, 1 if absent, -1 (logged) on an error or a record that does not decode.
+ */
+static int
+db_get1(struct db *db, MDB_dbi dbi, MDB_val k,
+    int (*decode)(const MDB_val *, void *), void *out, const char *what,
+    const char *subject)
+{
+	MDB_txn *txn = NULL;
+	MDB_val v;
+	int err, rc = -1;
+
+	if (db_txn_begin(db, MDB_RDONLY, &txn) == -1)
+		return -1;
+	if ((err = mdb_get(txn, dbi, &k, &v)) == MDB_NOTFOUND) {
+		rc = 1;
+		goto out;
+	}
+	if (err != 0) {
+		db_log(db, what, subject, err);
+		goto out;
+	}
+	if (decode(&v, out) == -1) {
+		log_error("corrupt %s '%s' in '%s'", what, subject, db->dir);
+		goto out;
+	}
+	rc = 0;
+out:
+	db_txn_abort(&txn);
+	return rc;
+}
+
+static int
+db_blob_decode_cb(const MDB_val *v, void *out)
+{
+	return db_blob_decode(v, out);
+}
+
+static int
+db_tag_decode_cb(const MDB_val *v, void *out)
+{
+	return db_tag_decode(v, out);
+}
+
 int
 db_blob_get(struct db *db, const struct digest *d, struct db_blob *out)
 {
 	char ds[DIGEST_STRLEN];
 	struct db_touch *e;
-	MDB_txn *txn = NULL;
-	MDB_val k, v;
-	int err, rc = -1;
+	int rc;
 
 	digest_format(d, ds);
-	if (db_txn_begin(db, MDB_RDONLY, &txn) == -1)
-		return -1;
-	k = db_val(d->b, DIGEST_LEN);
-	if ((err = mdb_get(txn, db->blobs, &k, &v)) == MDB_NOTFOUND) {
-		rc = 1;
-		goto out;
-	}
-	if (err != 0) {
-		db_log(db, "read blob record", ds, err);
-		goto out;
-	}
-	if (db_blob_decode(&v, out) == -1) {
-		log_error("corrupt blob record '%s' in '%s'", ds, db->dir);
-		goto out;
-	}
+	rc = db_get1(db, db->blobs, db_val(d->b, DIGEST_LEN), db_blob_decode_cb,
+	    out, "blob record", ds);
+	if (rc != 0)
+		return rc;
 	/* A touch not yet flushed is still the latest access. */
 	e = db_touch_slot(db, d);
 	if (e->used && e->at > out->last_access)
 		out->last_access = e->at;
-	rc = 0;
-out:
-	db_txn_abort(&txn);
-	return rc;
+	return 0;
 }
 
 /* One record written in its own transaction; 0 or -1 (logged). */
@@ -646,33 +675,13 @@ db_tag_get(struct db *db, const char *upstream, const char *repo,
 {
 	unsigned char key[DB_KEY_BUF];
 	char name[DB_KEY_BUF + 8];
-	MDB_txn *txn = NULL;
-	MDB_val k, v;
 	size_t klen;
-	int err, rc = -1;
 
 	if (db_tag_key(
 		db, upstream, repo, tag, key, &klen, name, sizeof name) == -1)
 		return -1;
-	if (db_txn_begin(db, MDB_RDONLY, &txn) == -1)
-		return -1;
-	k = db_val(key, klen);
-	if ((err = mdb_get(txn, db->tags, &k, &v)) == MDB_NOTFOUND) {
-		rc = 1;
-		goto out;
-	}
-	if (err != 0) {
-		db_log(db, "read tag", name, err);
-		goto out;
-	}
-	if (db_tag_decode(&v, out) == -1) {
-		log_error("corrupt tag record '%s' in '%s'", name, db->dir);
-		goto out;
-	}
-	rc = 0;
-out:
-	db_txn_abort(&txn);
-	return rc;
+	return db_get1(db, db->tags, db_val(key, klen), db_tag_decode_cb, out,
+	    "tag record", name);
 }
 
 int
