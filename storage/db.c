@@ -473,7 +473,8 @@ db_get1(struct db *db, MDB_dbi dbi, MDB_val k,
 		goto out;
 	}
 	if (err != 0) {
-		db_log(db, what, subject, err);
+		log_error("cannot read %s '%s' in '%s': %s", what, subject,
+		    db->dir, mdb_strerror(err));
 		goto out;
 	}
 	if (decode(&v, out) == -1) {
