@@ -11,21 +11,30 @@
 #include "../common/common.h"
 #include "registry.h"
 
-int
-manifest_serve_stored(struct req *r, const struct digest *d)
+/* Serves a stored manifest whose index record the caller has read. */
+static int
+manifest_serve(
+    struct req *r, const struct digest *d, const struct db_blob *meta)
 {
 	struct server *srv = r->srv;
-	struct db_blob meta;
 	off_t size;
 	int fd;
 
-	if (db_blob_get(srv->db, d, &meta) != 0)
-		return -1;
 	if ((fd = blobstore_open_blob(srv->store, d, &size)) == -1)
 		return -1;
 	db_touch(srv->db, d, clock_wall_s());
-	req_reply_file(r, fd, (uint64_t)size, meta.media_type, d);
+	req_reply_file(r, fd, (uint64_t)size, meta->media_type, d);
 	return 0;
+}
+
+int
+manifest_serve_stored(struct req *r, const struct digest *d)
+{
+	struct db_blob meta;
+
+	if (db_blob_get(r->srv->db, d, &meta) != 0)
+		return -1;
+	return manifest_serve(r, d, &meta);
 }
 
 static void
@@ -113,7 +122,7 @@ manifest_handle(struct req *r)
 		if (clock_wall_s() - r->stale.confirmed_at <
 		    srv->opts->tag_freshness_s) {
 			r->cache = REQ_CACHE_HIT;
-			if (manifest_serve_stored(r, &r->stale.digest) == 0)
+			if (manifest_serve(r, &r->stale.digest, &meta) == 0)
 				return;
 			r->cache = REQ_CACHE_NONE;
 			r->have_stale = 0;
