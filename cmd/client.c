@@ -31,6 +31,14 @@ client_write_cb(char *p, size_t size, size_t n, void *arg)
 	return len;
 }
 
+const char *
+client_default_server(void)
+{
+	const char *s = getenv("CCPREWARM_SERVER");
+
+	return s != NULL ? s : CONFIG_DEFAULT_SERVER;
+}
+
 int
 client_request(const char *method, const char *url, const char *body,
     struct client_reply *out)

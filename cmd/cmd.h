@@ -43,6 +43,8 @@ struct client_reply {
 	char *body;	 /* owned; NUL-terminated */
 	char error[256]; /* when the request could not be made */
 };
+/* --server's default: $CCPREWARM_SERVER, else CONFIG_DEFAULT_SERVER. */
+const char *client_default_server(void);
 int client_request(const char *method, const char *url, const char *body,
     struct client_reply *);
 /* The same over a unix socket (dockerd's Engine API). */

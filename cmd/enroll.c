@@ -52,9 +52,7 @@ enroll_getopt(int argc, char **argv, struct enroll_opts *o)
 	int c;
 
 	memset(o, 0, sizeof *o);
-	o->server = getenv("CCPREWARM_SERVER") != NULL
-	    ? getenv("CCPREWARM_SERVER")
-	    : CONFIG_DEFAULT_SERVER;
+	o->server = client_default_server();
 	o->wait = 1;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "s:r:V:afjWp:D::", enroll_longopts,

@@ -149,9 +149,7 @@ stats_main(int argc, char **argv)
 	    {"diff", required_argument, NULL, 'd'},
 	    {NULL, 0, NULL, 0},
 	};
-	const char *server = getenv("CCPREWARM_SERVER") != NULL
-	    ? getenv("CCPREWARM_SERVER")
-	    : CONFIG_DEFAULT_SERVER;
+	const char *server = client_default_server();
 	const char *diff = NULL;
 	struct client_reply rep;
 	json_t *now = NULL, *before = NULL;

@@ -827,7 +827,6 @@ static void
 job_metrics(struct evbuffer *b, void *arg)
 {
 	struct prewarm *pw = arg;
-	uint64_t n = 0, bytes = 0;
 	struct job *j;
 	size_t i, c[3];
 
@@ -845,13 +844,6 @@ job_metrics(struct evbuffer *b, void *arg)
 			    "\"%s\",state=\"%s\"} %zu\n",
 			    j->recipe, job_image_state_names[i], c[i]);
 	}
-	if (db_pinned_totals(pw->srv->db, &n, &bytes) == 0)
-		evbuffer_add_printf(b,
-		    "# HELP ccprewarm_pinned_bytes Bytes of "
-		    "pinned blobs and manifests.\n# TYPE "
-		    "ccprewarm_pinned_bytes "
-		    "gauge\nccprewarm_pinned_bytes %" PRIu64 "\n",
-		    bytes);
 }
 
 /* Start-up -------------------------------------------------------------- */

@@ -299,7 +299,7 @@ metrics_handle(struct req *r)
 	const struct server_counters *c = &srv->ctr;
 	const struct metrics_store_def *d;
 	struct evbuffer *b = evbuffer_new();
-	uint64_t nblobs = 0, nbytes = 0;
+	struct db_totals tot;
 	char name[96];
 	size_t i;
 
@@ -342,11 +342,13 @@ metrics_handle(struct req *r)
 	    "Upstream fetches in progress", fill_count(srv));
 	metrics_one(b, "ccprewarm_inflight_requests", "gauge",
 	    "Client requests in progress", srv->nreqs);
-	if (db_blob_totals(srv->db, &nblobs, &nbytes) == 0) {
+	if (db_totals(srv->db, &tot) == 0) {
 		metrics_one(b, "ccprewarm_store_blobs", "gauge",
-		    "Blobs and manifests in the store", nblobs);
+		    "Blobs and manifests in the store", tot.blobs);
 		metrics_one(b, "ccprewarm_store_bytes", "gauge",
-		    "Bytes of blobs and manifests in the store", nbytes);
+		    "Bytes of blobs and manifests in the store", tot.bytes);
+		metrics_one(b, "ccprewarm_pinned_bytes", "gauge",
+		    "Bytes of pinned blobs and manifests", tot.pinned_bytes);
 	}
 	for (i = 0; i < nitems(metrics_store_defs); i++) {
 		d = &metrics_store_defs[i];

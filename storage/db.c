@@ -588,19 +588,20 @@ db_blob_del(struct db *db, const struct digest *d)
 }
 
 /*
- * A walk over every record: fine for a stats call.  Issue-5 metrics, if
- * scraped often, may want the totals kept incrementally in "meta" instead.
+ * One walk over every record gives all the totals (a /metrics scrape reads
+ * them once).  If scrapes of a very large store get slow, keep them
+ * incrementally in "meta" instead.
  */
-static int
-db_totals(struct db *db, int pinned, uint64_t *count, uint64_t *bytes)
+int
+db_totals(struct db *db, struct db_totals *t)
 {
 	struct db_blob b;
 	MDB_cursor *cur = NULL;
 	MDB_txn *txn = NULL;
 	MDB_val k, v;
-	uint64_t n = 0, sum = 0;
 	int err, rc = -1;
 
+	memset(t, 0, sizeof *t);
 	if (db_txn_begin(db, MDB_RDONLY, &txn) == -1)
 		return -1;
 	if ((err = mdb_cursor_open(txn, db->blobs, &cur)) != 0) {
@@ -612,17 +613,17 @@ db_totals(struct db *db, int pinned, uint64_t *count, uint64_t *bytes)
 			log_error("corrupt blob record in '%s'", db->dir);
 			goto out;
 		}
-		if (pinned && b.pins == 0)
-			continue;
-		n++;
-		sum += b.size;
+		t->blobs++;
+		t->bytes += b.size;
+		if (b.pins > 0) {
+			t->pinned_blobs++;
+			t->pinned_bytes += b.size;
+		}
 	}
 	if (err != MDB_NOTFOUND) {
 		db_log(db, "walk blob records in", db->dir, err);
 		goto out;
 	}
-	*count = n;
-	*bytes = sum;
 	rc = 0;
 out:
 	if (cur != NULL)
@@ -634,13 +635,13 @@ out:
 int
 db_blob_totals(struct db *db, uint64_t *count, uint64_t *bytes)
 {
-	return db_totals(db, 0, count, bytes);
-}
+	struct db_totals t;
 
-int
-db_pinned_totals(struct db *db, uint64_t *count, uint64_t *bytes)
-{
-	return db_totals(db, 1, count, bytes);
+	if (db_totals(db, &t) == -1)
+		return -1;
+	*count = t.blobs;
+	*bytes = t.bytes;
+	return 0;
 }
 
 /* Tags --------------------------------------------------------------------- */

@@ -152,8 +152,12 @@ int db_blob_put(struct db *, const struct digest *, const struct db_blob *);
 int db_blob_del(struct db *, const struct digest *);
 /* Number of blobs and their total size. */
 int db_blob_totals(struct db *, uint64_t *count, uint64_t *bytes);
-/* The same over blobs with a pin count above zero. */
-int db_pinned_totals(struct db *, uint64_t *count, uint64_t *bytes);
+/* All of them and those with a pin count above zero, in one walk. */
+struct db_totals {
+	uint64_t blobs, bytes;
+	uint64_t pinned_blobs, pinned_bytes;
+};
+int db_totals(struct db *, struct db_totals *);
 
 /* As db_blob_get: 0 found, 1 absent, -1 error.  db_tag_put: 0 or -1. */
 int db_tag_get(struct db *, const char *upstream, const char *repo,
