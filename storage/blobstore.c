@@ -165,8 +165,22 @@ out:
 	return rc;
 }
 
+static struct blobstore *blobstore_open1(const char *dir, int clean);
+
 struct blobstore *
 blobstore_open(const char *dir)
+{
+	return blobstore_open1(dir, 1);
+}
+
+struct blobstore *
+blobstore_open_keep_tmp(const char *dir)
+{
+	return blobstore_open1(dir, 0);
+}
+
+static struct blobstore *
+blobstore_open1(const char *dir, int clean)
 {
 	struct blobstore *bs;
 	char *blobsdir = NULL;
@@ -191,7 +205,7 @@ blobstore_open(const char *dir)
 		goto out;
 	if (blobstore_lock(bs) == -1)
 		goto out;
-	if (blobstore_clean_tmp(bs) == -1)
+	if (clean && blobstore_clean_tmp(bs) == -1)
 		goto out;
 	rc = 0;
 out:
@@ -293,10 +307,13 @@ blobstore_tmp_resume(struct blobstore *bs, const struct digest *d)
 	xasprintf(&t->path, "%s/%s%s", bs->tmpdir, BLOBSTORE_PARTIAL,
 	    ds + sizeof "sha256:" - 1);
 	if ((t->fd = open(t->path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) == -1) {
+		int saved = errno;
+
 		log_error("cannot create temp file '%s': %s", t->path,
 		    strerror(errno));
 		free(t->path);
 		free(t);
+		errno = saved; /* ENOSPC tells the caller what to answer */
 		return NULL;
 	}
 	t->hash = digest_ctx_new();

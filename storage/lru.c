@@ -3,11 +3,13 @@
  * holds and what it may hold, how many bytes to give back; given the
  * candidates, which ones and in which order.  No I/O: the daemon
  * (registry/evict.c) and the offline `gc` both run it, and its unit test
- * pins the order down.
+ * pins the order down.  lru_collect is the one walk that gathers the
+ * candidates.
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/common.h"
 #include "storage.h"
 
 #define LRU_LOW_DEFAULT 90
@@ -106,4 +108,48 @@ lru_plan(struct lru_item *items, size_t n, uint64_t need, int all_partials)
 		freed += it->size;
 	}
 	return freed;
+}
+
+int
+lru_collect(struct blobstore *bs, struct db *db, struct lru_item **items,
+    size_t *n, uint64_t *pinned_bytes)
+{
+	struct blobstore_partial *p = NULL;
+	struct db_entry *ents = NULL;
+	struct lru_item *it;
+	size_t np = 0, ne = 0, i, k = 0;
+
+	*items = NULL;
+	*n = 0;
+	*pinned_bytes = 0;
+	if (blobstore_partials(bs, &p, &np) == -1)
+		return -1;
+	if (db_blob_list(db, &ents, &ne) == -1) {
+		free(p);
+		return -1;
+	}
+	it = xcalloc(np + ne + 1, sizeof *it);
+	for (i = 0; i < np; i++, k++) {
+		it[k].kind = LRU_PARTIAL;
+		it[k].digest = p[i].digest;
+		it[k].size = p[i].size;
+		it[k].last_access = p[i].mtime;
+	}
+	for (i = 0; i < ne; i++, k++) {
+		it[k].kind =
+		    ents[i].b.media_type[0] != '\0' ? LRU_MANIFEST : LRU_BLOB;
+		it[k].digest = ents[i].digest;
+		it[k].size = ents[i].b.size;
+		it[k].last_access = ents[i].b.last_access;
+		it[k].stored_at = ents[i].b.stored_at;
+		it[k].pins = ents[i].b.pins;
+		if (it[k].pins > 0)
+			*pinned_bytes += it[k].size;
+	}
+	lru_sort(it, k);
+	*items = it;
+	*n = k;
+	free(p);
+	free(ents);
+	return 0;
 }

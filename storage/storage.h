@@ -56,6 +56,8 @@ struct blobstore;
  * temp files left by an earlier run.  NULL with a logged reason on error.
  */
 struct blobstore *blobstore_open(const char *dir);
+/* As blobstore_open, but leaves tmp/ alone (offline verify reports it). */
+struct blobstore *blobstore_open_keep_tmp(const char *dir);
 void blobstore_free(struct blobstore *);
 
 /*
@@ -372,5 +374,12 @@ void lru_sort(struct lru_item *, size_t n);
  * busy as well.  Returns the bytes chosen (may be < need).
  */
 uint64_t lru_plan(struct lru_item *, size_t n, uint64_t need, int all_partials);
+/*
+ * Every candidate, sorted: the partial files and every index entry (one
+ * read-only walk; fine on a worker thread).  *items is a new array;
+ * *pinned_bytes the size of the pinned ones.  0 or -1.
+ */
+int lru_collect(struct blobstore *, struct db *, struct lru_item **items,
+    size_t *n, uint64_t *pinned_bytes);
 
 #endif
