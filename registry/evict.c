@@ -22,8 +22,8 @@
 #include "../common/common.h"
 #include "registry.h"
 
-#define EVICT_BATCH 32	       /* index deletions per loop pass */
-#define EVICT_TICK_S 10	       /* periodic check */
+#define EVICT_BATCH 32		      /* index deletions per loop pass */
+#define EVICT_TICK_S 10		      /* periodic check */
 #define EVICT_NOSPACE_MIN (64u << 20) /* after ENOSPC of unknown size */
 
 enum evict_state {
@@ -49,10 +49,10 @@ struct evict {
 	int force;	   /* gc: down to the low mark even if not crossed */
 	int all_partials;  /* gc, ENOSPC: every idle partial goes */
 	int dry_run;
-	uint64_t freed;	 /* this run */
-	uint64_t extra;	 /* ENOSPC: at least this much */
-	struct req *gc;	 /* waiting for this run's result */
-	int gc_pending;	 /* a gc asked while another run was going */
+	uint64_t freed; /* this run */
+	uint64_t extra; /* ENOSPC: at least this much */
+	struct req *gc; /* waiting for this run's result */
+	int gc_pending; /* a gc asked while another run was going */
 	int gc_pending_dry;
 	struct req *gc_next;
 	uint64_t pinned_bytes; /* from the last walk */
@@ -110,15 +110,13 @@ evict_reader_del(struct server *srv, const struct digest *d)
 static int
 evict_busy(struct evict *e, const struct digest *d)
 {
-	return evict_reader_find(e, d) != NULL ||
-	    fill_digest_busy(e->srv, d);
+	return evict_reader_find(e, d) != NULL || fill_digest_busy(e->srv, d);
 }
 
 /* Usage -------------------------------------------------------------------- */
 
 static uint64_t
-evict_partial_bytes(struct evict *e, struct blobstore_partial **out,
-    size_t *n)
+evict_partial_bytes(struct evict *e, struct blobstore_partial **out, size_t *n)
 {
 	struct blobstore_partial *p = NULL;
 	uint64_t sum = 0;
@@ -349,8 +347,8 @@ evict_pass_cb(evutil_socket_t fd, short what, void *arg)
 		db_tags_drop(e->srv->db, manifests, nman);
 	free(manifests);
 	if (u->n > 0)
-		pool_submit(e->srv->pool, evict_unlink_work, evict_unlink_done,
-		    u);
+		pool_submit(
+		    e->srv->pool, evict_unlink_work, evict_unlink_done, u);
 	else
 		evict_unlink_done(u);
 	if (e->next < e->nitems) {
@@ -477,8 +475,8 @@ evict_gc_reply(struct evict *e)
 		return;
 	e->gc = NULL;
 	b = evbuffer_new();
-	evbuffer_add_printf(b, "{\"dry_run\":%s,\"items\":[",
-	    e->dry_run ? "true" : "false");
+	evbuffer_add_printf(
+	    b, "{\"dry_run\":%s,\"items\":[", e->dry_run ? "true" : "false");
 	for (i = 0; i < e->nitems; i++) {
 		const struct lru_item *it = &e->items[i];
 
@@ -514,8 +512,8 @@ evict_gc_start(struct evict *e, struct req *r, int dry)
 {
 	if (e->state != EVICT_IDLE) {
 		if (e->gc_next != NULL) {
-			req_error(r, OCI_ERR_UNAVAILABLE,
-			    "a gc is already waiting");
+			req_error(
+			    r, OCI_ERR_UNAVAILABLE, "a gc is already waiting");
 			return;
 		}
 		e->gc_next = r;
@@ -622,7 +620,8 @@ evict_verify_done(void *arg)
 			    n++ > 0 ? "," : "", verify_kind_name(p->kind));
 			if (p->kind != VERIFY_STRAY && p->kind != VERIFY_TEMP) {
 				digest_format(&p->digest, ds);
-				evbuffer_add_printf(b, ",\"digest\":\"%s\"", ds);
+				evbuffer_add_printf(
+				    b, ",\"digest\":\"%s\"", ds);
 			}
 			if (p->kind == VERIFY_PINS)
 				evbuffer_add_printf(b,
@@ -656,7 +655,8 @@ evict_admin_verify(struct req *r, void *arg)
 	struct evict_verify *v;
 
 	if (e->verify != NULL) {
-		req_error(r, OCI_ERR_UNAVAILABLE, "a verify is already running");
+		req_error(
+		    r, OCI_ERR_UNAVAILABLE, "a verify is already running");
 		return;
 	}
 	e->verify = r;
