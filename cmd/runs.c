@@ -547,10 +547,13 @@ static const char *const runs_fig_names[RUN_NFIGS] = {
 };
 
 static const char *
-runs_change(const struct run_delta *d, char *buf, size_t len)
+runs_change(
+    enum run_fig_kind k, const struct run_delta *d, char *buf, size_t len)
 {
 	if (d->mark == RUN_MARK_NA)
 		xstrlcpy(buf, "", len);
+	else if (k == RUN_FIG_RATIO) /* percentage points */
+		snprintf(buf, len, "%+.1f pt", 100.0 * (d->next - d->base));
 	else if (d->base > 0)
 		snprintf(
 		    buf, len, "%+.1f%%", 100.0 * (d->next - d->base) / d->base);
@@ -589,7 +592,7 @@ runs_print_compare(const struct run_rec *base, const struct run_rec *next,
 			    runs_fig_names[k],
 			    runs_fig_text(k, d->base, a, sizeof a),
 			    runs_fig_text(k, d->next, b, sizeof b),
-			    runs_change(d, c, sizeof c),
+			    runs_change(k, d, c, sizeof c),
 			    d->mark == RUN_MARK_NA ? ""
 						   : run_mark_name(d->mark));
 		}
@@ -700,7 +703,8 @@ runs_html_compare(const char *path, const struct run_rec *base,
 			    "<td>%s &rarr; %s</td><td class=\"%s\">%s %s</td>",
 			    runs_fig_text(k, d->base, a, sizeof a),
 			    runs_fig_text(k, d->next, b, sizeof b),
-			    run_mark_name(d->mark), runs_change(d, c, sizeof c),
+			    run_mark_name(d->mark),
+			    runs_change(k, d, c, sizeof c),
 			    d->mark == RUN_MARK_NA ? ""
 						   : run_mark_name(d->mark));
 		}
