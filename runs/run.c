@@ -306,6 +306,14 @@ run_img_new(
 	return im;
 }
 
+static int
+run_img_cmp(const void *a, const void *b)
+{
+	const struct run_img *x = a, *y = b;
+
+	return x->first_ms < y->first_ms ? -1 : x->first_ms > y->first_ms;
+}
+
 /* Fills o->rec's totals and images from the requests. */
 static void
 run_attribute(struct runs *rs, struct run_open *o)
@@ -323,6 +331,8 @@ run_attribute(struct runs *rs, struct run_open *o)
 		snprintf(ref, sizeof ref, "%s:%s", q->name, q->tag);
 		if ((im = run_img_find(imgs, nimgs, ref)) == NULL)
 			im = run_img_new(&imgs, &nimgs, ref, q);
+		else if (q->start_ms < im->first_ms)
+			im->first_ms = q->start_ms; /* kept in end order */
 		if (q->have_digest && !run_img_has(im, &q->digest))
 			run_img_resolve(rs, im, &q->digest);
 	}
@@ -350,6 +360,8 @@ run_attribute(struct runs *rs, struct run_open *o)
 		else
 			o->rec.unattributed++;
 	}
+	if (nimgs > 1) /* in the order their pulls started */
+		qsort(imgs, nimgs, sizeof *imgs, run_img_cmp);
 	o->rec.images = xcalloc(nimgs > 0 ? nimgs : 1, sizeof *o->rec.images);
 	for (k = 0; k < nimgs; k++) {
 		xstrlcpy(o->rec.images[k].ref, imgs[k].ref,

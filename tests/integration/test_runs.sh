@@ -207,6 +207,11 @@ expect runs/errors/show-unknown "runs show of an unknown run: exit $CLI_RC" \
 scrape "$M" "$T_TMP/m.txt"
 check_eq runs/metrics/open-after "$(metric "$T_TMP/m.txt" ccprewarm_runs_open)" 0 "ccprewarm_runs_open"
 check_eq runs/metrics/last "$(metric "$T_TMP/m.txt" 'ccprewarm_run_last_images{run="overlap"}')" 1 "last run's images gauge"
+check_eq runs/metrics/last-bytes "$(metric "$T_TMP/m.txt" 'ccprewarm_run_last_bytes{run="overlap",source="upstream"}')" 0 "last run's upstream bytes gauge"
+if command -v promtool >/dev/null; then
+	expect runs/metrics/promtool "promtool check metrics: $(promtool check metrics <"$T_TMP/m.txt" 2>&1 | head -n 3 | tr '\n' ' ')" \
+		'promtool check metrics <"$T_TMP/m.txt" >/dev/null 2>&1'
+fi
 
 # --- restart: still listed; then only the newest runs_keep (and the baseline)
 if [ -n "${CCP_PID:-}" ]; then
