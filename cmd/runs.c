@@ -79,7 +79,7 @@ runs_parse(int argc, char **argv, struct runs_opts *o)
 				    "too many --label flags (at most 16)");
 				return -1;
 			}
-			if (run_label_parse(
+			if (record_label_parse(
 				&o->labels[o->nlabels++], optarg, &why) == -1) {
 				log_error("--label '%s': %s", optarg, why);
 				return -1;
@@ -275,7 +275,7 @@ runs_fig_line(const char *what, const char *state, const struct run_fig *g)
 
 	printf("%-48s %-11s %10s %11s %11s %5" PRIu64 " %5" PRIu64 " %5" PRIu64
 	       " %10s\n",
-	    what, state, runs_secs(run_fig_wall_ms(g), w, sizeof w),
+	    what, state, runs_secs(record_fig_wall_ms(g), w, sizeof w),
 	    runs_bytes(g->upstream_bytes, u, sizeof u),
 	    runs_bytes(g->cache_bytes, c, sizeof c), g->hits, g->misses,
 	    g->coalesced, runs_secs(g->upstream_wait_ms, x, sizeof x));
@@ -298,10 +298,10 @@ runs_print_show(const struct run_rec *rec, int baseline)
 	    "up. wait");
 	for (i = 0; i < rec->nimages; i++)
 		runs_fig_line(rec->images[i].ref,
-		    run_state_name(run_fig_state(&rec->images[i].fig)),
+		    record_state_name(record_fig_state(&rec->images[i].fig)),
 		    &rec->images[i].fig);
-	runs_fig_line(
-	    "total", run_state_name(run_fig_state(&rec->total)), &rec->total);
+	runs_fig_line("total", record_state_name(record_fig_state(&rec->total)),
+	    &rec->total);
 }
 
 /* HTML ------------------------------------------------------------------- */
@@ -445,12 +445,12 @@ runs_html_fig_row(FILE *f, const char *what, const struct run_fig *g)
 	    "</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td>"
 	    "<td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64
 	    "</td></tr>\n",
-	    run_state_name(run_fig_state(g)),
-	    runs_secs(run_fig_wall_ms(g), w, sizeof w),
+	    record_state_name(record_fig_state(g)),
+	    runs_secs(record_fig_wall_ms(g), w, sizeof w),
 	    runs_bytes(g->upstream_bytes, u, sizeof u),
 	    runs_bytes(g->cache_bytes, c, sizeof c),
-	    runs_ratio(run_fig_hit_ratio(g), r, sizeof r), g->hits, g->misses,
-	    g->coalesced);
+	    runs_ratio(record_fig_hit_ratio(g), r, sizeof r), g->hits,
+	    g->misses, g->coalesced);
 }
 
 static void
@@ -496,9 +496,9 @@ runs_html_show(const char *path, const struct run_rec *rec)
 	labels = xcalloc(rec->nimages + 1, sizeof *labels);
 	bars = xcalloc(rec->nimages + 1, sizeof *bars);
 	for (i = 0; i < rec->nimages; i++) {
-		st = run_fig_state(&rec->images[i].fig);
+		st = record_fig_state(&rec->images[i].fig);
 		labels[i] = rec->images[i].ref;
-		bars[i].ms = (double)run_fig_wall_ms(&rec->images[i].fig);
+		bars[i].ms = (double)record_fig_wall_ms(&rec->images[i].fig);
 		bars[i].color = runs_state_colors[st];
 	}
 	runs_html_head(f, rec->name);
@@ -510,7 +510,7 @@ runs_html_show(const char *path, const struct run_rec *rec)
 	for (i = RUN_STATE_COLD; i < nitems(runs_state_colors); i++)
 		fprintf(f,
 		    "<span class=\"key\" style=\"background:%s\"></span>%s",
-		    runs_state_colors[i], run_state_name(i));
+		    runs_state_colors[i], record_state_name(i));
 	fputs("</p>\n", f);
 	runs_html_chart(f, labels, bars, rec->nimages, 1);
 	fputs("<table><tr><th>image</th><th>state</th><th>wall</th>"
@@ -594,7 +594,7 @@ runs_print_compare(const struct run_rec *base, const struct run_rec *next,
 			    runs_fig_text(k, d->next, b, sizeof b),
 			    runs_change(k, d, c, sizeof c),
 			    d->mark == RUN_MARK_NA ? ""
-						   : run_mark_name(d->mark));
+						   : record_mark_name(d->mark));
 		}
 	}
 }
@@ -616,7 +616,7 @@ runs_json_compare(const struct run_rec *base, const struct run_rec *next,
 	json_object_set_new(o, "run", json_string(next->name));
 	json_object_set_new(o, "threshold_pct", json_real(threshold));
 	json_object_set_new(
-	    o, "worse", json_boolean(run_compare_worse(rows, n)));
+	    o, "worse", json_boolean(record_compare_worse(rows, n)));
 	for (i = 0; i < n; i++) {
 		row = json_object();
 		json_object_set_new(row, "ref",
@@ -634,8 +634,8 @@ runs_json_compare(const struct run_rec *base, const struct run_rec *next,
 			    d->base < 0 ? json_null() : json_real(d->base));
 			json_object_set_new(fig, "run",
 			    d->next < 0 ? json_null() : json_real(d->next));
-			json_object_set_new(
-			    fig, "mark", json_string(run_mark_name(d->mark)));
+			json_object_set_new(fig, "mark",
+			    json_string(record_mark_name(d->mark)));
 			json_object_set_new(row, keys[k], fig);
 		}
 		json_array_append_new(arr, row);
@@ -675,8 +675,8 @@ runs_html_compare(const char *path, const struct run_rec *base,
 	fputs(" against ", f);
 	runs_html_esc(f, base->name);
 	fprintf(f, "</h1>\n<p>threshold %.1f%%: %s</p>\n", threshold,
-	    run_compare_worse(rows, n) ? "<span class=\"worse\">worse</span>"
-				       : "no figure worse");
+	    record_compare_worse(rows, n) ? "<span class=\"worse\">worse</span>"
+					  : "no figure worse");
 	runs_html_meta(f, next);
 	fputs("<h2>Pull time per image</h2>\n<p>", f);
 	fprintf(f, "<span class=\"key\" style=\"background:%s\"></span>",
@@ -703,10 +703,10 @@ runs_html_compare(const char *path, const struct run_rec *base,
 			    "<td>%s &rarr; %s</td><td class=\"%s\">%s %s</td>",
 			    runs_fig_text(k, d->base, a, sizeof a),
 			    runs_fig_text(k, d->next, b, sizeof b),
-			    run_mark_name(d->mark),
+			    record_mark_name(d->mark),
 			    runs_change(k, d, c, sizeof c),
 			    d->mark == RUN_MARK_NA ? ""
-						   : run_mark_name(d->mark));
+						   : record_mark_name(d->mark));
 		}
 		fputs("</tr>\n", f);
 	}
@@ -726,7 +726,7 @@ runs_fetch(const struct runs_opts *o, const char *name, struct run_rec *rec,
 	char *path;
 	json_t *j;
 
-	if (!run_name_valid(name)) {
+	if (!record_name_valid(name)) {
 		log_error(
 		    "'%s' is not a run name ([A-Za-z0-9_.-], 1-128)", name);
 		return -1;
@@ -751,7 +751,7 @@ run_begin(const struct runs_opts *o, const char *name)
 	json_t *j;
 	size_t i;
 
-	if (!run_name_valid(name)) {
+	if (!record_name_valid(name)) {
 		log_error(
 		    "'%s' is not a run name ([A-Za-z0-9_.-], 1-128)", name);
 		return 1;
@@ -789,7 +789,7 @@ run_end(const struct runs_opts *o, const char *name)
 	json_t *j;
 	char *s;
 
-	if (!run_name_valid(name)) {
+	if (!record_name_valid(name)) {
 		log_error(
 		    "'%s' is not a run name ([A-Za-z0-9_.-], 1-128)", name);
 		return 1;
@@ -803,7 +803,7 @@ run_end(const struct runs_opts *o, const char *name)
 	} else {
 		runs_from_json(j, &rec);
 		runs_print_show(&rec, 0);
-		run_rec_release(&rec);
+		record_release(&rec);
 	}
 	json_decref(j);
 	return 0;
@@ -858,9 +858,9 @@ runs_list(const struct runs_opts *o)
 		printf("%-24s %-21s %6zu %10s %11s %9s ", rec.name,
 		    runs_when(rec.ended_at, t, sizeof t),
 		    (size_t)runs_int(v, "nimages"),
-		    runs_secs(run_fig_wall_ms(&rec.total), w, sizeof w),
+		    runs_secs(record_fig_wall_ms(&rec.total), w, sizeof w),
 		    runs_bytes(rec.total.upstream_bytes, u, sizeof u),
-		    runs_ratio(run_fig_hit_ratio(&rec.total), r, sizeof r));
+		    runs_ratio(record_fig_hit_ratio(&rec.total), r, sizeof r));
 		printf("%s",
 		    json_is_true(json_object_get(v, "baseline")) ? " [baseline]"
 								 : "");
@@ -868,7 +868,7 @@ runs_list(const struct runs_opts *o)
 			printf(
 			    " %s=%s", rec.labels[k].key, rec.labels[k].value);
 		printf("\n");
-		run_rec_release(&rec);
+		record_release(&rec);
 	}
 	json_decref(j);
 	return 0;
@@ -893,7 +893,7 @@ runs_show(const struct runs_opts *o, const char *name)
 		    &rec, json_is_true(json_object_get(raw, "baseline")));
 	if (o->html != NULL && runs_html_show(o->html, &rec) == -1)
 		rc = 1;
-	run_rec_release(&rec);
+	record_release(&rec);
 	json_decref(raw);
 	return rc;
 }
@@ -927,10 +927,10 @@ runs_compare_cmd(
 	if (runs_fetch(o, base_name, &base, NULL) == -1)
 		return 2;
 	if (runs_fetch(o, name, &next, NULL) == -1) {
-		run_rec_release(&base);
+		record_release(&base);
 		return 2;
 	}
-	rows = run_compare(&base, &next, o->threshold, &n);
+	rows = record_compare(&base, &next, o->threshold, &n);
 	if (o->json)
 		runs_json_compare(&base, &next, rows, n, o->threshold);
 	else
@@ -940,10 +940,10 @@ runs_compare_cmd(
 		-1)
 		rc = 2;
 	else
-		rc = run_compare_worse(rows, n) ? 1 : 0;
+		rc = record_compare_worse(rows, n) ? 1 : 0;
 	free(rows);
-	run_rec_release(&base);
-	run_rec_release(&next);
+	record_release(&base);
+	record_release(&next);
 	return rc;
 }
 
@@ -952,7 +952,7 @@ runs_baseline(const struct runs_opts *o, const char *name)
 {
 	json_t *j;
 
-	if (!run_name_valid(name)) {
+	if (!record_name_valid(name)) {
 		log_error(
 		    "'%s' is not a run name ([A-Za-z0-9_.-], 1-128)", name);
 		return 1;

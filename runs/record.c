@@ -15,7 +15,7 @@
 #define RECORD_VERSION 1
 
 int
-run_name_valid(const char *s)
+record_name_valid(const char *s)
 {
 	size_t i, n = strlen(s);
 
@@ -34,7 +34,7 @@ run_name_valid(const char *s)
 }
 
 int
-run_label_parse(struct run_label *l, const char *kv, const char **why)
+record_label_parse(struct run_label *l, const char *kv, const char **why)
 {
 	const char *eq = strchr(kv, '=');
 	size_t klen;
@@ -51,7 +51,7 @@ run_label_parse(struct run_label *l, const char *kv, const char **why)
 		return -1;
 	}
 	memcpy(l->key, kv, klen);
-	if (!run_name_valid(l->key)) {
+	if (!record_name_valid(l->key)) {
 		*why = "label key has characters other than [A-Za-z0-9_.-]";
 		return -1;
 	}
@@ -70,7 +70,7 @@ run_label_parse(struct run_label *l, const char *kv, const char **why)
 }
 
 void
-run_rec_release(struct run_rec *rec)
+record_release(struct run_rec *rec)
 {
 	free(rec->images);
 	rec->images = NULL;
@@ -78,7 +78,7 @@ run_rec_release(struct run_rec *rec)
 }
 
 enum run_state
-run_fig_state(const struct run_fig *f)
+record_fig_state(const struct run_fig *f)
 {
 	uint64_t up = f->misses + f->coalesced;
 
@@ -92,7 +92,7 @@ run_fig_state(const struct run_fig *f)
 }
 
 const char *
-run_state_name(enum run_state s)
+record_state_name(enum run_state s)
 {
 	static const char *const names[] = {
 	    [RUN_STATE_NONE] = "none",
@@ -105,7 +105,7 @@ run_state_name(enum run_state s)
 }
 
 int64_t
-run_fig_wall_ms(const struct run_fig *f)
+record_fig_wall_ms(const struct run_fig *f)
 {
 	return f->first_ms == 0 || f->last_ms < f->first_ms
 	    ? 0
@@ -113,7 +113,7 @@ run_fig_wall_ms(const struct run_fig *f)
 }
 
 double
-run_fig_hit_ratio(const struct run_fig *f)
+record_fig_hit_ratio(const struct run_fig *f)
 {
 	uint64_t n = f->hits + f->misses + f->coalesced;
 
@@ -175,7 +175,7 @@ record_put_fig(struct record_wr *w, const struct run_fig *f)
 }
 
 void *
-run_rec_encode(const struct run_rec *rec, size_t *len)
+record_encode(const struct run_rec *rec, size_t *len)
 {
 	struct record_wr w = {NULL, 0, 0};
 	unsigned char v = RECORD_VERSION;
@@ -267,7 +267,7 @@ record_get_fig(struct record_rd *r, struct run_fig *f)
 }
 
 int
-run_rec_decode(struct run_rec *rec, const void *buf, size_t len)
+record_decode(struct run_rec *rec, const void *buf, size_t len)
 {
 	struct record_rd r = {buf, len, 0};
 	uint64_t n;
@@ -311,7 +311,7 @@ run_rec_decode(struct run_rec *rec, const void *buf, size_t len)
 		goto bad;
 	return 0;
 bad:
-	run_rec_release(rec);
+	record_release(rec);
 	return -1;
 }
 
@@ -337,7 +337,7 @@ record_json_str(FILE *f, const char *s)
 static void
 record_json_fig(FILE *f, const struct run_fig *g)
 {
-	double ratio = run_fig_hit_ratio(g);
+	double ratio = record_fig_hit_ratio(g);
 
 	fprintf(f,
 	    "\"state\":\"%s\",\"first_ms\":%" PRId64 ",\"last_ms\":%" PRId64
@@ -346,9 +346,10 @@ record_json_fig(FILE *f, const struct run_fig *g)
 	    ",\"coalesced\":%" PRIu64 ",\"errors\":%" PRIu64
 	    ",\"cache_bytes\":%" PRIu64 ",\"upstream_bytes\":%" PRIu64
 	    ",\"upstream_wait_ms\":%" PRId64 ",\"hit_ratio\":",
-	    run_state_name(run_fig_state(g)), g->first_ms, g->last_ms,
-	    run_fig_wall_ms(g), g->requests, g->hits, g->misses, g->coalesced,
-	    g->errors, g->cache_bytes, g->upstream_bytes, g->upstream_wait_ms);
+	    record_state_name(record_fig_state(g)), g->first_ms, g->last_ms,
+	    record_fig_wall_ms(g), g->requests, g->hits, g->misses,
+	    g->coalesced, g->errors, g->cache_bytes, g->upstream_bytes,
+	    g->upstream_wait_ms);
 	if (ratio < 0)
 		fputs("null", f);
 	else
@@ -356,7 +357,7 @@ record_json_fig(FILE *f, const struct run_fig *g)
 }
 
 char *
-run_rec_json(const struct run_rec *rec, enum run_json_flags flags)
+record_json(const struct run_rec *rec, enum run_json_flags flags)
 {
 	char *out = NULL, *save = NULL, *w;
 	char tmp[sizeof rec->overlapped];
@@ -420,7 +421,7 @@ run_rec_json(const struct run_rec *rec, enum run_json_flags flags)
 /* Comparison ----------------------------------------------------------- */
 
 const char *
-run_mark_name(enum run_mark m)
+record_mark_name(enum run_mark m)
 {
 	static const char *const names[] = {
 	    [RUN_MARK_NA] = "n/a",
@@ -436,7 +437,7 @@ run_mark_name(enum run_mark m)
 static double
 record_wall(const struct run_fig *f)
 {
-	return (double)run_fig_wall_ms(f);
+	return (double)record_fig_wall_ms(f);
 }
 
 static double
@@ -448,7 +449,7 @@ record_upstream(const struct run_fig *f)
 static double
 record_ratio(const struct run_fig *f)
 {
-	return run_fig_hit_ratio(f);
+	return record_fig_hit_ratio(f);
 }
 
 static const struct record_fig_def {
@@ -514,7 +515,7 @@ record_find(const struct run_rec *rec, const char *ref)
 }
 
 struct run_cmp_row *
-run_compare(const struct run_rec *base, const struct run_rec *next,
+record_compare(const struct run_rec *base, const struct run_rec *next,
     double threshold_pct, size_t *n)
 {
 	struct run_cmp_row *rows;
@@ -545,7 +546,7 @@ run_compare(const struct run_rec *base, const struct run_rec *next,
 }
 
 int
-run_compare_worse(const struct run_cmp_row *rows, size_t n)
+record_compare_worse(const struct run_cmp_row *rows, size_t n)
 {
 	size_t i, j;
 

@@ -386,7 +386,7 @@ run_list_cb(void *arg, const char *name, const void *val, size_t len)
 	struct run_list *l = arg;
 	struct run_rec rec;
 
-	if (run_rec_decode(&rec, val, len) == -1) {
+	if (record_decode(&rec, val, len) == -1) {
 		log_warn("run record '%s' does not decode; ignored", name);
 		return;
 	}
@@ -423,7 +423,7 @@ run_list_release(struct run_list *l)
 	size_t i;
 
 	for (i = 0; i < l->n; i++)
-		run_rec_release(&l->recs[i]);
+		record_release(&l->recs[i]);
 	free(l->recs);
 	l->recs = NULL;
 	l->n = 0;
@@ -458,7 +458,7 @@ run_set_last(struct runs *rs, const struct run_rec *rec)
 {
 	size_t n = rec->nimages;
 
-	run_rec_release(&rs->last);
+	record_release(&rs->last);
 	rs->last = *rec;
 	rs->last.images = xcalloc(n > 0 ? n : 1, sizeof *rec->images);
 	memcpy(rs->last.images, rec->images, n * sizeof *rec->images);
@@ -475,7 +475,7 @@ run_open_free(struct run_open *o)
 		free(o->reqs[i].tag);
 	}
 	free(o->reqs);
-	run_rec_release(&o->rec);
+	record_release(&o->rec);
 	free(o);
 }
 
@@ -554,7 +554,7 @@ run_admin_begin(struct req *r, void *arg)
 				why = "too many labels";
 				goto bad;
 			}
-			if (run_label_parse(&o->rec.labels[o->rec.nlabels++],
+			if (record_label_parse(&o->rec.labels[o->rec.nlabels++],
 				line + 6, &why) == -1)
 				goto bad;
 		} else {
@@ -563,7 +563,7 @@ run_admin_begin(struct req *r, void *arg)
 		}
 	}
 	free(copy);
-	if (!run_name_valid(o->rec.name)) {
+	if (!record_name_valid(o->rec.name)) {
 		run_open_free(o);
 		run_reply_error(r, 400,
 		    "run name must be 1-128 characters of [A-Za-z0-9_.-]");
@@ -588,7 +588,7 @@ run_admin_begin(struct req *r, void *arg)
 	rs->nopen++;
 	log_info("run '%s' begun%s%s", o->rec.name,
 	    o->rec.client[0] != '\0' ? " for client " : "", o->rec.client);
-	run_reply_json(r, run_rec_json(&o->rec, 0));
+	run_reply_json(r, record_json(&o->rec, 0));
 	return;
 bad_client:
 	why = "client address too long";
@@ -620,7 +620,7 @@ run_admin_end(struct req *r, void *arg)
 	rs->nopen--;
 	o->rec.ended_at = run_wall_ms();
 	run_attribute(rs, o);
-	val = run_rec_encode(&o->rec, &len);
+	val = record_encode(&o->rec, &len);
 	if (db_run_put(rs->srv->db, o->rec.name, val, len) == -1) {
 		free(val);
 		run_open_free(o);
@@ -634,7 +634,7 @@ run_admin_end(struct req *r, void *arg)
 	    o->rec.total.upstream_bytes);
 	run_prune(rs);
 	run_set_last(rs, &o->rec);
-	run_reply_json(r, run_rec_json(&o->rec, RUN_JSON_IMAGES));
+	run_reply_json(r, record_json(&o->rec, RUN_JSON_IMAGES));
 	run_open_free(o);
 }
 
@@ -666,7 +666,7 @@ run_admin_list(struct req *r, void *arg)
 		    o == TAILQ_FIRST(&rs->open) ? "" : ",", o->rec.name);
 	evbuffer_add_printf(b, "],\"runs\":[");
 	for (i = 0; i < l.n; i++) {
-		s = run_rec_json(&l.recs[i],
+		s = record_json(&l.recs[i],
 		    strcmp(l.recs[i].name, base) == 0 ? RUN_JSON_BASELINE : 0);
 		evbuffer_add_printf(b, "%s%s", i > 0 ? "," : "", s);
 		free(s);
@@ -690,7 +690,7 @@ run_admin_show(struct req *r, void *arg)
 	size_t len = 0;
 	int rc;
 
-	if (!run_name_valid(name)) {
+	if (!record_name_valid(name)) {
 		run_reply_error(r, 400, "invalid run name");
 		return;
 	}
@@ -704,7 +704,7 @@ run_admin_show(struct req *r, void *arg)
 		free(val);
 		return;
 	}
-	rc = run_rec_decode(&rec, val, len);
+	rc = record_decode(&rec, val, len);
 	free(val);
 	if (rc == -1) {
 		run_reply_error(r, 500, "run record does not decode");
@@ -713,10 +713,10 @@ run_admin_show(struct req *r, void *arg)
 	if (db_run_baseline_get(rs->srv->db, base, sizeof base) != 0)
 		base[0] = '\0';
 	run_reply_json(r,
-	    run_rec_json(&rec,
+	    record_json(&rec,
 		RUN_JSON_IMAGES |
 		    (strcmp(base, rec.name) == 0 ? RUN_JSON_BASELINE : 0)));
-	run_rec_release(&rec);
+	record_release(&rec);
 }
 
 /* POST runs/baseline, body NAME: the run `runs compare NAME` compares to. */
@@ -733,7 +733,7 @@ run_admin_baseline(struct req *r, void *arg)
 	body = req_body(r, &len);
 	xstrlcpy(name, body != NULL ? body : "", sizeof name);
 	name[strcspn(name, "\n")] = '\0';
-	if (!run_name_valid(name)) {
+	if (!record_name_valid(name)) {
 		run_reply_error(r, 400, "invalid run name");
 		return;
 	}
@@ -798,7 +798,7 @@ run_metrics(struct evbuffer *b, void *arg)
 	    "run: time requests waited on upstream, summed\n"
 	    "# TYPE ccprewarm_run_last_upstream_wait_seconds gauge\n"
 	    "ccprewarm_run_last_upstream_wait_seconds{run=\"%s\"} %.3f\n",
-	    n, (double)run_fig_wall_ms(t) / 1000.0, n, rs->last.nimages, n,
+	    n, (double)record_fig_wall_ms(t) / 1000.0, n, rs->last.nimages, n,
 	    t->cache_bytes, n, t->upstream_bytes, n, t->hits, n, t->misses, n,
 	    t->coalesced, n, t->errors, n,
 	    (double)t->upstream_wait_ms / 1000.0);
@@ -846,6 +846,6 @@ runs_free(struct runs *rs)
 		log_warn("run '%s' was still open; not recorded", o->rec.name);
 		run_open_free(o);
 	}
-	run_rec_release(&rs->last);
+	record_release(&rs->last);
 	free(rs);
 }

@@ -74,27 +74,27 @@ struct run_rec {
 };
 
 /* 1 if s is a run name: [A-Za-z0-9_.-], 1 to RUN_NAME_MAX, not "." or "..". */
-int run_name_valid(const char *s);
+int record_name_valid(const char *s);
 /* Parses "KEY=VALUE" (key as a run name, value printable); 0 or -1, why. */
-int run_label_parse(struct run_label *, const char *kv, const char **why);
-void run_rec_release(struct run_rec *);
-enum run_state run_fig_state(const struct run_fig *);
-const char *run_state_name(enum run_state);
-int64_t run_fig_wall_ms(const struct run_fig *);
+int record_label_parse(struct run_label *, const char *kv, const char **why);
+void record_release(struct run_rec *);
+enum run_state record_fig_state(const struct run_fig *);
+const char *record_state_name(enum run_state);
+int64_t record_fig_wall_ms(const struct run_fig *);
 /* hits / (hits + misses + coalesced); -1 when there were none. */
-double run_fig_hit_ratio(const struct run_fig *);
+double record_fig_hit_ratio(const struct run_fig *);
 
 /* A new buffer of *len bytes (versioned little-endian layout). */
-void *run_rec_encode(const struct run_rec *, size_t *len);
+void *record_encode(const struct run_rec *, size_t *len);
 /* 0, or -1 for bytes that do not decode (rec released). */
-int run_rec_decode(struct run_rec *, const void *, size_t);
+int record_decode(struct run_rec *, const void *, size_t);
 
 enum run_json_flags {
 	RUN_JSON_IMAGES = (1 << 0),   /* the per-image list */
 	RUN_JSON_BASELINE = (1 << 1), /* "baseline": true */
 };
 /* The record as one JSON object; new string. */
-char *run_rec_json(const struct run_rec *, enum run_json_flags);
+char *record_json(const struct run_rec *, enum run_json_flags);
 
 /* A figure of `runs compare`: lower is better except for the hit ratio. */
 enum run_mark {
@@ -126,11 +126,11 @@ struct run_cmp_row {
  * is never a regression; any upstream bytes against none is worse).
  */
 #define RUN_WALL_SLACK_MS 20
-struct run_cmp_row *run_compare(const struct run_rec *base,
+struct run_cmp_row *record_compare(const struct run_rec *base,
     const struct run_rec *next, double threshold_pct, size_t *n);
 /* 1 if any figure of any row is RUN_MARK_WORSE. */
-int run_compare_worse(const struct run_cmp_row *, size_t n);
-const char *run_mark_name(enum run_mark);
+int record_compare_worse(const struct run_cmp_row *, size_t n);
+const char *record_mark_name(enum run_mark);
 
 /* run.c: the daemon side --------------------------------------------------- */
 

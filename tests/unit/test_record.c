@@ -14,20 +14,20 @@ test_names(void)
 	struct run_label l;
 	const char *why;
 
-	CHECK(run_name_valid("ci-1234.main_x"));
-	CHECK(!run_name_valid(""));
-	CHECK(!run_name_valid("."));
-	CHECK(!run_name_valid(".."));
-	CHECK(!run_name_valid("a/b"));
-	CHECK(!run_name_valid("a b"));
-	CHECK(run_label_parse(&l, "commit=abc=d", &why) == 0);
+	CHECK(record_name_valid("ci-1234.main_x"));
+	CHECK(!record_name_valid(""));
+	CHECK(!record_name_valid("."));
+	CHECK(!record_name_valid(".."));
+	CHECK(!record_name_valid("a/b"));
+	CHECK(!record_name_valid("a b"));
+	CHECK(record_label_parse(&l, "commit=abc=d", &why) == 0);
 	CHECK_STR(l.key, "commit");
 	CHECK_STR(l.value, "abc=d");
-	CHECK(run_label_parse(&l, "k=", &why) == 0 && l.value[0] == '\0');
-	CHECK(run_label_parse(&l, "=v", &why) == -1);
-	CHECK(run_label_parse(&l, "novalue", &why) == -1);
-	CHECK(run_label_parse(&l, "a b=c", &why) == -1);
-	CHECK(run_label_parse(&l, "k=line\nbreak", &why) == -1);
+	CHECK(record_label_parse(&l, "k=", &why) == 0 && l.value[0] == '\0');
+	CHECK(record_label_parse(&l, "=v", &why) == -1);
+	CHECK(record_label_parse(&l, "novalue", &why) == -1);
+	CHECK(record_label_parse(&l, "a b=c", &why) == -1);
+	CHECK(record_label_parse(&l, "k=line\nbreak", &why) == -1);
 }
 
 static void
@@ -36,21 +36,21 @@ test_state(void)
 	struct run_fig f;
 
 	memset(&f, 0, sizeof f);
-	CHECK(run_fig_state(&f) == RUN_STATE_NONE);
-	CHECK(run_fig_hit_ratio(&f) < 0);
+	CHECK(record_fig_state(&f) == RUN_STATE_NONE);
+	CHECK(record_fig_hit_ratio(&f) < 0);
 	f.misses = 3;
-	CHECK(run_fig_state(&f) == RUN_STATE_COLD);
+	CHECK(record_fig_state(&f) == RUN_STATE_COLD);
 	f.hits = 1;
-	CHECK(run_fig_state(&f) == RUN_STATE_PARTLY);
+	CHECK(record_fig_state(&f) == RUN_STATE_PARTLY);
 	f.misses = 0;
 	f.coalesced = 1;
-	CHECK(run_fig_state(&f) == RUN_STATE_PARTLY);
+	CHECK(record_fig_state(&f) == RUN_STATE_PARTLY);
 	f.coalesced = 0;
-	CHECK(run_fig_state(&f) == RUN_STATE_WARM);
-	CHECK(run_fig_hit_ratio(&f) == 1.0);
+	CHECK(record_fig_state(&f) == RUN_STATE_WARM);
+	CHECK(record_fig_hit_ratio(&f) == 1.0);
 	f.first_ms = 1000;
 	f.last_ms = 1250;
-	CHECK(run_fig_wall_ms(&f) == 250);
+	CHECK(record_fig_wall_ms(&f) == 250);
 }
 
 static void
@@ -91,8 +91,8 @@ test_codec(void)
 	size_t len, cut;
 
 	record_sample(&rec, imgs);
-	buf = run_rec_encode(&rec, &len);
-	CHECK(run_rec_decode(&out, buf, len) == 0);
+	buf = record_encode(&rec, &len);
+	CHECK(record_decode(&out, buf, len) == 0);
 	CHECK_STR(out.name, "cold");
 	CHECK_STR(out.client, "10.0.0.7");
 	CHECK(out.begun_at == rec.begun_at && out.ended_at == rec.ended_at);
@@ -104,16 +104,16 @@ test_codec(void)
 	CHECK_STR(out.images[1].ref, "docker.io/test/x@sha256:00");
 	CHECK(
 	    memcmp(&out.images[1].fig, &imgs[1].fig, sizeof imgs[1].fig) == 0);
-	run_rec_release(&out);
+	record_release(&out);
 	/* every truncation, and trailing junk, is refused */
 	for (cut = 0; cut < len; cut++) {
-		if (run_rec_decode(&out, buf, cut) != -1) {
+		if (record_decode(&out, buf, cut) != -1) {
 			free(buf);
 			CHECK(!"a truncated record decoded");
 		}
 	}
 	buf[0] = 99; /* unknown version */
-	CHECK(run_rec_decode(&out, buf, len) == -1);
+	CHECK(record_decode(&out, buf, len) == -1);
 	free(buf);
 }
 
@@ -125,7 +125,7 @@ test_json(void)
 	char *s;
 
 	record_sample(&rec, imgs);
-	s = run_rec_json(&rec, RUN_JSON_IMAGES | RUN_JSON_BASELINE);
+	s = record_json(&rec, RUN_JSON_IMAGES | RUN_JSON_BASELINE);
 	CHECK(strstr(s, "\"name\":\"cold\"") != NULL);
 	CHECK(strstr(s, "\"commit\":\"abc \\\"quoted\\\"\"") != NULL);
 	CHECK(strstr(s, "\"overlapped\":[\"a\",\"b\"]") != NULL);
@@ -134,7 +134,7 @@ test_json(void)
 	CHECK(strstr(s, "\"state\":\"warm\"") != NULL);
 	CHECK(strstr(s, "\"upstream_bytes\":5206948") != NULL);
 	free(s);
-	s = run_rec_json(&rec, 0);
+	s = record_json(&rec, 0);
 	CHECK(strstr(s, "\"images\"") == NULL);
 	CHECK(strstr(s, "\"nimages\":2") != NULL);
 	free(s);
@@ -168,7 +168,7 @@ test_compare(void)
 	next.images = ni;
 	next.nimages = 1;
 	next.total = ni[0].fig;
-	rows = run_compare(&base, &next, 10, &n);
+	rows = record_compare(&base, &next, 10, &n);
 	CHECK(n == 3); /* a, gone, total */
 	CHECK_STR(rows[0].ref, "a");
 	CHECK(rows[0].d[RUN_FIG_WALL].mark == RUN_MARK_BETTER);
@@ -177,28 +177,28 @@ test_compare(void)
 	CHECK(rows[1].in_base && !rows[1].in_next);
 	CHECK(rows[1].d[RUN_FIG_WALL].mark == RUN_MARK_NA);
 	CHECK(rows[2].ref[0] == '\0');
-	CHECK(!run_compare_worse(rows, n));
+	CHECK(!record_compare_worse(rows, n));
 	free(rows);
 	/* the reverse is worse on every figure */
-	rows = run_compare(&next, &base, 10, &n);
+	rows = record_compare(&next, &base, 10, &n);
 	CHECK(rows[0].d[RUN_FIG_WALL].mark == RUN_MARK_WORSE);
 	CHECK(rows[0].d[RUN_FIG_UPSTREAM].mark == RUN_MARK_WORSE);
 	CHECK(rows[0].d[RUN_FIG_RATIO].mark == RUN_MARK_WORSE);
-	CHECK(run_compare_worse(rows, n));
+	CHECK(record_compare_worse(rows, n));
 	free(rows);
 	/* within the threshold, or within the wall-time slack: same */
 	ni[0].fig = bi[0].fig;
 	ni[0].fig.last_ms += 50; /* +5% of 1 s */
 	ni[0].fig.upstream_bytes = 1090;
 	next.total = ni[0].fig;
-	rows = run_compare(&base, &next, 10, &n);
+	rows = record_compare(&base, &next, 10, &n);
 	CHECK(rows[0].d[RUN_FIG_WALL].mark == RUN_MARK_SAME);
 	CHECK(rows[0].d[RUN_FIG_UPSTREAM].mark == RUN_MARK_SAME);
 	CHECK(rows[0].d[RUN_FIG_RATIO].mark == RUN_MARK_SAME);
 	free(rows);
 	bi[0].fig.last_ms = bi[0].fig.first_ms + 5; /* 5 ms -> 15 ms */
 	ni[0].fig.last_ms = ni[0].fig.first_ms + 15;
-	rows = run_compare(&base, &next, 10, &n);
+	rows = record_compare(&base, &next, 10, &n);
 	CHECK(rows[0].d[RUN_FIG_WALL].mark == RUN_MARK_SAME);
 	free(rows);
 }
