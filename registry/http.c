@@ -629,11 +629,6 @@ http_base_handle(struct req *r)
 	req_reply_mem(r, 200, "application/json", NULL, "{}", 2);
 }
 
-/*
- * evhttp calls the request callback a second time, with the URI cleared,
- * when a connection fails with a buffer error while the reply is ours: find
- * our request and finish it (that completes evhttp's side too).
- */
 void
 req_hook_set(struct server *srv, req_hook_fn fn, void *arg)
 {
@@ -655,6 +650,11 @@ http_peer(struct req *r)
 		xstrlcpy(r->peer, addr, sizeof r->peer);
 }
 
+/*
+ * evhttp calls the request callback a second time, with the URI cleared,
+ * when a connection fails with a buffer error while the reply is ours: find
+ * our request and finish it (that completes evhttp's side too).
+ */
 static void
 http_failed_request(struct server *srv, struct evhttp_request *ev)
 {
