@@ -231,6 +231,26 @@ if [ -n "${CCP_PID:-}" ]; then
 		"cold extra overlap" "runs kept with runs_keep 2 (plus the baseline)"
 fi
 
+# --- dockerd as the client (HEAD/GET by tag, then by digest): the image is
+# resolved the same way, and is warm by now
+if [ -n "${CCP_PID:-}" ]; then
+	start_dockerd D "$CCP_URL"
+	case $? in
+	0)
+		ccp_run begin-docker run begin docker --client 127.0.0.1 --server "$M"
+		dockercli D pull "$ONE" >>"$T_OUT/docker.log" 2>&1 || fail runs/docker/pull "docker pull $ONE failed (docker.log)"
+		ccp_run end-docker run end docker --server "$M"
+		ccp runs show docker --server "$M" --json >"$T_OUT/docker.json" 2>/dev/null
+		check_eq runs/docker/image "$(jq -r '"\(.nimages) \(.images[0].ref) \(.images[0].state) \(.unattributed)"' "$T_OUT/docker.json")" \
+			"1 docker.io/$ONE warm 0" "images, state, unattributed requests of a dockerd pull"
+		check runs/docker/requests "a dockerd pull counted fewer than 3 requests" \
+			jq -e '.images[0].requests >= 3 and .images[0].cache_bytes > 0' "$T_OUT/docker.json"
+		;;
+	2) skip runs/docker "dockerd needs root" ;;
+	*) fail runs/docker "dockerd did not start (dockerd-D.log)" ;;
+	esac
+fi
+
 if [ -n "${CCP_PID:-}" ] && ! alive CCP; then
 	fail runs/still-running "ccprewarm died during the test"
 fi
