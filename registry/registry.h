@@ -369,7 +369,7 @@ struct server_opts {
 	uint64_t min_free_bytes;
 	int64_t min_free_percent;
 	int64_t low_water_percent; /* 0: the default, 90 */
-	int64_t runs_keep;	     /* `ccprewarm run`: finished runs kept */
+	int64_t runs_keep;	   /* `ccprewarm run`: finished runs kept */
 };
 
 /* Opens the store and index, binds the listener.  NULL (logged) on error. */
