@@ -46,9 +46,9 @@ struct evict {
 	struct event *tick_ev;
 	struct lru_item *items; /* the current plan */
 	size_t nitems, next;
-	uint64_t incoming; /* what the check that started it expects */
-	int force;	   /* gc: down to the low mark even if not crossed */
-	int all_partials;  /* gc, ENOSPC: every idle partial goes */
+	uint64_t need;	  /* what the check that started it found */
+	int force;	  /* gc: down to the low mark even if not crossed */
+	int all_partials; /* gc, ENOSPC: every idle partial goes */
 	int dry_run;
 	uint64_t freed; /* this run */
 	uint64_t extra; /* ENOSPC: at least this much */
@@ -250,7 +250,12 @@ evict_plan_done(void *arg)
 		e->items[i].busy = evict_busy(e, &e->items[i].digest);
 	}
 	evict_usage(e, &u, partial);
-	need = lru_need(&e->budget, &u, e->incoming, e->force);
+	/*
+	 * A check's need stands: by now the fill that asked has written part
+	 * of its bytes, which the usage would count twice.  gc asks for the
+	 * low mark as things are now.
+	 */
+	need = e->force ? lru_need(&e->budget, &u, 0, 1) : e->need;
 	if (e->extra > need)
 		need = e->extra;
 	chosen = lru_plan(e->items, e->nitems, need, e->all_partials);
@@ -399,7 +404,7 @@ evict_run_end(struct evict *e)
 	e->nitems = e->next = 0;
 	e->state = EVICT_IDLE;
 	e->force = e->all_partials = e->dry_run = 0;
-	e->extra = e->incoming = 0;
+	e->extra = e->need = 0;
 	/*
 	 * Nothing could go (all pinned or busy): no new walk per fill until
 	 * the next tick, or pins over the budget would walk the index on
@@ -426,7 +431,7 @@ evict_check(struct server *srv, uint64_t incoming)
 {
 	struct evict *e = srv->evict;
 	struct lru_usage u;
-	uint64_t need, partial;
+	uint64_t need, partial, freed = 0;
 
 	if (e == NULL || !lru_budget_on(&e->budget) || e->state != EVICT_IDLE)
 		return;
@@ -435,11 +440,11 @@ evict_check(struct server *srv, uint64_t incoming)
 	if ((need = lru_need(&e->budget, &u, incoming, 0)) == 0)
 		return;
 	/* partial files go at once: a fill may be waiting for the room */
-	if (partial > 0 && evict_partials_now(e, need, 0) >= need)
+	if (partial > 0 && (freed = evict_partials_now(e, need, 0)) >= need)
 		return;
 	if (clock_now_ms() < e->idle_until_ms)
 		return;
-	e->incoming = incoming;
+	e->need = need - freed;
 	evict_start(e);
 }
 
