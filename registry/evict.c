@@ -397,7 +397,7 @@ static void
 evict_run_end(struct evict *e)
 {
 	uint64_t freed = e->freed;
-	int was_forced = e->force || e->extra > 0;
+	int was_forced = e->force || e->extra > 0 || e->dry_run;
 
 	free(e->items);
 	e->items = NULL;
@@ -410,8 +410,9 @@ evict_run_end(struct evict *e)
 	 * the next tick, or pins over the budget would walk the index on
 	 * every commit.
 	 */
-	e->idle_until_ms =
-	    freed == 0 ? clock_now_ms() + EVICT_TICK_S * 1000 - 500 : 0;
+	if (!was_forced)
+		e->idle_until_ms =
+		    freed == 0 ? clock_now_ms() + EVICT_TICK_S * 1000 - 500 : 0;
 	if (e->gc_next != NULL) {
 		struct req *r = e->gc_next;
 
