@@ -153,7 +153,9 @@ let
       listen = parseListen config.listen;
       hostPort = clientHostPort config.listen;
       serverUrl = "http://${hostPort}";
-      maxRequests = config.max_requests or defaultMaxRequests;
+      # (A wrong type is left for `serve --check` to report.)
+      maxRequests =
+        if isInt (config.max_requests or null) then config.max_requests else defaultMaxRequests;
 
       loadCredential = map (h: "${credentialId h}:${toString cfg.upstreams.${h}.credentialsFile}")
         (filter (h: (cfg.upstreams.${h}.credentialsFile or null) != null) (attrNames cfg.upstreams));
