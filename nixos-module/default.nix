@@ -46,13 +46,16 @@ let
         description = "The registry's URL (http or https).";
       };
       credentialsFile = mkOption {
-        type = types.nullOr types.path;
+        # A string, not a path: a Nix path literal would be copied into the
+        # world-readable store.
+        type = types.nullOr (types.strMatching "/.+");
         default = null;
         example = "/run/secrets/ghcr.json";
         description = ''
-          JSON `{"username": ..., "password": ...}` for this registry, outside
-          the Nix store (a string path, not a Nix path literal).  Passed to the
-          service with LoadCredential; never copied into the store.
+          JSON `{"username": ..., "password": ...}` for this registry: an
+          absolute path as a string, outside the Nix store (e.g. from sops-nix
+          or agenix).  Passed to the service with LoadCredential; never copied
+          into the store.
         '';
       };
       caFile = mkOption {
