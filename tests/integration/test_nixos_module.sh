@@ -250,7 +250,6 @@ mkdir -p "$T_TMP/data"
 read -r -a argv <<<"$(R .execStart)"
 _spawn CCP "$T_OUT/ccprewarm-CCP.log" "${argv[@]}"
 CCP_URL=$(R .serverUrl)
-CCP_HOSTPORT=$(R .hostPort)
 if wait_http "$CCP_URL/v2/" 30 CCP; then
 	pass nixos/run/execstart
 else
