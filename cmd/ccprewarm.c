@@ -158,8 +158,8 @@ cmd_serve(int argc, char **argv)
 
 	config_init(&cfg);
 	optind = 1;
-	while ((c = getopt_long(
-		    argc, argv, "c:l:d:u:t:L:a:nM:F:P:", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:l:d:u:t:L:a:nM:F:P:", longopts,
+		    NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			config_file = optarg;
@@ -224,7 +224,8 @@ cmd_serve(int argc, char **argv)
 	if (access_log != NULL)
 		cfg.opts.access_log = config_str(&cfg, access_log);
 	if (maxb != NULL)
-		config_set_bytes(&cfg, "--max-bytes", maxb, &cfg.opts.max_bytes);
+		config_set_bytes(
+		    &cfg, "--max-bytes", maxb, &cfg.opts.max_bytes);
 	if (minfree != NULL)
 		config_set_bytes(&cfg, "--min-free-bytes", minfree,
 		    &cfg.opts.min_free_bytes);

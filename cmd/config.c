@@ -324,8 +324,8 @@ config_budget(struct config *cfg, json_t *root)
 }
 
 int
-config_set_bytes(struct config *cfg, const char *flag, const char *s,
-    uint64_t *out)
+config_set_bytes(
+    struct config *cfg, const char *flag, const char *s, uint64_t *out)
 {
 	unsigned long long v;
 	char *ep;
@@ -333,7 +333,8 @@ config_set_bytes(struct config *cfg, const char *flag, const char *s,
 	errno = 0;
 	v = strtoull(s, &ep, 10);
 	if (errno != 0 || ep == s || s[0] == '-') {
-		config_problem(cfg, "%s: '%s' is not a number of bytes", flag, s);
+		config_problem(
+		    cfg, "%s: '%s' is not a number of bytes", flag, s);
 		return -1;
 	}
 	/* K, M, G, T suffixes: powers of 1024 */
@@ -355,7 +356,8 @@ config_set_bytes(struct config *cfg, const char *flag, const char *s,
 		break;
 	}
 	if (*ep != '\0') {
-		config_problem(cfg, "%s: '%s' is not a number of bytes", flag, s);
+		config_problem(
+		    cfg, "%s: '%s' is not a number of bytes", flag, s);
 		return -1;
 	}
 	*out = v;

@@ -51,8 +51,7 @@ gc_print(const char *body, int as_json)
 	}
 	items = json_object_get(root, "items");
 	json_array_foreach(items, i, it) {
-		gc_print_item(
-		    json_string_value(json_object_get(it, "kind")),
+		gc_print_item(json_string_value(json_object_get(it, "kind")),
 		    json_string_value(json_object_get(it, "digest")),
 		    json_integer_value(json_object_get(it, "size")),
 		    json_integer_value(json_object_get(it, "last_access")));
@@ -71,8 +70,8 @@ gc_print(const char *body, int as_json)
 
 /* On a data directory: the same plan as the daemon's, carried out here. */
 static int
-gc_offline(const char *data, const struct lru_budget *budget, int dry,
-    int as_json)
+gc_offline(
+    const char *data, const struct lru_budget *budget, int dry, int as_json)
 {
 	struct blobstore *bs = NULL;
 	struct db *db = NULL;
@@ -242,7 +241,8 @@ gc_main(int argc, char **argv)
 	if (config != NULL)
 		config_load_file(&cfg, config);
 	if (maxb != NULL)
-		config_set_bytes(&cfg, "--max-bytes", maxb, &cfg.opts.max_bytes);
+		config_set_bytes(
+		    &cfg, "--max-bytes", maxb, &cfg.opts.max_bytes);
 	if (minfree != NULL)
 		config_set_bytes(&cfg, "--min-free-bytes", minfree,
 		    &cfg.opts.min_free_bytes);

@@ -154,9 +154,10 @@ verify_main(int argc, char **argv)
 			data = optarg;
 			break;
 		default:
-			fprintf(stderr, "usage: ccprewarm verify [--repair] "
-					"[--json] [--server URL | --data "
-					"DIR]\n");
+			fprintf(stderr,
+			    "usage: ccprewarm verify [--repair] "
+			    "[--json] [--server URL | --data "
+			    "DIR]\n");
 			return 2;
 		}
 	}
@@ -169,11 +170,10 @@ verify_main(int argc, char **argv)
 		return verify_offline(data, repair, as_json);
 	xasprintf(&url, "%s/_ccprewarm/v1/verify",
 	    server != NULL ? server : client_default_server());
-	if (client_request(
-		repair ? "POST" : "GET", url, repair ? "{}" : NULL, &rep) ==
-	    -1) {
-		log_error(
-		    "verify: cannot reach the server at '%s': %s", url, rep.error);
+	if (client_request(repair ? "POST" : "GET", url, repair ? "{}" : NULL,
+		&rep) == -1) {
+		log_error("verify: cannot reach the server at '%s': %s", url,
+		    rep.error);
 		goto out;
 	}
 	if (rep.status != 200)

@@ -22,9 +22,10 @@
 #include "../common/common.h"
 #include "registry.h"
 
-#define EVICT_BATCH 32	       /* index deletions per loop pass */
-#define EVICT_TICK_S 10	       /* periodic check */
+#define EVICT_BATCH 32		      /* index deletions per loop pass */
+#define EVICT_TICK_S 10		      /* periodic check */
 #define EVICT_NOSPACE_MIN (64u << 20) /* after ENOSPC of unknown size */
+#define EVICT_NOSPACE_SLACK (1u << 20)
 
 enum evict_state {
 	EVICT_IDLE,
@@ -49,10 +50,10 @@ struct evict {
 	int force;	   /* gc: down to the low mark even if not crossed */
 	int all_partials;  /* gc, ENOSPC: every idle partial goes */
 	int dry_run;
-	uint64_t freed;	 /* this run */
-	uint64_t extra;	 /* ENOSPC: at least this much */
-	struct req *gc;	 /* waiting for this run's result */
-	int gc_pending;	 /* a gc asked while another run was going */
+	uint64_t freed; /* this run */
+	uint64_t extra; /* ENOSPC: at least this much */
+	struct req *gc; /* waiting for this run's result */
+	int gc_pending; /* a gc asked while another run was going */
 	int gc_pending_dry;
 	struct req *gc_next;
 	uint64_t pinned_bytes; /* from the last walk */
@@ -110,15 +111,13 @@ evict_reader_del(struct server *srv, const struct digest *d)
 static int
 evict_busy(struct evict *e, const struct digest *d)
 {
-	return evict_reader_find(e, d) != NULL ||
-	    fill_digest_busy(e->srv, d);
+	return evict_reader_find(e, d) != NULL || fill_digest_busy(e->srv, d);
 }
 
 /* Usage -------------------------------------------------------------------- */
 
 static uint64_t
-evict_partial_bytes(struct evict *e, struct blobstore_partial **out,
-    size_t *n)
+evict_partial_bytes(struct evict *e, struct blobstore_partial **out, size_t *n)
 {
 	struct blobstore_partial *p = NULL;
 	uint64_t sum = 0;
@@ -349,8 +348,8 @@ evict_pass_cb(evutil_socket_t fd, short what, void *arg)
 		db_tags_drop(e->srv->db, manifests, nman);
 	free(manifests);
 	if (u->n > 0)
-		pool_submit(e->srv->pool, evict_unlink_work, evict_unlink_done,
-		    u);
+		pool_submit(
+		    e->srv->pool, evict_unlink_work, evict_unlink_done, u);
 	else
 		evict_unlink_done(u);
 	if (e->next < e->nitems) {
@@ -416,15 +415,20 @@ void
 evict_nospace(struct server *srv, uint64_t wanted)
 {
 	struct evict *e = srv->evict;
+	uint64_t total, avail;
 
 	if (e == NULL)
 		return;
 	e->nospace++;
 	log_warn("store is out of space; evicting");
+	/* partial files of failed fills first, then only what is missing */
 	evict_partials_now(e, UINT64_MAX, 1);
-	if (e->state != EVICT_IDLE)
+	if (wanted == 0)
+		wanted = EVICT_NOSPACE_MIN;
+	if (blobstore_statfs(srv->store, &total, &avail) == -1 ||
+	    avail >= wanted + EVICT_NOSPACE_SLACK || e->state != EVICT_IDLE)
 		return;
-	e->extra = wanted > EVICT_NOSPACE_MIN ? wanted : EVICT_NOSPACE_MIN;
+	e->extra = wanted + EVICT_NOSPACE_SLACK - avail;
 	e->all_partials = 1;
 	evict_start(e);
 }
@@ -477,8 +481,8 @@ evict_gc_reply(struct evict *e)
 		return;
 	e->gc = NULL;
 	b = evbuffer_new();
-	evbuffer_add_printf(b, "{\"dry_run\":%s,\"items\":[",
-	    e->dry_run ? "true" : "false");
+	evbuffer_add_printf(
+	    b, "{\"dry_run\":%s,\"items\":[", e->dry_run ? "true" : "false");
 	for (i = 0; i < e->nitems; i++) {
 		const struct lru_item *it = &e->items[i];
 
@@ -514,8 +518,8 @@ evict_gc_start(struct evict *e, struct req *r, int dry)
 {
 	if (e->state != EVICT_IDLE) {
 		if (e->gc_next != NULL) {
-			req_error(r, OCI_ERR_UNAVAILABLE,
-			    "a gc is already waiting");
+			req_error(
+			    r, OCI_ERR_UNAVAILABLE, "a gc is already waiting");
 			return;
 		}
 		e->gc_next = r;
@@ -622,7 +626,8 @@ evict_verify_done(void *arg)
 			    n++ > 0 ? "," : "", verify_kind_name(p->kind));
 			if (p->kind != VERIFY_STRAY && p->kind != VERIFY_TEMP) {
 				digest_format(&p->digest, ds);
-				evbuffer_add_printf(b, ",\"digest\":\"%s\"", ds);
+				evbuffer_add_printf(
+				    b, ",\"digest\":\"%s\"", ds);
 			}
 			if (p->kind == VERIFY_PINS)
 				evbuffer_add_printf(b,
@@ -656,7 +661,8 @@ evict_admin_verify(struct req *r, void *arg)
 	struct evict_verify *v;
 
 	if (e->verify != NULL) {
-		req_error(r, OCI_ERR_UNAVAILABLE, "a verify is already running");
+		req_error(
+		    r, OCI_ERR_UNAVAILABLE, "a verify is already running");
 		return;
 	}
 	e->verify = r;

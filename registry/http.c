@@ -471,8 +471,7 @@ req_reply_file(struct req *r, int fd, uint64_t size, const char *ctype,
 			return;
 		}
 		evbuffer_add(buf, small, (size_t)n);
-	} else if (http_add_stored(r, buf, fd, start, end - start, d) ==
-	    -1) {
+	} else if (http_add_stored(r, buf, fd, start, end - start, d) == -1) {
 		evbuffer_free(buf);
 		req_error(r, OCI_ERR_INTERNAL, "cannot send stored file");
 		return;

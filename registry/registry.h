@@ -443,7 +443,7 @@ struct server {
 	struct blobstore *store;
 	struct db *db;
 	struct upstream_client *uc;
-	struct pool *pool; /* fsync + rename of stored blobs */
+	struct pool *pool;   /* fsync + rename of stored blobs */
 	struct evict *evict; /* the budget, gc and verify */
 	struct upstream *upstreams[SERVER_MAX_UPSTREAMS];
 	size_t nupstreams;

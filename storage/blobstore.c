@@ -155,8 +155,8 @@ blobstore_lock(struct blobstore *bs)
 				  "(a running server: use --server)",
 			    bs->dir);
 		else
-			log_error("cannot lock '%s': %s", path,
-			    strerror(errno));
+			log_error(
+			    "cannot lock '%s': %s", path, strerror(errno));
 		goto out;
 	}
 	rc = 0;
@@ -708,8 +708,8 @@ blobstore_quarantine(struct blobstore *bs, const char *path)
 	xasprintf(&to, "%s/%s.%lld", qdir, base != NULL ? base + 1 : path,
 	    (long long)time(NULL));
 	if (rename(path, to) == -1) {
-		log_error("cannot move '%s' to '%s': %s", path, to,
-		    strerror(errno));
+		log_error(
+		    "cannot move '%s' to '%s': %s", path, to, strerror(errno));
 		goto out;
 	}
 	rc = 0;

@@ -577,8 +577,8 @@ out:
  * derive, so a pinned digest is never stored unpinned.
  */
 static int
-db_pins_count(struct db *db, MDB_txn *txn, const struct digest *d,
-    uint32_t *out)
+db_pins_count(
+    struct db *db, MDB_txn *txn, const struct digest *d, uint32_t *out)
 {
 	MDB_cursor *cur = NULL;
 	MDB_val k, v;
@@ -1249,9 +1249,9 @@ db_pins_check(struct db *db, int repair,
 		if (k.mv_size != DIGEST_LEN || db_blob_decode(&v, &b) == -1)
 			continue;
 		memcpy(key.d.b, k.mv_data, DIGEST_LEN);
-		hit = npc > 0 ? bsearch(&key, pc, npc, sizeof *pc,
-				    db_pincount_cmp)
-			      : NULL;
+		hit = npc > 0
+		    ? bsearch(&key, pc, npc, sizeof *pc, db_pincount_cmp)
+		    : NULL;
 		want = hit != NULL ? hit->n : 0;
 		if (b.pins == want)
 			continue;

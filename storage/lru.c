@@ -101,8 +101,7 @@ lru_plan(struct lru_item *items, size_t n, uint64_t need, int all_partials)
 		it->chosen = 0;
 		if (it->busy || it->pins > 0)
 			continue;
-		if (freed >= need &&
-		    !(all_partials && it->kind == LRU_PARTIAL))
+		if (freed >= need && !(all_partials && it->kind == LRU_PARTIAL))
 			continue;
 		it->chosen = 1;
 		freed += it->size;

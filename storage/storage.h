@@ -127,8 +127,8 @@ int blobstore_statfs(struct blobstore *, uint64_t *total, uint64_t *avail);
 /* A kept partial fill tmp/partial-<hex>: what it holds and its age. */
 struct blobstore_partial {
 	struct digest digest;
-	uint64_t size;	 /* bytes on disk */
-	int64_t mtime;	 /* wall seconds of the last write */
+	uint64_t size; /* bytes on disk */
+	int64_t mtime; /* wall seconds of the last write */
 };
 /* The partial files now in tmp/ (new array, caller frees); 0 or -1. */
 int blobstore_partials(
@@ -140,18 +140,18 @@ int blobstore_partial_remove(struct blobstore *, const struct digest *);
  * (d NULL for anything else, with its path).  0 or -1.
  */
 int blobstore_walk(struct blobstore *,
-    void (*fn)(void *arg, const struct digest *d, const char *path),
-    void *arg);
+    void (*fn)(void *arg, const struct digest *d, const char *path), void *arg);
 /*
  * Calls fn for each leftover in tmp/: anything but a partial file younger
  * than the resume window.  0 or -1.
  */
-int blobstore_walk_tmp(struct blobstore *,
-    void (*fn)(void *arg, const char *path), void *arg);
+int blobstore_walk_tmp(
+    struct blobstore *, void (*fn)(void *arg, const char *path), void *arg);
 /* Moves a stored file (or any path) into <dir>/quarantine/; 0 or -1. */
 int blobstore_quarantine(struct blobstore *, const char *path);
 /* Hashes a stored blob's file into *out; 0, or -1 (logged). */
-int blobstore_hash(struct blobstore *, const struct digest *, struct digest *out);
+int blobstore_hash(
+    struct blobstore *, const struct digest *, struct digest *out);
 
 /* db.c --------------------------------------------------------------------- */
 
@@ -288,7 +288,7 @@ struct verify_report {
 };
 
 enum verify_flags {
-	VERIFY_REHASH = (1 << 0),	 /* read and hash every stored file */
+	VERIFY_REHASH = (1 << 0),	  /* read and hash every stored file */
 	VERIFY_DELETE_ORPHANS = (1 << 1), /* start-up: not quarantined */
 };
 
@@ -306,8 +306,8 @@ int verify_scan(
  * tags pointing at them, pin counts are recomputed, temp leftovers
  * removed.  Returns how many could not be fixed.
  */
-int verify_repair(struct blobstore *, struct db *, enum verify_flags,
-    struct verify_report *);
+int verify_repair(
+    struct blobstore *, struct db *, enum verify_flags, struct verify_report *);
 /* Problems not ignored. */
 size_t verify_count(const struct verify_report *);
 const char *verify_kind_name(enum verify_kind);
@@ -331,7 +331,7 @@ struct lru_budget {
 
 /* What the store holds now. */
 struct lru_usage {
-	uint64_t used;	 /* store bytes + partial bytes */
+	uint64_t used; /* store bytes + partial bytes */
 	uint64_t fs_total;
 	uint64_t fs_avail;
 };

@@ -52,8 +52,8 @@ verify_add(struct verify_report *rep, enum verify_kind kind,
 static int
 verify_ent_cmp(const void *key, const void *ent)
 {
-	return memcmp(key, ((const struct db_entry *)ent)->digest.b,
-	    DIGEST_LEN);
+	return memcmp(
+	    key, ((const struct db_entry *)ent)->digest.b, DIGEST_LEN);
 }
 
 static void
@@ -69,9 +69,9 @@ verify_file_cb(void *arg, const struct digest *d, const char *path)
 		verify_add(s->rep, VERIFY_STRAY, NULL, path);
 		return;
 	}
-	e = s->n > 0 ? bsearch(d->b, s->ents, s->n, sizeof *s->ents,
-			   verify_ent_cmp)
-		     : NULL;
+	e = s->n > 0
+	    ? bsearch(d->b, s->ents, s->n, sizeof *s->ents, verify_ent_cmp)
+	    : NULL;
 	if (e == NULL) {
 		verify_add(s->rep, VERIFY_ORPHAN, d, path);
 		return;
@@ -126,14 +126,16 @@ verify_scan(struct blobstore *bs, struct db *db, enum verify_flags flags,
 	s.flags = flags;
 	if (db_blob_list(db, &s.ents, &s.n) == -1)
 		return -1;
-	qsort(s.ents, s.n, sizeof *s.ents, verify_ent_sort);
+	if (s.n > 1)
+		qsort(s.ents, s.n, sizeof *s.ents, verify_ent_sort);
 	rep->blobs = s.n;
 	s.seen = xcalloc(s.n + 1, 1);
 	if (blobstore_walk(bs, verify_file_cb, &s) == -1)
 		goto out;
 	for (i = 0; i < s.n; i++)
 		if (!s.seen[i])
-			verify_add(rep, VERIFY_MISSING, &s.ents[i].digest, NULL);
+			verify_add(
+			    rep, VERIFY_MISSING, &s.ents[i].digest, NULL);
 	if (db_pins_check(db, 0, verify_pins_cb, rep) == -1)
 		goto out;
 	if (blobstore_walk_tmp(bs, verify_tmp_cb, rep) == -1)
@@ -183,8 +185,8 @@ verify_repair(struct blobstore *bs, struct db *db, enum verify_flags flags,
 			ok = unlink(p->path) == 0 || errno == ENOENT;
 			break;
 		}
-		if (ok && (p->kind == VERIFY_CORRUPT ||
-			      p->kind == VERIFY_MISSING)) {
+		if (ok &&
+		    (p->kind == VERIFY_CORRUPT || p->kind == VERIFY_MISSING)) {
 			gone = xreallocarray(gone, ngone + 1, sizeof *gone);
 			gone[ngone++] = p->digest;
 		}
@@ -198,7 +200,8 @@ verify_repair(struct blobstore *bs, struct db *db, enum verify_flags flags,
 		int rc = db_pins_check(db, 1, NULL, NULL);
 
 		for (i = 0; i < rep->n; i++)
-			if (rep->p[i].kind == VERIFY_PINS && !rep->p[i].ignore) {
+			if (rep->p[i].kind == VERIFY_PINS &&
+			    !rep->p[i].ignore) {
 				rep->p[i].repaired = rc != -1;
 				failed += rc == -1;
 			}
