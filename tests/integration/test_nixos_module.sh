@@ -318,7 +318,7 @@ check nixos/run/prune-flags "the module's flags are not in the prune line: $prun
 sync_cmd=$(R .pinsSyncCommand)
 "$BIN" docker-pins sync --help >"$T_TMP/pins-help.out" 2>&1
 if grep -q -E "unknown command 'docker-pins'|docker-pins: not built yet" "$T_TMP/pins-help.out"; then
-	PINS_WHY="this ccprewarm has no 'docker-pins sync' (issue 9 not merged): $(head -n 1 "$T_TMP/pins-help.out" | cut -c1-120)"
+	PINS_WHY="this ccprewarm has no working 'docker-pins sync' (issue 9): $(head -n 1 "$T_TMP/pins-help.out" | cut -c1-120)"
 	skip nixos/run/pins-sync "$PINS_WHY"
 	# The line itself is still a valid docker command.
 	if DOCKER_HOST=$D_HOST DOCKER_CONFIG=$D_ROOT/cli timeout 300 bash -c "$prune" >>"$T_OUT/docker.log" 2>&1; then
