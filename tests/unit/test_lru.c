@@ -69,8 +69,7 @@ test_plan_never_pinned_or_busy(void)
 	it[2] = item(LRU_BLOB, 3, 100, 3, 3, 0);
 	it[3] = item(LRU_BLOB, 4, 100, 4, 4, 3);
 	CHECK(lru_plan(it, 4, 1000, 1) == 100);
-	CHECK(!it[0].chosen && !it[1].chosen && it[2].chosen &&
-	    !it[3].chosen);
+	CHECK(!it[0].chosen && !it[1].chosen && it[2].chosen && !it[3].chosen);
 }
 
 static void
