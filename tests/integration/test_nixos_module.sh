@@ -181,6 +181,23 @@ if command -v systemd-analyze >/dev/null; then
 		bad=$(grep -E -i 'unknown|failed to parse|invalid|ignoring' "$d/verify.out" | head -n 3)
 		check "nixos/unit-verify/$c" "systemd-analyze verify: $(echo "$bad" | tr '\n' ' ' | cut -c1-300)" [ -z "$bad" ]
 	done
+	# The enroll and warm units' directives (full: with the docker group).
+	d=$T_TMP/unit-full
+	{
+		echo "[Unit]"
+		echo "Description=ccprewarm-enroll (test_nixos_module)"
+		echo "[Service]"
+		echo "Type=oneshot"
+		echo "ExecStart=/bin/true"
+		jq -r '.clientHardening | to_entries[] | .key as $k | .value |
+			if type == "array" then .[] | "\($k)=\(.)"
+			else "\($k)=\(.)" end' "$d/build.json"
+	} >"$d/ccprewarm-enroll.service"
+	cp "$d/ccprewarm-enroll.service" "$T_OUT/ccprewarm-enroll-full.service"
+	SYSTEMD_LOG_LEVEL=notice timeout 60 systemd-analyze verify --man=no \
+		"$d/ccprewarm-enroll.service" >"$d/verify-enroll.out" 2>&1
+	bad=$(grep -E -i 'unknown|failed to parse|invalid|ignoring' "$d/verify-enroll.out" | head -n 3)
+	check nixos/unit-verify/enroll "systemd-analyze verify: $(echo "$bad" | tr '\n' ' ' | cut -c1-300)" [ -z "$bad" ]
 else
 	skip nixos/unit-verify "no systemd-analyze"
 fi
