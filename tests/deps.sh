@@ -12,7 +12,7 @@ RUN_PKGS="$BUILD_PKGS ca-certificates"
 TEST_PKGS="$RUN_PKGS git clang libclang-rt-14-dev clang-format
 	docker-registry skopeo docker.io containerd runc
 	python3 curl jq nginx-light prometheus procps iproute2 util-linux
-	chromium"
+	chromium nix-bin systemd"
 
 usage() {
 	echo "usage: tests/deps.sh run|test|list [run|test]" >&2
