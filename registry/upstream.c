@@ -994,6 +994,14 @@ upstream_xfer_setup(struct upstream_xfer *x)
 	bad |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK;
+	/*
+	 * A transfer removed while its name lookup still runs would join the
+	 * threaded resolver's thread on the loop (curl's Curl_resolver_kill),
+	 * freezing every request until getaddrinfo gives up (10 s with
+	 * glibc's defaults).  With QUICK_EXIT curl detaches the thread, which
+	 * frees its own state when the lookup ends (curl >= 7.87).
+	 */
+	bad |= curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L) != CURLE_OK;
 	/* Bigger reads: fewer write callbacks, pwrites and wake-ups per blob.
 	 */
 	bad |= curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024) != CURLE_OK;
