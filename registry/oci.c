@@ -103,6 +103,14 @@ oci_accepts(const char *accept, const char *mt)
 }
 
 int
+oci_accepts_indexes(const char *accept)
+{
+	return oci_accepts(accept, "application/vnd.oci.image.index.v1+json") &&
+	    oci_accepts(accept,
+		"application/vnd.docker.distribution.manifest.list.v2+json");
+}
+
+int
 oci_manifest_media_type(const void *buf, size_t len, char *out, size_t outlen)
 {
 	json_t *root, *mt;

@@ -256,6 +256,9 @@ const char *oci_accept_all(void);
 /* 1 if media_type is one of the Accept list's types (or the list is empty
  * or has a wildcard), else 0. */
 int oci_accepts(const char *accept, const char *media_type);
+/* 1 if the Accept list admits both index types (OCI index, Docker list):
+ * what upstream answers then is the tag's meaning for every client. */
+int oci_accepts_indexes(const char *accept);
 /*
  * Reads the top-level "mediaType" of a manifest; 0 and out filled, or -1
  * if the bytes are not a JSON object (MANIFEST_INVALID).  A manifest
