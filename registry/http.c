@@ -273,7 +273,7 @@ http_send(struct req *r, int status, struct evbuffer *body)
 	if (body != NULL && r->method != REQ_HEAD)
 		r->sent += evbuffer_get_length(body);
 	if (r->evcon != NULL)
-		evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+		conn_set_closecb(r->srv->conns, r->evcon, NULL, NULL);
 	evhttp_send_reply(r->ev, status, http_reason(status),
 	    r->method == REQ_HEAD ? NULL : body);
 	r->ev = NULL;
@@ -505,7 +505,7 @@ void
 req_stream_end(struct req *r)
 {
 	if (r->evcon != NULL)
-		evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+		conn_set_closecb(r->srv->conns, r->evcon, NULL, NULL);
 	evhttp_send_reply_end(r->ev);
 	r->ev = NULL;
 	req_finish(r, r->status, NULL);
@@ -522,7 +522,7 @@ req_abort(struct req *r, const char *why)
 			 * client sees a broken transfer, never a clean reply.
 			 * It also frees the request.
 			 */
-			evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+			conn_set_closecb(r->srv->conns, r->evcon, NULL, NULL);
 			evhttp_connection_free(r->evcon);
 			r->evcon = NULL;
 		} else
@@ -615,7 +615,7 @@ req_finish(struct req *r, int status, const char *why)
 	if (r->fill != NULL)
 		fill_detach(r);
 	if (r->evcon != NULL)
-		evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+		conn_set_closecb(r->srv->conns, r->evcon, NULL, NULL);
 	if (r->xbody != NULL)
 		evbuffer_free(r->xbody);
 	metrics_request_done(srv, r);
@@ -689,7 +689,8 @@ http_request_cb(struct evhttp_request *ev, void *arg)
 	TAILQ_INSERT_TAIL(&srv->reqs, r, entry);
 	srv->nreqs++;
 	http_nodelay(r->evcon);
-	evhttp_connection_set_closecb(r->evcon, http_close_cb, r);
+	conn_dispatched(srv->conns, r->evcon);
+	conn_set_closecb(srv->conns, r->evcon, http_close_cb, r);
 	/*
 	 * evhttp 2.1 has no connection cap; live requests are what hold
 	 * fds, transfers and temp files, so they are capped here, and idle
@@ -784,6 +785,8 @@ http_start(struct server *srv)
 		    o->listen_port, strerror(errno));
 		return -1;
 	}
+	srv->conns = conn_guard_new(
+	    srv->base, srv->http, srv->bound, o->header_timeout_s);
 	return 0;
 }
 
@@ -792,6 +795,7 @@ void
 http_stop(struct server *srv)
 {
 	if (srv->bound != NULL) {
+		conn_guard_stop(srv->conns);
 		evhttp_del_accept_socket(srv->http, srv->bound);
 		srv->bound = NULL;
 	}

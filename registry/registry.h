@@ -368,6 +368,8 @@ struct server_opts {
 	int64_t idle_timeout_s;	     /* client connections */
 	int64_t drain_timeout_s;     /* SIGTERM: wait this long for requests */
 	int64_t max_requests;	     /* live requests; more get 503 */
+	int64_t header_timeout_s;    /* a request's headers, from its first
+					byte; 0: no limit */
 	const char *access_log;	     /* path, "-" for stderr, NULL for none */
 };
 
@@ -440,6 +442,7 @@ struct server {
 	const struct server_opts *opts;
 	struct evhttp *http;
 	struct evhttp_bound_socket *bound;
+	struct conn_guard *conns; /* fd exhaustion, header deadline */
 	struct blobstore *store;
 	struct db *db;
 	struct upstream_client *uc;
@@ -468,6 +471,23 @@ struct server {
 	} metrics_extra[4];
 	size_t nmetrics_extra;
 };
+
+/* conn.c: client connections (fd exhaustion, header deadline) ---------- */
+struct evhttp;
+struct evhttp_bound_socket;
+struct evhttp_connection;
+struct conn_guard *conn_guard_new(struct event_base *, struct evhttp *,
+    struct evhttp_bound_socket *, int64_t header_timeout_s);
+/* Before the listener goes (evhttp_del_accept_socket). */
+void conn_guard_stop(struct conn_guard *);
+/* After evhttp_free. */
+void conn_guard_free(struct conn_guard *);
+/* A client connection's close callback (conn.c holds evhttp's); NULL
+ * clears it.  Use instead of evhttp_connection_set_closecb. */
+void conn_set_closecb(struct conn_guard *, struct evhttp_connection *,
+    void (*)(struct evhttp_connection *, void *), void *);
+/* A request on evcon was dispatched: its header deadline is met. */
+void conn_dispatched(struct conn_guard *, struct evhttp_connection *);
 
 /* X-Cache: what the cache did for this request. */
 enum req_cache {
