@@ -654,6 +654,29 @@ http_failed_request(struct server *srv, struct evhttp_request *ev)
 	evhttp_send_error(ev, 400, NULL);
 }
 
+/*
+ * Two Content-Length headers that disagree leave the request's framing
+ * ambiguous (the classic request-smuggling set-up); evhttp reads the first.
+ * 1 if so.
+ */
+static int
+http_length_conflict(struct evhttp_request *ev)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(ev);
+	struct evkeyval *kv;
+	const char *first = NULL;
+
+	TAILQ_FOREACH(kv, h, next) {
+		if (strcasecmp(kv->key, "Content-Length") != 0)
+			continue;
+		if (first == NULL)
+			first = kv->value;
+		else if (strcmp(first, kv->value) != 0)
+			return 1;
+	}
+	return 0;
+}
+
 static void
 http_request_cb(struct evhttp_request *ev, void *arg)
 {
@@ -708,6 +731,13 @@ http_request_cb(struct evhttp_request *ev, void *arg)
 		return;
 	}
 
+	if (http_length_conflict(ev)) {
+		evhttp_add_header(evhttp_request_get_output_headers(ev),
+		    "Connection", "close");
+		req_error(r, OCI_ERR_SIZE_INVALID,
+		    "conflicting Content-Length headers");
+		return;
+	}
 	uri = evhttp_request_get_evhttp_uri(ev);
 	path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
 	if (path == NULL ||
