@@ -304,7 +304,7 @@ static const char *const config_keys[] = {"listen", "data", "upstream",
     "upstreams", "tag_freshness_seconds", "connect_timeout_ms",
     "response_timeout_ms", "idle_timeout_seconds", "drain_timeout_seconds",
     "max_requests", "platforms", "log_level", "access_log",
-    "header_timeout_seconds"};
+    "header_timeout_seconds", "index_map_bytes"};
 
 int
 config_load_file(struct config *cfg, const char *path)
@@ -356,6 +356,9 @@ config_load_file(struct config *cfg, const char *path)
 	config_int(cfg, root, "max_requests", 1, 1000000, &o->max_requests);
 	config_int(
 	    cfg, root, "header_timeout_seconds", 0, 3600, &o->header_timeout_s);
+	/* LMDB grows the file up to this; a few KiB per blob and tag */
+	config_int(cfg, root, "index_map_bytes", (int64_t)1 << 16,
+	    (int64_t)1 << 40, &o->index_map_bytes);
 	if ((v = json_object_get(root, "platforms")) != NULL) {
 		if (!json_is_array(v) ||
 		    json_array_size(v) > nitems(cfg->platforms))

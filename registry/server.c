@@ -83,6 +83,9 @@ server_new(struct event_base *base, const struct server_opts *o)
 	xasprintf(&index, "%s/index", o->data_dir);
 	if (server_mkdir(index) == -1 || (srv->db = db_open(index)) == NULL)
 		goto fail;
+	if (o->index_map_bytes > 0 &&
+	    db_set_map_size(srv->db, (uint64_t)o->index_map_bytes) == -1)
+		goto fail;
 	if (metrics_open(srv) == -1)
 		goto fail;
 	memset(&uo, 0, sizeof uo);
