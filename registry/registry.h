@@ -370,6 +370,10 @@ struct server_opts {
 	int64_t drain_timeout_s;     /* SIGTERM: wait this long for requests */
 	int64_t max_requests;	     /* live requests; more get 503 */
 	int64_t index_map_bytes;     /* LMDB map size; 0: db.c's default */
+	int64_t stall_s;	     /* an upstream body this long without a
+					byte is cut (and resumed) */
+	int64_t stall_total_s;	     /* no resume after this long without
+					a byte, over all attempts */
 	int64_t header_timeout_s;    /* a request's headers, from its first
 					byte; 0: no limit */
 	const char *access_log;	     /* path, "-" for stderr, NULL for none */

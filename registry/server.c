@@ -91,7 +91,7 @@ server_new(struct event_base *base, const struct server_opts *o)
 	memset(&uo, 0, sizeof uo);
 	uo.connect_timeout_ms = (long)o->connect_timeout_ms;
 	uo.response_timeout_ms = (long)o->response_timeout_ms;
-	uo.low_speed_time_s = 30;
+	uo.low_speed_time_s = o->stall_s > 0 ? (long)o->stall_s : 30;
 	uo.user_agent = "ccprewarm/" CCPREWARM_VERSION;
 	if ((srv->uc = upstream_client_new(base, &uo)) == NULL)
 		goto fail;
