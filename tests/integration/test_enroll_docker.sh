@@ -6,6 +6,7 @@
 # mirror's path prefix and must end up under its original name only: no
 # extra mirror-prefixed tag (127.0.0.1:PORT/reg.test/...) left behind.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_net.sh"
 . "$(dirname "$0")/lib_prewarm.sh"
 t_init enroll_docker
 
