@@ -8,6 +8,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 
 #include <errno.h>
@@ -1052,6 +1053,37 @@ upstream_opensocket_cb(
 	return fd;
 }
 
+/*
+ * CURLOPT_PREREQFUNCTION: before every request, on a new or a reused
+ * connection.  A connection from curl's pool (opened for another upstream
+ * that is local) is never seen by upstream_opensocket_cb; the same rule
+ * holds here, by the connection's address.
+ */
+static int
+upstream_prereq_cb(void *arg, char *primary_ip, char *local_ip,
+    int primary_port, int local_port)
+{
+	struct upstream_xfer *x = arg;
+	struct sockaddr_storage ss;
+	struct sockaddr_in *in4 = (struct sockaddr_in *)(void *)&ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)(void *)&ss;
+
+	(void)local_ip;
+	(void)primary_port;
+	(void)local_port;
+	if (!x->redirected || (x->up != NULL && x->up->local))
+		return CURL_PREREQFUNC_OK;
+	memset(&ss, 0, sizeof ss);
+	if (inet_pton(AF_INET, primary_ip, &in4->sin_addr) == 1)
+		ss.ss_family = AF_INET;
+	else if (inet_pton(AF_INET6, primary_ip, &in6->sin6_addr) == 1)
+		ss.ss_family = AF_INET6;
+	if (!upstream_addr_is_local((struct sockaddr *)(void *)&ss))
+		return CURL_PREREQFUNC_OK;
+	x->refused = 1;
+	return CURL_PREREQFUNC_ABORT;
+}
+
 /* The easy handle's options that hold for every attempt. */
 static int
 upstream_xfer_setup(struct upstream_xfer *x)
@@ -1079,6 +1111,9 @@ upstream_xfer_setup(struct upstream_xfer *x)
 	bad |= curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION,
 		   upstream_opensocket_cb) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, x) != CURLE_OK;
+	bad |= curl_easy_setopt(
+		   e, CURLOPT_PREREQFUNCTION, upstream_prereq_cb) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_PREREQDATA, x) != CURLE_OK;
 	/* Bigger reads: fewer write callbacks, pwrites and wake-ups per blob.
 	 */
 	bad |= curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024) != CURLE_OK;

@@ -33,7 +33,8 @@ _spawn PF "$T_OUT/protofault.log" "$PY" -u "$TOOLS/protofault.py" \
 	--local-target "http://$LOCAL_HOSTPORT"
 _wait_listening PF 15 || { fail hardening/start-protofault "protofault.py did not start"; t_done; }
 PF_URL=http://$ADDR:$PFPORT
-start_ccprewarm CCP "$PF_URL" || exit 1
+# local.test: the registry itself, on loopback (allowed: it is the upstream)
+start_ccprewarm CCP "$PF_URL" --upstream "local.test=$UP_URL" || exit 1
 M=$CCP_URL
 UPG='ccprewarm_upstream_up{upstream="docker.io"}'
 pf_count() { curl -s -m 5 "$PF_URL/_stats" | jq -r --arg f "$1" '.faults[$f] // 0'; }
@@ -46,6 +47,7 @@ read -r R1 D1 < <(pick 0)
 read -r R2 D2 < <(pick 1)
 read -r R3 D3 < <(pick 2)
 read -r R4 D4 < <(pick 3)
+read -r R5 D5 < <(pick 4)
 blobfile() { echo "$SEED_BLOBS/${1#sha256:}"; }
 
 # ------------------------------------------------ per-request faults (5)
@@ -86,6 +88,17 @@ n=$(conncount LOCAL)
 check hardening/ssrf/no-connection "the loopback target saw $n connections, want 0" [ "$n" = 0 ]
 g=$(metric "$M" "$UPG")
 check hardening/ssrf/breaker-closed "$UPG is '$g' after a refused redirect, want 1" [ "$g" = 1 ]
+# A loopback upstream is fine; and a redirect to its address is refused
+# even when curl holds a pooled connection there (no new socket is opened).
+req GET "$M/v2/local.test/$R1/blobs/$D1"
+check hardening/ssrf/local-upstream-ok "a loopback upstream serves: $(exchange)" [ "$R_CODE" = 200 ]
+req GET "$M/v2/local.test/$R5/manifests/does-not-exist"
+mark=$(wc -l <"$UP_LOG")
+req GET "$M/v2/toup/$R5/blobs/$D5"
+check hardening/ssrf/pooled-refused "a redirect to the loopback upstream's address: $(exchange)" \
+	[ "${R_CODE:0:1}" = 5 ]
+n=$(tail -n +"$((mark + 1))" "$UP_LOG" | grep -c "blobs/$D5")
+check hardening/ssrf/pooled-no-request "the loopback registry saw $n requests for the blob, want 0" [ "$n" = 0 ]
 
 # ------------------------------------------------ 429 from upstream
 # The client gets 429 TOOMANYREQUESTS with upstream's Retry-After; later

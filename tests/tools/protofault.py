@@ -17,6 +17,8 @@ breaker's probe).
   ratelimit  429 with Retry-After: --retry-after (an OCI error body)
   tolocal    307 to --local-target + the stripped path (a redirect to a
              loopback address: SSRF)
+  toup       307 to --upstream + the stripped path (the upstream registry
+             on loopback, which the mirror may already hold a connection to)
 
 GET /_stats returns {"total": n, "faults": {"loop": n, ...}} (requests per
 fault, /v2/ and /_stats not counted).  Python standard library only.
@@ -35,7 +37,7 @@ import threading
 import urllib.parse
 
 FAULTS = ("pass", "chunked", "loop", "ftp", "http09", "empty", "ratelimit",
-          "tolocal")
+          "tolocal", "toup")
 HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer",
        "transfer-encoding", "upgrade", "content-length"}
 
@@ -89,6 +91,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if fault == "tolocal":
             return self._send(307, headers=[("Location",
                                              srv.local_target + rest)])
+        if fault == "toup":
+            u = srv.upstream
+            return self._send(307, headers=[(
+                "Location", "%s://%s%s" % (u.scheme, u.netloc, rest))])
         if fault == "http09":
             self.wfile.write(b"this is not a status line\n" * 4)
             self.close_connection = True
