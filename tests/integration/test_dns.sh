@@ -10,7 +10,9 @@
 # joined on the loop: every request froze ~5 s); the miss must answer 503
 # UNAVAILABLE within the connect timeout (plus slack), the breaker opens
 # (ccprewarm_upstream_up 0, later misses fail at once), and the breaker's
-# probes (also lookups) must not freeze hits either.  Root only.
+# probes (also lookups) must not freeze hits either.  Then a resolver that
+# answers NXDOMAIN: that miss fails at once and opens its breaker too.
+# Root only.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_net.sh"
 
@@ -43,7 +45,8 @@ start_registry UP || exit 1
 seed_registry "$UP_URL" || exit 1
 echo "{\"connect_timeout_ms\": $CONNECT_MS}" >"$T_TMP/ccp.json"
 start_ccprewarm CCP "$UP_URL" --config "$T_TMP/ccp.json" \
-	--upstream "dns.test=http://$NAME:5000" || exit 1
+	--upstream "dns.test=http://$NAME:5000" \
+	--upstream "nx.test=http://registry.nx.test:5000" || exit 1
 M=$CCP_URL
 UPG='ccprewarm_upstream_up{upstream="dns.test"}'
 CACHED=$(seed_q '.images[] | select(.ref == "test/single-oci:v1") | .platforms[0].layers[0].digest')
@@ -102,6 +105,37 @@ check dns/second-miss-fast "second miss: $R_CODE in ${R_TIME}s, want 503 in < 1 
 hits_while dns/hits-during-probes 8
 n=$(grep -c "upstream 'dns.test' unreachable" "$CCP_LOG")
 check dns/probes-tried "the breaker opened $n times, want a failed probe too (>= 2)" [ "$n" -ge 2 ]
+
+# ------------------------------------------------------------ NXDOMAIN
+# Now a resolver that answers at once that the name does not exist (glibc
+# re-reads resolv.conf when it changes): the miss fails at once, and the
+# breaker opens as for a dead connect.
+_spawn NXDNS "$T_OUT/nxdns.log" "$PY" -u -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.53", 53))
+print("listening on 127.0.0.53:53", flush=True)
+while True:
+    q, peer = s.recvfrom(512)
+    if len(q) < 12:
+        continue
+    # same id and question; QR=1, RD and RA set, RCODE 3 (NXDOMAIN)
+    flags = 0x8000 | (q[2] & 0x01) << 8 | 0x0080 | 3
+    s.sendto(q[:2] + flags.to_bytes(2, "big") + q[4:6] + bytes(6) + q[12:], peer)
+'
+_wait_listening NXDNS 10 || fail dns/nxdns-start "the NXDOMAIN resolver did not start"
+printf 'nameserver 127.0.0.53\n' >"$T_TMP/resolv.conf"
+timeout 3 getent ahosts registry.nx.test >/dev/null 2>&1
+rc=$?
+if [ $rc -eq 2 ]; then	# getent: "not found", at once
+	req GET "$M/v2/nx.test/some/app/manifests/1.0"
+	check dns/nxdomain-fails-fast "a name that does not exist: $R_CODE in ${R_TIME}s, want 503 in < 2 s" \
+		[ "$R_CODE" = 503 -a "$(awk -v t="$R_TIME" 'BEGIN { print (t < 2) }')" = 1 ]
+	g=$(metric "$M" 'ccprewarm_upstream_up{upstream="nx.test"}')
+	check dns/nxdomain-breaker-open "nx.test's breaker gauge is '$g' after NXDOMAIN, want 0" [ "$g" = 0 ]
+else
+	fail dns/nxdomain-resolver "getent ended with $rc, want 2 (not found) from the test resolver"
+fi
 
 # The docker.io upstream is untouched.
 g=$(metric "$M" 'ccprewarm_upstream_up{upstream="docker.io"}')
