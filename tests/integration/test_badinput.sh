@@ -18,6 +18,18 @@ if ! skopeo_copy "$CCP_HOSTPORT" test/single-oci:v1 "$T_TMP/warm"; then
 	fail badinput/warm "could not pull test/single-oci:v1 through ccprewarm: $(tail -n 1 "$T_OUT/skopeo.log" | cut -c1-300)"
 fi
 listing() { [ -n "$CCP_DATA" ] && (cd "$CCP_DATA" && find . -mindepth 1 -printf '%y %P\n' | sort); }
+# A client has its last byte once the digest verified; the fsync and
+# rename into blobs/ follow on a worker: wait for them to settle.
+settled() { [ -z "$CCP_DATA" ] || ! ls "$CCP_DATA/tmp" 2>/dev/null | grep -q '^partial-'; }
+wait_until() {
+	local end=$((SECONDS + $1))
+	shift
+	until "$@"; do
+		[ $SECONDS -lt $end ] || return 1
+		sleep 0.1
+	done
+}
+wait_until 20 settled || note "partial files still in DATA/tmp after 20 s"
 before=$(listing)
 proxy_reset PX
 
