@@ -9,7 +9,8 @@ breaker's probe).
 
   pass       forward unchanged (with Content-Length)
   chunked    forward, but send the body with Transfer-Encoding: chunked
-             and no Content-Length
+             and no Content-Length, 32 KiB every 20 ms (so that a client
+             is streaming before the last byte has arrived)
   loop       302 to the same URL, forever (a redirect loop)
   ftp        302 to ftp://127.0.0.1:1/x (a protocol curl must not follow)
   http09     a bare body with no status line, then close (HTTP/0.9)
@@ -34,6 +35,7 @@ import json
 import socketserver
 import sys
 import threading
+import time
 import urllib.parse
 
 FAULTS = ("pass", "chunked", "loop", "ftp", "http09", "empty", "ratelimit",
@@ -134,6 +136,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         for i in range(0, len(body), 32 * 1024):
             piece = body[i:i + 32 * 1024]
             self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.flush()
+            time.sleep(0.02)
         self.wfile.write(b"0\r\n\r\n")
 
 
