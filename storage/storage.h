@@ -184,6 +184,8 @@ int db_counter_get(struct db *, const char *name, uint64_t *out);
 int db_pins_set(struct db *, const char *recipe, const char *version,
     const struct digest *, size_t n);
 int db_pins_del(struct db *, const char *recipe);
+/* One version's pins only: 0, 1 if it had none, -1.  The blobs stay. */
+int db_pins_unset(struct db *, const char *recipe, const char *version);
 
 /* Durable jobs: opaque records by id, encoded by prewarm/. */
 int db_job_put(struct db *, const char *id, const void *, size_t);
