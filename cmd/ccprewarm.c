@@ -224,6 +224,7 @@ cmd_serve(int argc, char **argv)
 		goto out;
 	if ((pw = prewarm_new(srv, cfg.platforms, cfg.nplatforms)) == NULL)
 		goto out;
+	prewarm_set_versions(pw, cfg.recipe_versions);
 	sigterm = evsignal_new(base, SIGTERM, cmd_signal_cb, srv);
 	sigint = evsignal_new(base, SIGINT, cmd_signal_cb, srv);
 	if (sigterm == NULL || sigint == NULL || evsignal_add(sigterm, NULL) ||

@@ -21,6 +21,7 @@ struct config {
 	char *log_level;
 	const char *platforms[8]; /* pre-warm; none: this machine's */
 	size_t nplatforms;
+	int64_t recipe_versions; /* enroll's default --versions */
 	int errors; /* problems found so far (each already printed) */
 };
 

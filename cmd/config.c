@@ -37,6 +37,7 @@ config_init(struct config *cfg)
 {
 	memset(cfg, 0, sizeof *cfg);
 	cfg->opts.tag_freshness_s = 300;
+	cfg->recipe_versions = 2;
 	cfg->opts.connect_timeout_ms = 5000;
 	cfg->opts.response_timeout_ms = 10000;
 	cfg->opts.idle_timeout_s = 120;
@@ -302,7 +303,7 @@ config_upstreams(struct config *cfg, json_t *ups)
 static const char *const config_keys[] = {"listen", "data", "upstream",
     "upstreams", "tag_freshness_seconds", "connect_timeout_ms",
     "response_timeout_ms", "idle_timeout_seconds", "drain_timeout_seconds",
-    "max_requests", "platforms", "log_level", "access_log"};
+    "max_requests", "platforms", "log_level", "access_log", "recipe_versions"};
 
 int
 config_load_file(struct config *cfg, const char *path)
@@ -352,6 +353,7 @@ config_load_file(struct config *cfg, const char *path)
 	config_int(
 	    cfg, root, "drain_timeout_seconds", 0, 3600, &o->drain_timeout_s);
 	config_int(cfg, root, "max_requests", 1, 1000000, &o->max_requests);
+	config_int(cfg, root, "recipe_versions", 1, 32, &cfg->recipe_versions);
 	if ((v = json_object_get(root, "platforms")) != NULL) {
 		if (!json_is_array(v) ||
 		    json_array_size(v) > nitems(cfg->platforms))

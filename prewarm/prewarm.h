@@ -7,6 +7,7 @@
 #define PREWARM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "../registry/registry.h"
 
@@ -144,5 +145,7 @@ struct prewarm;
 struct prewarm *prewarm_new(
     struct server *, const char *const *platforms, size_t nplatforms);
 void prewarm_free(struct prewarm *); /* NULL-safe */
+/* The default --versions for the CLI (config recipe_versions; 2). */
+void prewarm_set_versions(struct prewarm *, int64_t n);
 
 #endif
