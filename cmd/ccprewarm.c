@@ -34,8 +34,9 @@ static const struct cmd {
 	cmd_serve},
     {"stats", "stats [--server URL] [--json] [--diff BEFORE.json]", stats_main},
     {"enroll",
-	"enroll RECIPE... [--version V] [--all-overlays] "
-	"[--allow-floating]\n        [--recipes-dir DIR] [--platform P]... "
+	"enroll RECIPE... [--versions N | --version V] "
+	"[--catalogue[=FILE]]\n        [--all-overlays] "
+	"[--allow-floating] [--recipes-dir DIR] [--platform P]... "
 	"[--docker[=SOCKET]] [--server URL] "
 	"[--json] [--no-wait]",
 	enroll_main},
@@ -43,6 +44,10 @@ static const struct cmd {
     {"list", "list [--server URL] [--json]", list_main},
     {"status", "status RECIPE [--server URL] [--json]", status_main},
     {"warm", "warm [--server URL] [--json] [--no-wait]", warm_main},
+    {"catalogue",
+	"catalogue list [RECIPE...] [--catalogue FILE] [--versions N] "
+	"[--json]",
+	catalogue_main},
     {"version", "version", cmd_version},
     {"help", "help", cmd_help},
 };
