@@ -986,8 +986,8 @@ job_drop(struct prewarm *pw, struct job *j)
 	if (db_pins_unset(pw->srv->db, j->recipe, j->version) == -1 ||
 	    db_job_del(pw->srv->db, id) == -1)
 		rc = -1;
-	log_info("pre-warm '%s' %s: no longer enrolled; unpinned, its blobs "
-		 "stay until evicted",
+	log_info("pre-warm '%s' %s: unpinned, no reason left to keep it; its "
+		 "blobs stay until evicted",
 	    j->recipe, j->version);
 	job_free(j);
 	return rc;
@@ -1496,9 +1496,9 @@ job_resume_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	TAILQ_FOREACH(j, &pw->jobs, entry) {
 		if (j->state == JOB_RUNNING || j->state == JOB_QUEUED) {
-			log_info("pre-warm '%s' %s: resuming an interrupted "
-				 "job",
-			    j->recipe, j->version);
+			log_info(
+			    "pre-warm '%s'%s%s: resuming an interrupted job",
+			    j->recipe, j->version[0] ? " " : "", j->version);
 			job_start(j);
 		}
 	}
