@@ -33,6 +33,9 @@ int config_load_file(struct config *, const char *path);
 int config_set_listen(struct config *, const char *);
 /* --upstream URL (the default registry, docker.io) or HOST=URL */
 int config_add_upstream(struct config *, const char *);
+/* --max-bytes and friends: a number with an optional K, M, G, T suffix. */
+int config_set_bytes(
+    struct config *, const char *flag, const char *s, uint64_t *out);
 /* Fills defaults and checks the whole; 0, or -1 after printing each error. */
 int config_finish(struct config *);
 /* Keeps a copy of s alive as long as cfg. */
@@ -88,6 +91,10 @@ const struct catalogue_version *catalogue_version_find(
 size_t catalogue_window(const struct catalogue_recipe *, size_t n,
     const struct catalogue_version **out);
 int catalogue_main(int, char **);
+/* gc.c, verify.c, pins.c: the store's lifecycle */
+int gc_main(int, char **);
+int verify_main(int, char **);
+int pins_main(int, char **);
 
 /* stats.c */
 int stats_main(int, char **);

@@ -1202,9 +1202,11 @@ job_admin_enroll(struct req *r, void *arg)
 		if ((j = job_find(pw, recipe, ev[i].version)) == NULL) {
 			j = job_new(pw, recipe, ev[i].version);
 			json_array_append_new(added, json_string(j->version));
-			job_set_platforms(j, json_object_get(root, "platforms"));
+			job_set_platforms(
+			    j, json_object_get(root, "platforms"));
 		} else if (json_object_get(root, "platforms") != NULL)
-			job_set_platforms(j, json_object_get(root, "platforms"));
+			job_set_platforms(
+			    j, json_object_get(root, "platforms"));
 		j->reasons |= ev[i].reason;
 		if (j->state == JOB_RUNNING) {
 			job_save(j);

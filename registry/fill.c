@@ -6,6 +6,7 @@
  * the digest has verified, so corruption is always a cut connection, never
  * a clean reply.  An upstream that drops mid-body is resumed with Range.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,6 +164,26 @@ fill_flush(struct fill *f)
 	return 0;
 }
 
+/*
+ * A write failed.  For lack of space: a 503 with the spec's error body
+ * (or a cut stream), the partial file removed, the metric counted and an
+ * eviction pass started; hits go on being served.
+ */
+static void
+fill_write_failed(struct fill *f)
+{
+	uint64_t want;
+
+	if (f->tmp != NULL && blobstore_tmp_nospace(f->tmp)) {
+		want = f->size > 0 ? (uint64_t)f->size : 0;
+		fill_fail(f, OCI_ERR_UNAVAILABLE,
+		    "the mirror's disk is full; retry later");
+		evict_nospace(f->srv, want);
+		return;
+	}
+	fill_fail(f, OCI_ERR_INTERNAL, "cannot write the temp file");
+}
+
 static void
 fill_wake_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -171,7 +192,7 @@ fill_wake_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (fill_flush(f) == -1) {
-		fill_fail(f, OCI_ERR_INTERNAL, "cannot write the temp file");
+		fill_write_failed(f);
 		return;
 	}
 	fill_each_waiter(f, fill_pump);
@@ -310,6 +331,9 @@ fill_headers_cb(void *arg, const struct upstream_response *resp)
 	}
 	if (f->state == FILL_CONNECTING)
 		fill_set_state(f, FILL_STREAMING);
+	/* make room before the bytes arrive (Content-Length) */
+	if (f->kind == FILL_BLOB && f->size > (int64_t)have)
+		evict_check(f->srv, (uint64_t)f->size - have);
 	fill_wake(f);
 	return 0;
 }
@@ -386,6 +410,7 @@ fill_persist_done(void *arg)
 	fill_unlist(f);
 	fill_notify_subs(f, f->persist_failed ? f->why : NULL);
 	fill_wake(f);
+	evict_check(f->srv, 0);
 	fill_maybe_free(f);
 }
 
@@ -535,8 +560,9 @@ fill_done_cb(void *arg, enum upstream_result res, const char *why)
 	struct fill *f = arg;
 
 	f->xfer = NULL;
-	if (fill_flush(f) == -1) {
-		fill_fail(f, OCI_ERR_INTERNAL, "cannot write the temp file");
+	if (fill_flush(f) == -1 ||
+	    (f->tmp != NULL && blobstore_tmp_nospace(f->tmp))) {
+		fill_write_failed(f);
 		return;
 	}
 	if (res == UPSTREAM_OK && f->status == 416 && f->tmp != NULL &&
@@ -722,6 +748,17 @@ fill_count(struct server *srv)
 }
 
 int
+fill_digest_busy(struct server *srv, const struct digest *d)
+{
+	struct fill *f;
+
+	TAILQ_FOREACH(f, &srv->fills, entry)
+		if (f->by_digest && digest_equal(&f->digest, d))
+			return 1;
+	return 0;
+}
+
+int
 fill_in_flight(struct req *r, enum fill_kind kind)
 {
 	struct fill_key k;
@@ -779,13 +816,24 @@ fill_attach(struct req *r, enum fill_kind kind)
 	fill_req_key(r, kind, &k);
 	if ((f = fill_find(r->srv, &k)) == NULL) {
 		if ((f = fill_new(r->srv, &k)) == NULL) {
-			req_error(
-			    r, OCI_ERR_INTERNAL, "cannot create temp file");
+			if (errno == ENOSPC || errno == EDQUOT) {
+				evict_nospace(r->srv, 0);
+				req_error(r, OCI_ERR_UNAVAILABLE,
+				    "the mirror's disk is full; retry later");
+			} else
+				req_error(r, OCI_ERR_INTERNAL,
+				    "cannot create temp file");
 			return -1;
 		}
 		joined = 0;
 	}
 	r->fill = f;
+	if (kind == FILL_BLOB && f->by_digest) {
+		/* a waiter reads the blob's file until it is done */
+		r->reading = f->digest;
+		r->have_reading = 1;
+		evict_reader_add(r->srv, &f->digest);
+	}
 	r->state = REQ_WAITING;
 	r->cache = joined ? REQ_CACHE_COALESCED : REQ_CACHE_MISS;
 	if (fill_verified(f)) {
@@ -811,6 +859,10 @@ fill_detach(struct req *r)
 		return;
 	TAILQ_REMOVE(&f->waiters, r, wentry);
 	r->fill = NULL;
+	if (r->have_reading) {
+		evict_reader_del(r->srv, &r->reading);
+		r->have_reading = 0;
+	}
 	r->upstream_ms = f->upstream_ms;
 	fill_maybe_free(f);
 }
