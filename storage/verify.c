@@ -126,7 +126,8 @@ verify_scan(struct blobstore *bs, struct db *db, enum verify_flags flags,
 	s.flags = flags;
 	if (db_blob_list(db, &s.ents, &s.n) == -1)
 		return -1;
-	qsort(s.ents, s.n, sizeof *s.ents, verify_ent_sort);
+	if (s.n > 1)
+		qsort(s.ents, s.n, sizeof *s.ents, verify_ent_sort);
 	rep->blobs = s.n;
 	s.seen = xcalloc(s.n + 1, 1);
 	if (blobstore_walk(bs, verify_file_cb, &s) == -1)
