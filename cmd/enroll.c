@@ -835,6 +835,8 @@ warm_one(const struct enroll_opts *o, json_t *rec, json_t **reply)
 		if (enroll_checkout(&ro, name, path, body) == -1)
 			rc = 1;
 	}
+	if (json_object_get(body, "source") != NULL)
+		json_object_set_new(body, "path", json_string(path));
 	s = json_dumps(body, JSON_COMPACT);
 	json_decref(body);
 	if ((*reply = enroll_call(o, "POST", "enroll", s)) == NULL)

@@ -1188,13 +1188,19 @@ job_admin_enroll(struct req *r, void *arg)
 	rec = job_recipe_get(pw, recipe);
 	if (json_is_integer(v))
 		rec->window = json_integer_value(v);
-	if ((s = json_string_value(json_object_get(root, "source"))) != NULL)
-		xstrlcpy(rec->source, s, sizeof rec->source);
-	if ((s = json_string_value(json_object_get(root, "path"))) != NULL)
-		xstrlcpy(rec->path, s, sizeof rec->path);
-	if (json_is_integer(json_object_get(root, "flags")))
-		rec->flags = (uint64_t)json_integer_value(
-		    json_object_get(root, "flags"));
+	/* Where warm reads the recipe again: what its window (or checkout)
+	 * came from; an explicit --version from elsewhere does not move it. */
+	if (replace != 0 || rec->source[0] == '\0') {
+		if ((s = json_string_value(json_object_get(root, "source"))) !=
+		    NULL)
+			xstrlcpy(rec->source, s, sizeof rec->source);
+		if ((s = json_string_value(json_object_get(root, "path"))) !=
+		    NULL)
+			xstrlcpy(rec->path, s, sizeof rec->path);
+		if (json_is_integer(json_object_get(root, "flags")))
+			rec->flags = (uint64_t)json_integer_value(
+			    json_object_get(root, "flags"));
+	}
 	job_recipe_save(pw, rec);
 	added = json_array();
 	unpinned = json_array();

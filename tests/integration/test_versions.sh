@@ -166,6 +166,14 @@ if [ "$CLI_RC" -ne 0 ] && [ "$(nlines "$CLI_ERR")" -eq 1 ] &&
 else
 	fail versions/catalogue-bad-digest "want non-zero and one line naming recipe, version, service; exit $CLI_RC: $(tr '\n' '|' <"$CLI_ERR" | cut -c1-400)"
 fi
+# warm re-reads the catalogue file: a new version there is fetched and
+# pinned, the oldest of the window unpinned
+jq --argjson e "$(cat_entry 0.4.0+1.4 1.0 15 "$(dig "$APP:1.0")")" --arg r "$R" \
+	'.[$r].versions += [$e]' "$T_TMP/cat.json" >"$T_TMP/cat2.json" && mv "$T_TMP/cat2.json" "$T_TMP/cat.json"
+ccp_run cat-warm warm --server "$CCP2_URL" --json
+check_eq versions/catalogue-warm "$CLI_RC $(jq -c '[.state, .added, .unpinned, [.versions[] | .version, (.reasons | join(","))]]' "$CLI_OUT" 2>/dev/null)" \
+	'0 ["warm",["0.4.0+1.4"],["0.2.0+1.1"],["0.4.0+1.4","window","0.3.0+1.3","window,explicit"]]' \
+	"warm --json on a catalogue enrolment: exit, state, added, unpinned, versions and why"
 stop CCP2 20
 
 # -- gc with a small budget, on the data dir: exactly what no pinned
