@@ -51,7 +51,8 @@ static const struct cmd {
 	"[--docker[=SOCKET]] [--server URL] "
 	"[--json] [--no-wait]",
 	enroll_main},
-    {"unenroll", "unenroll RECIPE... [--server URL] [--json]", unenroll_main},
+    {"unenroll", "unenroll RECIPE... [--version V] [--server URL] [--json]",
+	unenroll_main},
     {"list", "list [--server URL] [--json]", list_main},
     {"status", "status RECIPE [--server URL] [--json]", status_main},
     {"warm", "warm [--server URL] [--json] [--no-wait]", warm_main},

@@ -707,13 +707,30 @@ unenroll_main(int argc, char **argv)
 	int i, first, rc = 0;
 
 	if ((first = enroll_getopt(argc, argv, &o)) == -1 || first == argc) {
-		log_error("usage: ccprewarm unenroll RECIPE...");
+		log_error("usage: ccprewarm unenroll RECIPE... [--version V]");
 		return 2;
 	}
 	for (i = first; i < argc; i++) {
-		xasprintf(&path, "recipes/%s", argv[i]);
+		if (o.version != NULL)
+			xasprintf(&path, "recipes/%s@%s", argv[i], o.version);
+		else
+			xasprintf(&path, "recipes/%s", argv[i]);
 		if ((r = enroll_call(&o, "DELETE", path, NULL)) == NULL)
 			rc = 1;
+		else if (o.json && o.version != NULL) {
+			char *s = json_dumps(r, JSON_COMPACT);
+
+			printf("%s\n", s);
+			free(s);
+		} else if (o.version != NULL &&
+		    json_array_size(json_object_get(r, "unpinned")) > 0)
+			printf("%s: version %s unenrolled and unpinned (its "
+			       "blobs stay until evicted)\n",
+			    argv[i], o.version);
+		else if (o.version != NULL)
+			printf("%s: version %s is no longer pinned explicitly; "
+			       "the window still pins it\n",
+			    argv[i], o.version);
 		else if (!o.json)
 			printf("%s: unenrolled; its images are no longer "
 			       "pinned\n",

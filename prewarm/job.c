@@ -1256,6 +1256,38 @@ out:
 	json_decref(root);
 }
 
+/*
+ * DELETE recipes/NAME@VERSION: that version loses its explicit (and
+ * checkout) pin; pinned by the window still, it stays.  The reply is the
+ * recipe's status plus "unpinned".
+ */
+static void
+job_admin_unenroll_version(struct req *r, struct prewarm *pw, const char *arg)
+{
+	char recipe[128];
+	const char *version = strchr(arg, '@') + 1;
+	struct job_recipe *rec;
+	json_t *o, *unpinned = json_array();
+	struct job *j;
+
+	snprintf(recipe, sizeof recipe, "%.*s", (int)(version - 1 - arg), arg);
+	if ((rec = job_recipe_find(pw, recipe)) == NULL ||
+	    (j = job_find(pw, recipe, version)) == NULL) {
+		json_decref(unpinned);
+		req_error(r, OCI_ERR_NAME_UNKNOWN, "version is not enrolled");
+		return;
+	}
+	j->reasons &= ~(unsigned)(JOB_PIN_EXPLICIT | JOB_PIN_CHECKOUT);
+	if (j->reasons == 0) {
+		json_array_append_new(unpinned, json_string(j->version));
+		job_drop(pw, j);
+	} else
+		job_save(j);
+	o = job_recipe_json(pw, rec);
+	json_object_set_new(o, "unpinned", unpinned);
+	job_reply(r, 200, o);
+}
+
 static void
 job_admin_unenroll(struct req *r, void *arg)
 {
@@ -1266,6 +1298,10 @@ job_admin_unenroll(struct req *r, void *arg)
 	char id[300];
 	int rc = 0;
 
+	if (strchr(recipe, '@') != NULL) {
+		job_admin_unenroll_version(r, pw, recipe);
+		return;
+	}
 	if ((rec = job_recipe_find(pw, recipe)) == NULL) {
 		req_error(r, OCI_ERR_NAME_UNKNOWN, "recipe is not enrolled");
 		return;

@@ -174,6 +174,17 @@ ccp_run cat-warm warm --server "$CCP2_URL" --json
 check_eq versions/catalogue-warm "$CLI_RC $(jq -c '[.state, .added, .unpinned, [.versions[] | .version, (.reasons | join(","))]]' "$CLI_OUT" 2>/dev/null)" \
 	'0 ["warm",["0.4.0+1.4"],["0.2.0+1.1"],["0.4.0+1.4","window","0.3.0+1.3","window,explicit"]]' \
 	"warm --json on a catalogue enrolment: exit, state, added, unpinned, versions and why"
+# an explicit pin outside the window, then unenroll --version: only the
+# explicit reason goes; a version the window pins stays pinned
+ccp_run cat-explicit enroll "$R" --catalogue "$T_TMP/cat.json" --version 0.1.0+1.0 --server "$CCP2_URL" --json
+check_eq versions/explicit-pin "$CLI_RC $(jq -c '[.versions[] | .version, .pinned, (.reasons | join(","))]' "$CLI_OUT" 2>/dev/null)" \
+	'0 ["0.4.0+1.4",true,"window","0.3.0+1.3",true,"window,explicit","0.1.0+1.0",true,"explicit"]' \
+	"enroll --version V (outside the window): versions, pinned, why"
+ccp_run unenroll-v3 unenroll "$R" --version 0.3.0+1.3 --server "$CCP2_URL" --json
+ccp_run unenroll-v1 unenroll "$R" --version 0.1.0+1.0 --server "$CCP2_URL" --json
+check_eq versions/unenroll-version "$CLI_RC $(jq -c '[.unpinned, [.versions[] | .version, (.reasons | join(","))]]' "$CLI_OUT" 2>/dev/null)" \
+	'0 [["0.1.0+1.0"],["0.4.0+1.4","window","0.3.0+1.3","window"]]' \
+	"unenroll --version: unpinned, the versions left and why"
 stop CCP2 20
 
 # -- gc with a small budget, on the data dir: exactly what no pinned
