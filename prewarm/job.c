@@ -1,16 +1,13 @@
 /*
- * prewarm/job.c: the daemon side of pre-warming.  An enrolment is a job
- * keyed by recipe name: its image references are resolved through the
- * mirror's own upstream routing (tag -> index -> the configured platforms'
- * manifests -> config + layers), every missing digest is fetched through
- * the same single-flight fills that clients use, with bounded parallelism,
- * and when the closure is complete it is pinned under (recipe, version).
- * A recipe has one job per enrolled version, each pinned for reasons
- * (the window of newest releases, an explicit --version, the checkout);
- * a version left with no reason is unpinned and forgotten, its blobs stay.
- * Jobs are durable: the record in LMDB is rewritten as images finish, and
- * jobs that were running when the daemon stopped resume at start-up,
- * skipping what is already stored.
+ * prewarm/job.c: one enrolled (recipe, version), fetched and pinned.  Its
+ * image references are resolved through the mirror's own upstream routing
+ * (tag -> index -> the configured platforms' manifests -> config +
+ * layers), every missing digest is fetched through the same single-flight
+ * fills that clients use, with bounded parallelism, and when the closure
+ * is complete it is pinned under (recipe, version).  Jobs are durable: the
+ * record in LMDB (encoded and decoded here) is rewritten as images finish,
+ * and enrol.c resumes interrupted ones at start-up, skipping what is
+ * already stored.
  */
 #include <sys/utsname.h>
 
@@ -25,45 +22,15 @@
 #include <jansson.h>
 
 #include "../common/common.h"
-#include "prewarm.h"
+#include "internal.h"
 
 #define JOB_PARALLEL 4
-#define JOB_MAX_IMAGES 256
-#define JOB_RECORD_V1 1	     /* one job per recipe, keyed by recipe */
-#define JOB_RECORD_VERSION 2 /* keyed "recipe@version" */
-#define JOB_RECORD_RECIPE 16 /* the recipe's own record, keyed "recipe" */
-#define JOB_DEFAULT_WINDOW 2
-#define JOB_MAX_VERSIONS 32
 
-enum job_state { JOB_QUEUED, JOB_RUNNING, JOB_DONE, JOB_FAILED };
-static const char *const job_state_names[] = {
-    "queued", "running", "warm", "failed"};
-
-enum job_image_state { JOB_IMG_PENDING, JOB_IMG_DONE, JOB_IMG_FAILED };
-static const char *const job_image_state_names[] = {
-    "pending", "warm", "failed"};
+const char *const job_state_names[4] = {"queued", "running", "warm", "failed"};
+const char *const job_image_state_names[3] = {"pending", "warm", "failed"};
+const char *const job_reason_names[3] = {"window", "explicit", "checkout"};
 
 enum job_op_kind { JOB_OP_TAG, JOB_OP_MANIFEST, JOB_OP_BLOB };
-
-/* Why a version is pinned; none left: it is unpinned. */
-enum job_reason {
-	JOB_PIN_WINDOW = (1 << 0),   /* among the newest releases */
-	JOB_PIN_EXPLICIT = (1 << 1), /* enroll --version V */
-	JOB_PIN_CHECKOUT = (1 << 2), /* the recipe's working tree, untagged */
-};
-static const char *const job_reason_names[] = {
-    "window", "explicit", "checkout"};
-
-struct job_image {
-	char ref[REF_STRLEN];
-	struct ref parsed;
-	struct upstream *up;
-	enum job_image_state state;
-	int pending; /* ops not yet finished */
-	char error[200];
-	char want[72];	  /* catalogue digest (hex prefix), "" for none */
-	char service[64]; /* the catalogue's service, for messages */
-};
 
 struct job_op {
 	TAILQ_ENTRY(job_op) entry;
@@ -76,54 +43,11 @@ struct job_op {
 	struct fill_sub *sub;
 };
 
-struct job {
-	TAILQ_ENTRY(job) entry;
-	struct prewarm *pw;
-	char recipe[128];
-	char version[128];
-	enum job_state state;
-	struct job_image *images;
-	size_t nimages;
-	struct digest *closure;
-	int64_t *closure_size; /* blobs: their size; manifests: -1 */
-	size_t nclosure, closure_cap;
-	unsigned reasons; /* enum job_reason */
-	int pinned;	  /* the last complete closure is pinned */
-	uint64_t bytes_total, bytes_fetched, bytes_present;
-	size_t blobs_total, blobs_done;
-	size_t active;
-	TAILQ_HEAD(, job_op) queue; /* waiting for a slot */
-	TAILQ_HEAD(, job_op) running;
-	int64_t started_at, finished_at;
-	char platforms[8][48]; /* the enrolment's own; none: the daemon's */
-	size_t nplatforms;
-};
-
-/* An enrolled recipe: where its versions come from, for `warm`. */
-struct job_recipe {
-	TAILQ_ENTRY(job_recipe) entry;
-	char name[128];
-	int64_t window;	 /* newest releases pinned; 0: none */
-	uint64_t flags;	 /* enum recipe_flags the CLI loads with */
-	char source[16]; /* "git", "catalogue", "dir" */
-	char path[1024]; /* recipe checkout or catalogue file */
-};
-
-struct prewarm {
-	struct server *srv;
-	char platforms[8][48];
-	size_t nplatforms;
-	int64_t window; /* default --versions (config recipe_versions) */
-	TAILQ_HEAD(, job) jobs;
-	TAILQ_HEAD(, job_recipe) recipes;
-	struct event *resume_ev;
-};
-
 static void job_pump(struct job *);
 static void job_op_done(struct job_op *, const char *why);
 
 /* "linux/amd64" for this machine, as docker names it. */
-static void
+void
 job_native_platform(char *buf, size_t len)
 {
 	struct utsname u;
@@ -171,7 +95,7 @@ job_platform_match(const struct job *j, const struct oci_desc *d)
 
 /* Record encoding (fixed layout, versioned; no JSON in LMDB) ------------- */
 
-static void
+void
 job_put_str(struct evbuffer *b, const char *s)
 {
 	uint16_t n = (uint16_t)strlen(s);
@@ -181,7 +105,7 @@ job_put_str(struct evbuffer *b, const char *s)
 	evbuffer_add(b, s, n);
 }
 
-static void
+void
 job_put_u64(struct evbuffer *b, uint64_t v)
 {
 	unsigned char x[8];
@@ -193,13 +117,13 @@ job_put_u64(struct evbuffer *b, uint64_t v)
 }
 
 /* The record id of a version: "recipe@version" ('@' is no recipe char). */
-static void
+void
 job_id(const struct job *j, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s@%s", j->recipe, j->version);
 }
 
-static void
+void
 job_save(struct job *j)
 {
 	struct evbuffer *b = evbuffer_new();
@@ -235,13 +159,7 @@ job_save(struct job *j)
 	evbuffer_free(b);
 }
 
-struct job_rd {
-	const unsigned char *p;
-	size_t len, off;
-	int bad;
-};
-
-static uint64_t
+uint64_t
 job_get_u64(struct job_rd *r)
 {
 	uint64_t v = 0;
@@ -257,7 +175,7 @@ job_get_u64(struct job_rd *r)
 	return v;
 }
 
-static void
+void
 job_get_str(struct job_rd *r, char *out, size_t size)
 {
 	size_t n;
@@ -281,7 +199,7 @@ job_get_str(struct job_rd *r, char *out, size_t size)
 /* Jobs ----------------------------------------------------------------------
  */
 
-static struct job *
+struct job *
 job_find(struct prewarm *pw, const char *recipe, const char *version)
 {
 	struct job *j;
@@ -310,7 +228,7 @@ job_cancel_ops(struct job *j)
 	j->active = 0;
 }
 
-static void
+void
 job_free(struct job *j)
 {
 	if (j == NULL)
@@ -323,7 +241,7 @@ job_free(struct job *j)
 }
 
 /* Versions of a recipe stay in order, newest first. */
-static struct job *
+struct job *
 job_new(struct prewarm *pw, const char *recipe, const char *version)
 {
 	struct job *j = xcalloc(1, sizeof *j), *k;
@@ -344,15 +262,7 @@ job_new(struct prewarm *pw, const char *recipe, const char *version)
 	return j;
 }
 
-/* An image to enroll: a reference and, from abra's catalogue, the digest
- * its tag must have and the service that uses it. */
-struct job_want {
-	char ref[REF_STRLEN];
-	char want[72];
-	char service[64];
-};
-
-static void
+void
 job_set_images(struct job *j, const struct job_want *w, size_t n)
 {
 	size_t i;
@@ -370,7 +280,7 @@ job_set_images(struct job *j, const struct job_want *w, size_t n)
 }
 
 /* The daemon's platforms plus those the enrolment adds ("--platform"). */
-static void
+void
 job_set_platforms(struct job *j, json_t *extra)
 {
 	const struct prewarm *pw = j->pw;
@@ -695,7 +605,7 @@ job_pump(struct job *j)
 		job_finish(j);
 }
 
-static void
+void
 job_start(struct job *j)
 {
 	struct server *srv = j->pw->srv;
@@ -758,7 +668,7 @@ job_reasons_json(unsigned reasons)
 	return a;
 }
 
-static json_t *
+json_t *
 job_platforms_json(const struct job *j)
 {
 	json_t *a = json_array();
@@ -773,7 +683,7 @@ job_platforms_json(const struct job *j)
 }
 
 /* One version. */
-static json_t *
+json_t *
 job_json(const struct job *j)
 {
 	json_t *o, *imgs;
@@ -809,669 +719,17 @@ job_json(const struct job *j)
 	return o;
 }
 
-/* Recipes ----------------------------------------------------------------- */
+/* Loading a record ------------------------------------------------------ */
 
-static struct job_recipe *
-job_recipe_find(struct prewarm *pw, const char *name)
+void
+job_load(struct prewarm *pw, const char *id, const void *val, size_t len)
 {
-	struct job_recipe *rec;
-
-	TAILQ_FOREACH(rec, &pw->recipes, entry)
-		if (strcmp(rec->name, name) == 0)
-			return rec;
-	return NULL;
-}
-
-static struct job_recipe *
-job_recipe_get(struct prewarm *pw, const char *name)
-{
-	struct job_recipe *rec;
-
-	if ((rec = job_recipe_find(pw, name)) != NULL)
-		return rec;
-	rec = xcalloc(1, sizeof *rec);
-	xstrlcpy(rec->name, name, sizeof rec->name);
-	TAILQ_INSERT_TAIL(&pw->recipes, rec, entry);
-	return rec;
-}
-
-static void
-job_recipe_save(struct prewarm *pw, const struct job_recipe *rec)
-{
-	struct evbuffer *b = evbuffer_new();
-	unsigned char hdr = JOB_RECORD_RECIPE;
-
-	evbuffer_add(b, &hdr, 1);
-	job_put_u64(b, (uint64_t)rec->window);
-	job_put_u64(b, rec->flags);
-	job_put_str(b, rec->source);
-	job_put_str(b, rec->path);
-	if (db_job_put(pw->srv->db, rec->name, evbuffer_pullup(b, -1),
-		evbuffer_get_length(b)) == -1)
-		log_warn("cannot record the enrolment of '%s'", rec->name);
-	evbuffer_free(b);
-}
-
-/* Images ranked for a recipe's summary: the worst state of any version. */
-static int
-job_image_rank(const char *state)
-{
-	if (strcmp(state, "failed") == 0)
-		return 2;
-	return strcmp(state, "pending") == 0;
-}
-
-static void
-job_recipe_image_merge(json_t *imgs, json_t *im)
-{
-	const char *ref = json_string_value(json_object_get(im, "ref"));
-	const char *st = json_string_value(json_object_get(im, "state"));
-	json_t *e;
-	size_t i;
-
-	json_array_foreach(imgs, i, e) {
-		if (strcmp(json_string_value(json_object_get(e, "ref")), ref) !=
-		    0)
-			continue;
-		if (job_image_rank(st) > job_image_rank(json_string_value(
-					     json_object_get(e, "state"))))
-			json_array_set(imgs, i, im);
-		return;
-	}
-	json_array_append(imgs, im);
-}
-
-/*
- * A recipe: every version (newest first) and a summary over them: distinct
- * images (each in its worst state), distinct digests and their bytes (a
- * blob shared by two versions counts once), and a state that is running
- * while any version runs, failed if any failed, else warm.
- */
-static json_t *
-job_recipe_json(struct prewarm *pw, const struct job_recipe *rec)
-{
-	json_t *o, *versions = json_array(), *imgs = json_array(), *v, *im;
-	const struct job *j, *first = NULL;
-	struct digest *seen = NULL;
-	size_t nseen = 0, cap = 0, i, k, done = 0;
-	uint64_t bytes = 0, fetched = 0, present = 0;
-	size_t blobs_total = 0, blobs_done = 0;
-	int64_t started = 0, finished = 0;
-	int nstate[4] = {0, 0, 0, 0};
-	enum job_state st;
-
-	TAILQ_FOREACH(j, &pw->jobs, entry) {
-		if (strcmp(j->recipe, rec->name) != 0)
-			continue;
-		if (first == NULL)
-			first = j;
-		nstate[j->state]++;
-		v = job_json(j);
-		json_array_foreach(json_object_get(v, "images"), i, im)
-			job_recipe_image_merge(imgs, im);
-		json_array_append_new(versions, v);
-		for (i = 0; i < j->nclosure; i++) {
-			for (k = 0; k < nseen; k++)
-				if (digest_equal(&seen[k], &j->closure[i]))
-					break;
-			if (k < nseen)
-				continue;
-			if (nseen == cap) {
-				cap = cap ? 2 * cap : 64;
-				seen = xreallocarray(seen, cap, sizeof *seen);
-			}
-			seen[nseen++] = j->closure[i];
-			if (j->closure_size[i] > 0)
-				bytes += (uint64_t)j->closure_size[i];
-		}
-		fetched += j->bytes_fetched;
-		present += j->bytes_present;
-		blobs_total += j->blobs_total;
-		blobs_done += j->blobs_done;
-		if (started == 0 || (j->started_at && j->started_at < started))
-			started = j->started_at;
-		if (j->finished_at > finished)
-			finished = j->finished_at;
-	}
-	free(seen);
-	json_array_foreach(imgs, i, im)
-		done += strcmp(json_string_value(json_object_get(im, "state")),
-			    "warm") == 0;
-	st = nstate[JOB_RUNNING] ? JOB_RUNNING
-	    : nstate[JOB_QUEUED] ? JOB_QUEUED
-	    : nstate[JOB_FAILED] ? JOB_FAILED
-				 : JOB_DONE;
-	o = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
-		      "s:o,s:I,s:s,s:s,s:I,s:o}",
-	    "recipe", rec->name, "version", first ? first->version : "",
-	    "state", job_state_names[st], "images_total",
-	    (json_int_t)json_array_size(imgs), "images_done", (json_int_t)done,
-	    "blobs_total", (json_int_t)blobs_total, "blobs_done",
-	    (json_int_t)blobs_done, "bytes_total", (json_int_t)bytes,
-	    "bytes_fetched", (json_int_t)fetched, "bytes_present",
-	    (json_int_t)present, "digests", (json_int_t)nseen, "started_at",
-	    (json_int_t)started, "finished_at", (json_int_t)finished, "images",
-	    imgs, "window", (json_int_t)rec->window, "source", rec->source,
-	    "path", rec->path, "flags", (json_int_t)rec->flags, "versions",
-	    versions);
-	if (o == NULL)
-		fatal("out of memory building recipe status");
-	json_object_set_new(
-	    o, "platforms", first ? job_platforms_json(first) : json_array());
-	return o;
-}
-
-static void
-job_reply(struct req *r, int status, json_t *o)
-{
-	char *s = json_dumps(o, JSON_COMPACT);
-
-	if (s == NULL)
-		fatal("out of memory serialising job status");
-	req_reply_mem(r, status, "application/json", NULL, s, strlen(s));
-	free(s);
-	json_decref(o);
-}
-
-/* A version no reason pins any more: unpinned (its blobs stay, evictable
- * under the budget) and forgotten. */
-static int
-job_drop(struct prewarm *pw, struct job *j)
-{
-	char id[300];
-	int rc = 0;
-
-	TAILQ_REMOVE(&pw->jobs, j, entry);
-	job_id(j, id, sizeof id);
-	if (db_pins_unset(pw->srv->db, j->recipe, j->version) == -1 ||
-	    db_job_del(pw->srv->db, id) == -1)
-		rc = -1;
-	log_info("pre-warm '%s' %s: unpinned, no reason left to keep it; its "
-		 "blobs stay until evicted",
-	    j->recipe, j->version);
-	job_free(j);
-	return rc;
-}
-
-/* Admin API -----------------------------------------------------------------
- */
-
-static int
-job_valid_recipe(const char *s)
-{
-	size_t n = strlen(s);
-
-	return n > 0 && n < 128 && s[0] != '.' && s[0] != '-' &&
-	    strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789._-") == n;
-}
-
-static int
-job_valid_version(const char *s)
-{
-	const unsigned char *p;
-
-	if (strlen(s) >= sizeof(((struct job *)0)->version))
-		return 0;
-	for (p = (const unsigned char *)s; *p != '\0'; p++)
-		if (*p <= ' ' || *p == 0x7f)
-			return 0;
-	return 1;
-}
-
-/* "sha256:<hex>" or a hex prefix of at least 8 digits. */
-static int
-job_valid_want(const char *s)
-{
-	size_t n;
-
-	if (strncmp(s, "sha256:", 7) == 0)
-		s += 7;
-	n = strlen(s);
-	return n >= 8 && n <= 64 && strspn(s, "0123456789abcdef") == n;
-}
-
-static unsigned
-job_reason_parse(const char *s)
-{
-	size_t i;
-
-	for (i = 0; s != NULL && i < nitems(job_reason_names); i++)
-		if (strcmp(s, job_reason_names[i]) == 0)
-			return 1u << i;
-	return 0;
-}
-
-/* One version of an enroll request, checked before anything changes. */
-struct job_enroll_ver {
-	const char *version;
-	unsigned reason;
-	struct job_want *w;
-	size_t n;
-};
-
-static int
-job_parse_version(json_t *v, struct job_enroll_ver *ev, char *msg, size_t len)
-{
-	json_t *images = json_object_get(v, "images"), *im;
-	const char *s, *want, *svc, *why;
-	struct ref ref;
-	size_t i;
-
-	ev->version = json_string_value(json_object_get(v, "version"));
-	ev->reason =
-	    job_reason_parse(json_string_value(json_object_get(v, "reason")));
-	if (ev->version == NULL || !job_valid_version(ev->version) ||
-	    ev->reason == 0) {
-		snprintf(msg, len,
-		    "each version needs {\"version\": V, \"reason\": "
-		    "\"window\"|\"explicit\"|\"checkout\", \"images\": [...]}");
-		return -1;
-	}
-	if (!json_is_array(images) || json_array_size(images) == 0 ||
-	    json_array_size(images) > JOB_MAX_IMAGES) {
-		snprintf(msg, len, "version '%.128s' needs 1 to %d images",
-		    ev->version, JOB_MAX_IMAGES);
-		return -1;
-	}
-	ev->w = xcalloc(json_array_size(images), sizeof *ev->w);
-	json_array_foreach(images, i, im) {
-		want = svc = NULL;
-		if (json_is_object(im)) {
-			s = json_string_value(json_object_get(im, "ref"));
-			want = json_string_value(json_object_get(im, "digest"));
-			svc = json_string_value(json_object_get(im, "service"));
-		} else
-			s = json_string_value(im);
-		if (s == NULL || ref_parse(&ref, s, &why) == -1) {
-			snprintf(msg, len,
-			    "invalid image reference '%.200s': %s",
-			    s != NULL ? s : "(not a string)",
-			    s != NULL ? why : "");
-			return -1;
-		}
-		if (want != NULL && !job_valid_want(want)) {
-			snprintf(msg, len,
-			    "invalid digest '%.80s' for '%.200s': want "
-			    "sha256:<hex> or at least 8 hex digits",
-			    want, s);
-			return -1;
-		}
-		ref_format(&ref, ev->w[i].ref, sizeof ev->w[i].ref);
-		xstrlcpy(ev->w[i].want,
-		    want == NULL			   ? ""
-			: strncmp(want, "sha256:", 7) == 0 ? want + 7
-							   : want,
-		    sizeof ev->w[i].want);
-		xstrlcpy(ev->w[i].service, svc != NULL ? svc : "",
-		    sizeof ev->w[i].service);
-		ev->n++;
-	}
-	return 0;
-}
-
-/*
- * POST enroll {"recipe", "versions": [{"version", "reason", "images":
- * [REF | {"ref", "digest", "service"}]}], "replace": REASON, "window": N,
- * "source", "path", "flags", "platforms", "rewarm": bool}.  The versions
- * sent are (re)started and gain their reason; with "replace", versions
- * not sent lose that reason (the window moved); "rewarm" restarts the
- * recipe's other versions too.  A version left with no reason is
- * unpinned.  The first form {"recipe", "version", "images"} is one
- * checkout version.  The reply is the recipe's status plus "added" and
- * "unpinned" versions.
- */
-static void
-job_admin_enroll(struct req *r, void *arg)
-{
-	struct prewarm *pw = arg;
-	struct job_enroll_ver ev[JOB_MAX_VERSIONS];
-	json_t *root, *vers, *v, *added, *unpinned, *o, *legacy = NULL;
-	const char *body, *recipe, *s;
-	struct job_recipe *rec;
-	struct job *j, *next;
-	unsigned replace = 0;
-	size_t nev = 0, i, k;
-	char msg[400];
-	int rewarm, sent;
-
-	memset(ev, 0, sizeof ev);
-	msg[0] = '\0';
-	body = req_body(r, NULL);
-	root = body != NULL ? json_loads(body, 0, NULL) : NULL;
-	recipe = json_string_value(json_object_get(root, "recipe"));
-	vers = json_object_get(root, "versions");
-	if (vers == NULL && json_object_get(root, "images") != NULL) {
-		s = json_string_value(json_object_get(root, "version"));
-		legacy = json_pack("[{s:s,s:s,s:O}]", "version", s ? s : "",
-		    "reason", "checkout", "images",
-		    json_object_get(root, "images"));
-		vers = legacy;
-		replace = JOB_PIN_CHECKOUT;
-	}
-	if (recipe == NULL || !job_valid_recipe(recipe) ||
-	    !json_is_array(vers) || json_array_size(vers) > JOB_MAX_VERSIONS) {
-		snprintf(msg, sizeof msg,
-		    "enroll needs {\"recipe\": NAME, \"versions\": [up to %d "
-		    "{\"version\", \"reason\", \"images\": [REF, ...]}]}",
-		    JOB_MAX_VERSIONS);
-		goto bad;
-	}
-	json_array_foreach(vers, i, v) {
-		if (job_parse_version(v, &ev[nev++], msg, sizeof msg) == -1)
-			goto bad;
-		for (k = 0; k + 1 < nev; k++)
-			if (strcmp(ev[k].version, ev[nev - 1].version) == 0) {
-				snprintf(msg, sizeof msg,
-				    "version '%.128s' is listed twice",
-				    ev[k].version);
-				goto bad;
-			}
-	}
-	if ((s = json_string_value(json_object_get(root, "replace"))) != NULL) {
-		replace = job_reason_parse(s);
-		if (replace != JOB_PIN_WINDOW && replace != JOB_PIN_CHECKOUT) {
-			snprintf(msg, sizeof msg,
-			    "replace must be \"window\" or \"checkout\"");
-			goto bad;
-		}
-	}
-	if ((v = json_object_get(root, "window")) != NULL &&
-	    (!json_is_integer(v) || json_integer_value(v) < 0 ||
-		json_integer_value(v) > JOB_MAX_VERSIONS)) {
-		snprintf(msg, sizeof msg, "window must be 0 to %d",
-		    JOB_MAX_VERSIONS);
-		goto bad;
-	}
-	rewarm = json_is_true(json_object_get(root, "rewarm"));
-
-	/* Everything checked: apply. */
-	rec = job_recipe_get(pw, recipe);
-	if (json_is_integer(v))
-		rec->window = json_integer_value(v);
-	/* Where warm reads the recipe again: what its window (or checkout)
-	 * came from; an explicit --version from elsewhere does not move it. */
-	if (replace != 0 || rec->source[0] == '\0') {
-		if ((s = json_string_value(json_object_get(root, "source"))) !=
-		    NULL)
-			xstrlcpy(rec->source, s, sizeof rec->source);
-		if ((s = json_string_value(json_object_get(root, "path"))) !=
-		    NULL)
-			xstrlcpy(rec->path, s, sizeof rec->path);
-		if (json_is_integer(json_object_get(root, "flags")))
-			rec->flags = (uint64_t)json_integer_value(
-			    json_object_get(root, "flags"));
-	}
-	job_recipe_save(pw, rec);
-	added = json_array();
-	unpinned = json_array();
-	for (i = 0; i < nev; i++) {
-		if ((j = job_find(pw, recipe, ev[i].version)) == NULL) {
-			j = job_new(pw, recipe, ev[i].version);
-			json_array_append_new(added, json_string(j->version));
-			job_set_platforms(
-			    j, json_object_get(root, "platforms"));
-		} else if (json_object_get(root, "platforms") != NULL)
-			job_set_platforms(
-			    j, json_object_get(root, "platforms"));
-		j->reasons |= ev[i].reason;
-		if (j->state == JOB_RUNNING) {
-			job_save(j);
-			continue;
-		}
-		job_set_images(j, ev[i].w, ev[i].n);
-		job_start(j);
-	}
-	for (j = TAILQ_FIRST(&pw->jobs); j != NULL; j = next) {
-		next = TAILQ_NEXT(j, entry);
-		if (strcmp(j->recipe, recipe) != 0)
-			continue;
-		for (sent = 0, i = 0; i < nev && !sent; i++)
-			sent = strcmp(ev[i].version, j->version) == 0;
-		if (sent)
-			continue;
-		if (j->reasons & replace) {
-			j->reasons &= ~replace;
-			if (j->reasons == 0) {
-				json_array_append_new(
-				    unpinned, json_string(j->version));
-				job_drop(pw, j);
-				continue;
-			}
-			job_save(j);
-		}
-		if (rewarm && j->state != JOB_RUNNING)
-			job_start(j);
-	}
-	o = job_recipe_json(pw, rec);
-	json_object_set_new(o, "added", added);
-	json_object_set_new(o, "unpinned", unpinned);
-	job_reply(r, 202, o);
-	goto out;
-bad:
-	req_error(r, OCI_ERR_NAME_INVALID, msg);
-out:
-	for (i = 0; i < nev; i++)
-		free(ev[i].w);
-	json_decref(legacy);
-	json_decref(root);
-}
-
-/*
- * DELETE recipes/NAME@VERSION: that version loses its explicit (and
- * checkout) pin; pinned by the window still, it stays.  The reply is the
- * recipe's status plus "unpinned".
- */
-static void
-job_admin_unenroll_version(struct req *r, struct prewarm *pw, const char *arg)
-{
-	char recipe[128];
-	const char *version = strchr(arg, '@') + 1;
-	struct job_recipe *rec;
-	json_t *o, *unpinned = json_array();
-	struct job *j;
-
-	snprintf(recipe, sizeof recipe, "%.*s", (int)(version - 1 - arg), arg);
-	if ((rec = job_recipe_find(pw, recipe)) == NULL ||
-	    (j = job_find(pw, recipe, version)) == NULL) {
-		json_decref(unpinned);
-		req_error(r, OCI_ERR_NAME_UNKNOWN, "version is not enrolled");
-		return;
-	}
-	j->reasons &= ~(unsigned)(JOB_PIN_EXPLICIT | JOB_PIN_CHECKOUT);
-	if (j->reasons == 0) {
-		json_array_append_new(unpinned, json_string(j->version));
-		job_drop(pw, j);
-	} else
-		job_save(j);
-	o = job_recipe_json(pw, rec);
-	json_object_set_new(o, "unpinned", unpinned);
-	job_reply(r, 200, o);
-}
-
-static void
-job_admin_unenroll(struct req *r, void *arg)
-{
-	struct prewarm *pw = arg;
-	const char *recipe = req_admin_arg(r);
-	struct job_recipe *rec;
-	struct job *j, *next;
-	char id[300];
-	int rc = 0;
-
-	if (strchr(recipe, '@') != NULL) {
-		job_admin_unenroll_version(r, pw, recipe);
-		return;
-	}
-	if ((rec = job_recipe_find(pw, recipe)) == NULL) {
-		req_error(r, OCI_ERR_NAME_UNKNOWN, "recipe is not enrolled");
-		return;
-	}
-	for (j = TAILQ_FIRST(&pw->jobs); j != NULL; j = next) {
-		next = TAILQ_NEXT(j, entry);
-		if (strcmp(j->recipe, recipe) != 0)
-			continue;
-		TAILQ_REMOVE(&pw->jobs, j, entry);
-		job_id(j, id, sizeof id);
-		if (db_job_del(pw->srv->db, id) == -1)
-			rc = -1;
-		job_free(j);
-	}
-	TAILQ_REMOVE(&pw->recipes, rec, entry);
-	if (db_job_del(pw->srv->db, rec->name) == -1 ||
-	    db_pins_del(pw->srv->db, rec->name) == -1)
-		rc = -1;
-	log_info("pre-warm '%s': unenrolled; its pins are released", rec->name);
-	free(rec);
-	if (rc == -1) {
-		req_error(r, OCI_ERR_INTERNAL, "cannot remove the enrolment");
-		return;
-	}
-	req_reply_mem(r, 200, "application/json", NULL, "{}", 2);
-}
-
-static void
-job_admin_status(struct req *r, void *arg)
-{
-	struct prewarm *pw = arg;
-	struct job_recipe *rec;
-	json_t *o;
-
-	if ((rec = job_recipe_find(pw, req_admin_arg(r))) == NULL) {
-		req_error(r, OCI_ERR_NAME_UNKNOWN, "recipe is not enrolled");
-		return;
-	}
-	o = job_recipe_json(pw, rec);
-	/* the store cannot hold every pin within its budget (all kept) */
-	json_object_set_new(
-	    o, "pins_over_budget", json_boolean(evict_pins_over(pw->srv)));
-	job_reply(r, 200, o);
-}
-
-static void
-job_admin_list(struct req *r, void *arg)
-{
-	struct prewarm *pw = arg;
-	json_t *a = json_array();
-	struct job_recipe *rec;
-
-	TAILQ_FOREACH(rec, &pw->recipes, entry)
-		json_array_append_new(a, job_recipe_json(pw, rec));
-	job_reply(r, 200, a);
-}
-
-/* GET settings: what the CLI needs to choose versions the daemon's way. */
-static void
-job_admin_settings(struct req *r, void *arg)
-{
-	struct prewarm *pw = arg;
-	json_t *plats = json_array();
-	size_t i;
-
-	for (i = 0; i < pw->nplatforms; i++)
-		json_array_append_new(plats, json_string(pw->platforms[i]));
-	job_reply(r, 200,
-	    json_pack("{s:I,s:o}", "recipe_versions", (json_int_t)pw->window,
-		"platforms", plats));
-}
-
-/* POST warm: re-resolve every enrolled version and fetch what is new. */
-static void
-job_admin_warm(struct req *r, void *arg)
-{
-	struct prewarm *pw = arg;
-	json_t *a = json_array();
-	struct job_recipe *rec;
-	struct job *j;
-
-	TAILQ_FOREACH(j, &pw->jobs, entry)
-		if (j->state != JOB_RUNNING)
-			job_start(j);
-	TAILQ_FOREACH(rec, &pw->recipes, entry)
-		json_array_append_new(a, job_recipe_json(pw, rec));
-	job_reply(r, 202, a);
-}
-
-static void
-job_metrics(struct evbuffer *b, void *arg)
-{
-	struct prewarm *pw = arg;
-	static const char *const vstates[] = {"warm", "pending", "failed"};
-	struct job_recipe *rec;
-	json_t *o, *e;
-	const char *st;
-	size_t i, c[3], vc[3];
-
-	evbuffer_add_printf(b,
-	    "# HELP ccprewarm_recipe_images Images of "
-	    "enrolled recipes by state.\n# TYPE ccprewarm_recipe_images "
-	    "gauge\n");
-	TAILQ_FOREACH(rec, &pw->recipes, entry) {
-		o = job_recipe_json(pw, rec);
-		memset(c, 0, sizeof c);
-		json_array_foreach(json_object_get(o, "images"), i, e) {
-			st = json_string_value(json_object_get(e, "state"));
-			c[job_image_rank(st) == 2	  ? 2
-				: job_image_rank(st) == 1 ? 0
-							  : 1]++;
-		}
-		for (i = 0; i < 3; i++)
-			evbuffer_add_printf(b,
-			    "ccprewarm_recipe_images{recipe="
-			    "\"%s\",state=\"%s\"} %zu\n",
-			    rec->name, job_image_state_names[i], c[i]);
-		json_decref(o);
-	}
-	evbuffer_add_printf(b,
-	    "# HELP ccprewarm_recipe_versions Enrolled versions of recipes "
-	    "by state (pending: queued or running).\n# TYPE "
-	    "ccprewarm_recipe_versions gauge\n");
-	TAILQ_FOREACH(rec, &pw->recipes, entry) {
-		const struct job *j;
-
-		memset(vc, 0, sizeof vc);
-		TAILQ_FOREACH(j, &pw->jobs, entry)
-			if (strcmp(j->recipe, rec->name) == 0)
-				vc[j->state == JOB_DONE		 ? 0
-					: j->state == JOB_FAILED ? 2
-								 : 1]++;
-		for (i = 0; i < 3; i++)
-			evbuffer_add_printf(b,
-			    "ccprewarm_recipe_versions{recipe="
-			    "\"%s\",state=\"%s\"} %zu\n",
-			    rec->name, vstates[i], vc[i]);
-	}
-}
-
-/* Start-up -------------------------------------------------------------- */
-
-static void
-job_load_recipe(struct prewarm *pw, const char *id, struct job_rd *rd)
-{
-	struct job_recipe *rec = job_recipe_get(pw, id);
-
-	rec->window = (int64_t)job_get_u64(rd);
-	rec->flags = job_get_u64(rd);
-	job_get_str(rd, rec->source, sizeof rec->source);
-	job_get_str(rd, rec->path, sizeof rec->path);
-	if (rd->bad)
-		log_warn("enrolment record '%s' is damaged; re-enroll it", id);
-}
-
-static void
-job_load_cb(void *arg, const char *id, const void *val, size_t len)
-{
-	struct prewarm *pw = arg;
 	struct job_rd rd = {val, len, 0, 0};
 	char version[128], buf[REF_STRLEN], err[200], recipe[128];
 	struct job *j;
 	uint64_t n, i;
 	int state, v2;
 
-	if (len >= 1 && rd.p[0] == JOB_RECORD_RECIPE) {
-		rd.off = 1;
-		job_load_recipe(pw, id, &rd);
-		return;
-	}
 	if (len < 2 ||
 	    (rd.p[0] != JOB_RECORD_VERSION && rd.p[0] != JOB_RECORD_V1)) {
 		log_warn("ignoring job record '%s' of an unknown layout", id);
@@ -1533,94 +791,4 @@ job_load_cb(void *arg, const char *id, const void *val, size_t len)
 		j->reasons = JOB_PIN_EXPLICIT;
 	if (rd.bad)
 		log_warn("job record '%s' is damaged; re-enroll it", id);
-}
-
-/* Jobs that were running when the daemon stopped carry on. */
-static void
-job_resume_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct prewarm *pw = arg;
-	struct job *j;
-
-	(void)fd;
-	(void)what;
-	TAILQ_FOREACH(j, &pw->jobs, entry) {
-		if (j->state == JOB_RUNNING || j->state == JOB_QUEUED) {
-			log_info(
-			    "pre-warm '%s'%s%s: resuming an interrupted job",
-			    j->recipe, j->version[0] ? " " : "", j->version);
-			job_start(j);
-		}
-	}
-}
-
-struct prewarm *
-prewarm_new(struct server *srv, const char *const *platforms, size_t n)
-{
-	struct prewarm *pw = xcalloc(1, sizeof *pw);
-	struct job_recipe *rec;
-	struct job *j;
-	size_t i;
-
-	pw->srv = srv;
-	pw->window = JOB_DEFAULT_WINDOW;
-	TAILQ_INIT(&pw->jobs);
-	TAILQ_INIT(&pw->recipes);
-	for (i = 0; i < n && i < nitems(pw->platforms); i++)
-		xstrlcpy(
-		    pw->platforms[i], platforms[i], sizeof pw->platforms[i]);
-	pw->nplatforms = i;
-	if (pw->nplatforms == 0)
-		job_native_platform(
-		    pw->platforms[pw->nplatforms++], sizeof pw->platforms[0]);
-	if (db_job_list(srv->db, job_load_cb, pw) == -1) {
-		prewarm_free(pw);
-		return NULL;
-	}
-	/* every version has its recipe (older stores had none) */
-	TAILQ_FOREACH(j, &pw->jobs, entry) {
-		if (job_recipe_find(pw, j->recipe) != NULL)
-			continue;
-		rec = job_recipe_get(pw, j->recipe);
-		xstrlcpy(rec->source, "dir", sizeof rec->source);
-		job_recipe_save(pw, rec);
-	}
-	admin_add(srv, "enroll", REQ_POST, job_admin_enroll, pw);
-	admin_add(srv, "recipes", REQ_GET, job_admin_list, pw);
-	admin_add(srv, "recipes/", REQ_GET, job_admin_status, pw);
-	admin_add(srv, "recipes/", REQ_DELETE, job_admin_unenroll, pw);
-	admin_add(srv, "warm", REQ_POST, job_admin_warm, pw);
-	admin_add(srv, "settings", REQ_GET, job_admin_settings, pw);
-	metrics_add(srv, job_metrics, pw);
-	if ((pw->resume_ev = evtimer_new(srv->base, job_resume_cb, pw)) == NULL)
-		fatal("out of memory creating the resume timer");
-	event_active(pw->resume_ev, EV_TIMEOUT, 0);
-	return pw;
-}
-
-void
-prewarm_set_versions(struct prewarm *pw, int64_t n)
-{
-	pw->window = n;
-}
-
-void
-prewarm_free(struct prewarm *pw)
-{
-	struct job_recipe *rec;
-	struct job *j;
-
-	if (pw == NULL)
-		return;
-	while ((j = TAILQ_FIRST(&pw->jobs)) != NULL) {
-		TAILQ_REMOVE(&pw->jobs, j, entry);
-		job_free(j);
-	}
-	while ((rec = TAILQ_FIRST(&pw->recipes)) != NULL) {
-		TAILQ_REMOVE(&pw->recipes, rec, entry);
-		free(rec);
-	}
-	if (pw->resume_ev != NULL)
-		event_free(pw->resume_ev);
-	free(pw);
 }

@@ -45,11 +45,10 @@ git_rd() { git -C "$RD" -c user.name=t -c user.email=t@t "$@" >>"$T_OUT/git.log"
 mkdir -p "$RD"
 git_rd init -q
 compose "$APP:1.0" "$DB:15"
-git_rd add compose.yml && git_rd commit -qm 0.1.0 && git_rd tag 0.1.0+1.0
+git_rd add compose.yml && git_rd commit -qm 0.1.0
+c1=$(git -C "$RD" rev-parse HEAD)
 compose "$APP:1.1" "$DB:15"
-git_rd commit -qam 0.2.0 && git_rd tag 0.2.0+1.1
-compose "$APP:1.2-rc" "$DB:15"
-git_rd commit -qam rc && git_rd tag 0.3.0-rc1+1.2
+git_rd commit -qam 0.2.0
 
 closure "$APP:1.0" "$DB:15" >"$T_TMP/c010"
 closure "$APP:1.1" "$DB:15" >"$T_TMP/c020"
@@ -66,7 +65,21 @@ ccp_config "$T_TMP/ccp.json" linux/amd64
 start_ccprewarm CCP "$HUB_URL" --config "$T_TMP/ccp.json" || exit 1
 M=$CCP_URL
 
-# -- enroll --versions 2
+# -- no release tags yet: the checkout is enrolled as it is
+ccp_run enroll-checkout enroll "$R" --recipes-dir "$T_TMP/recipes" --server "$M" --json
+check_eq versions/checkout "$CLI_RC $(jq -c '[.state, [.versions[] | .version, .pinned, (.reasons | join(","))]]' "$CLI_OUT" 2>/dev/null)" \
+	'0 ["warm",["",true,"checkout"]]' "enroll of an untagged checkout: exit, state, versions, why"
+ccp_run enroll-checkout-n enroll "$R" --recipes-dir "$T_TMP/recipes" --versions 2 --server "$M"
+if [ "$CLI_RC" -ne 0 ] && [ "$(nlines "$CLI_ERR")" -eq 1 ] && grep -q "no release tags" "$CLI_ERR"; then
+	pass versions/checkout-versions-refused
+else
+	fail versions/checkout-versions-refused "want one error line about release tags; exit $CLI_RC: $(head -c 300 "$CLI_ERR")"
+fi
+git_rd tag 0.1.0+1.0 "$c1" && git_rd tag 0.2.0+1.1
+compose "$APP:1.2-rc" "$DB:15"
+git_rd commit -qam rc && git_rd tag 0.3.0-rc1+1.2
+
+# -- enroll --versions 2 (the window replaces the checkout version)
 ccp_run enroll enroll "$R" --recipes-dir "$T_TMP/recipes" --versions 2 --server "$M" --json
 check_eq versions/enroll-exit-0 "$CLI_RC $(jq -r .state "$CLI_OUT" 2>/dev/null)" "0 warm" "enroll --versions 2: exit and state"
 check_eq versions/enroll-window \
