@@ -25,6 +25,7 @@
 #define EVICT_BATCH 32		      /* index deletions per loop pass */
 #define EVICT_TICK_S 10		      /* periodic check */
 #define EVICT_NOSPACE_MIN (64u << 20) /* after ENOSPC of unknown size */
+#define EVICT_NOSPACE_SLACK (1u << 20)
 
 enum evict_state {
 	EVICT_IDLE,
@@ -414,15 +415,20 @@ void
 evict_nospace(struct server *srv, uint64_t wanted)
 {
 	struct evict *e = srv->evict;
+	uint64_t total, avail;
 
 	if (e == NULL)
 		return;
 	e->nospace++;
 	log_warn("store is out of space; evicting");
+	/* partial files of failed fills first, then only what is missing */
 	evict_partials_now(e, UINT64_MAX, 1);
-	if (e->state != EVICT_IDLE)
+	if (wanted == 0)
+		wanted = EVICT_NOSPACE_MIN;
+	if (blobstore_statfs(srv->store, &total, &avail) == -1 ||
+	    avail >= wanted + EVICT_NOSPACE_SLACK || e->state != EVICT_IDLE)
 		return;
-	e->extra = wanted > EVICT_NOSPACE_MIN ? wanted : EVICT_NOSPACE_MIN;
+	e->extra = wanted + EVICT_NOSPACE_SLACK - avail;
 	e->all_partials = 1;
 	evict_start(e);
 }

@@ -172,13 +172,15 @@ fill_flush(struct fill *f)
 static void
 fill_write_failed(struct fill *f)
 {
+	struct server *srv = f->srv;
 	uint64_t want;
 
 	if (f->tmp != NULL && blobstore_tmp_nospace(f->tmp)) {
 		want = f->size > 0 ? (uint64_t)f->size : 0;
+		/* f may be freed by fill_fail */
 		fill_fail(f, OCI_ERR_UNAVAILABLE,
 		    "the mirror's disk is full; retry later");
-		evict_nospace(f->srv, want);
+		evict_nospace(srv, want);
 		return;
 	}
 	fill_fail(f, OCI_ERR_INTERNAL, "cannot write the temp file");

@@ -634,7 +634,10 @@ db_blob_put(struct db *db, const struct digest *d, const struct db_blob *b)
 		db_log(db, "read blob record", ds, err);
 		goto out;
 	}
-	if (!had && db_pins_count(db, txn, d, &nb.pins) == -1)
+	/* the pin count is derived, never the caller's */
+	if (had)
+		nb.pins = old.pins;
+	else if (db_pins_count(db, txn, d, &nb.pins) == -1)
 		goto out;
 	v = db_val(buf, db_blob_encode(&nb, buf));
 	if ((err = mdb_put(txn, db->blobs, &k, &v, 0)) != 0) {

@@ -186,7 +186,11 @@ void db_free(struct db *); /* flushes pending touches; NULL-safe */
 
 /* 0 found (copied into *out), 1 absent, -1 error (logged). */
 int db_blob_get(struct db *, const struct digest *, struct db_blob *out);
-/* Inserts or replaces; 0 or -1. */
+/*
+ * Inserts or replaces; 0 or -1.  The pin count is derived, never taken from
+ * the argument: a replace keeps the record's, a new record gets one per pin
+ * list naming the digest.
+ */
 int db_blob_put(struct db *, const struct digest *, const struct db_blob *);
 /* 0 deleted, 1 absent, -1 error. */
 int db_blob_del(struct db *, const struct digest *);

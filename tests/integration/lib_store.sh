@@ -48,3 +48,24 @@ enroll_images() {
 		--data "{\"recipe\":\"$recipe\",\"images\":$imgs,\"platforms\":[\"linux/amd64\"]}" \
 		"$url/_ccprewarm/v1/enroll" -o /dev/null
 }
+
+# partial_of DATA DIGEST: the kept partial file of an interrupted fill.
+partial_of() { echo "$1/tmp/partial-${2#sha256:}"; }
+
+# make_partial NAME UPSTREAM DIGEST REPO MINBYTES ARGS...: start ccprewarm
+# NAME (its data dir kept), GET the blob through it while the upstream
+# proxy PX sends slowly, and kill -9 the daemon once MINBYTES are in the
+# partial file.  Leaves NAME stopped.
+make_partial() {
+	local name=$1 up=$2 d=$3 repo=$4 min=$5 datavar="${1}_DATA" urlvar="${1}_URL" p cpid
+	shift 5
+	restart_ccprewarm "$name" "$up" "$@" || return 1
+	p=$(partial_of "${!datavar}" "$d")
+	curl -s -m 60 -o /dev/null "${!urlvar}/v2/$repo/blobs/$d" &
+	cpid=$!
+	big() { [ "$(stat -c %s "$p" 2>/dev/null || echo 0)" -ge "$min" ]; }
+	wait_until 30 big || { kill "$cpid" 2>/dev/null; return 1; }
+	stop "$name" 5 KILL
+	wait "$cpid" 2>/dev/null
+	return 0
+}
