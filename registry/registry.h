@@ -532,7 +532,7 @@ struct req {
 	/* a subsystem holding r while it waits (gc, verify): told first */
 	void (*finish_cb)(struct req *);
 	struct digest reading; /* a blob fill's digest, while a waiter */
-	int have_reading;
+	struct evict_readers *reading_tab;
 };
 
 /* http.c: struct req's one lifecycle -------------------------------------- */
@@ -622,9 +622,15 @@ void evict_check(struct server *, uint64_t incoming);
 void evict_nospace(struct server *, uint64_t wanted);
 /* 1 while pinned content alone exceeds the budget. */
 int evict_pins_over(const struct server *);
-/* A response is sending d from its file: it is not evicted meanwhile. */
-void evict_reader_add(struct server *, const struct digest *);
-void evict_reader_del(struct server *, const struct digest *);
+/*
+ * A response is sending d from its file: it is not evicted meanwhile.  add
+ * returns the reader table (a reference, NULL without eviction) that del
+ * takes back; it may outlive the server (libevent frees a reply's file
+ * segment when it likes).
+ */
+struct evict_readers;
+struct evict_readers *evict_reader_add(struct server *, const struct digest *);
+void evict_reader_del(struct evict_readers *, const struct digest *);
 
 /* passthru.c: an upstream request owned by one client request -------- */
 
