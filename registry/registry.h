@@ -369,6 +369,7 @@ struct server_opts {
 	uint64_t min_free_bytes;
 	int64_t min_free_percent;
 	int64_t low_water_percent; /* 0: the default, 90 */
+	int64_t runs_keep;	   /* `ccprewarm run`: finished runs kept */
 };
 
 /* Opens the store and index, binds the listener.  NULL (logged) on error. */
@@ -434,6 +435,8 @@ struct server_counters {
 enum req_method { REQ_GET, REQ_HEAD, REQ_POST, REQ_DELETE, REQ_OTHER };
 typedef void (*admin_fn)(struct req *, void *arg);
 typedef void (*metrics_fn)(struct evbuffer *, void *arg);
+/* Called by req_finish() for every request, before it is freed. */
+typedef void (*req_hook_fn)(void *arg, const struct req *);
 
 struct server {
 	struct event_base *base;
@@ -461,13 +464,15 @@ struct server {
 		enum req_method method;
 		admin_fn fn;
 		void *arg;
-	} admin[16];
+	} admin[32]; /* 16 are taken (stats, gc, verify, runs, recipes) */
 	size_t nadmin;
 	struct server_metrics {
 		metrics_fn fn;
 		void *arg;
 	} metrics_extra[4];
 	size_t nmetrics_extra;
+	req_hook_fn req_hook; /* runs/: attributes requests to open runs */
+	void *req_hook_arg;
 };
 
 /* X-Cache: what the cache did for this request. */
@@ -533,6 +538,9 @@ struct req {
 	void (*finish_cb)(struct req *);
 	struct digest reading; /* a blob fill's digest, while a waiter */
 	struct evict_readers *reading_tab;
+	char peer[48];	      /* the client's address, "" if unknown */
+	struct digest served; /* the Docker-Content-Digest replied */
+	int have_served;
 };
 
 /* http.c: struct req's one lifecycle -------------------------------------- */
@@ -666,6 +674,12 @@ void admin_stats(struct req *, void *);
 const char *req_admin_arg(struct req *);
 /* The request body, NUL-terminated (owned by the request), or NULL. */
 const char *req_body(struct req *, size_t *len);
+/*
+ * The one request hook (NULL to remove): fn sees every finished request in
+ * req_finish(), after the reply and before the request is freed.  Higher
+ * layers (runs/) plug in here, so registry/ never includes their headers.
+ */
+void req_hook_set(struct server *, req_hook_fn, void *arg);
 /* Metrics text written by a higher layer, appended to /metrics. */
 void metrics_add(struct server *, metrics_fn, void *arg);
 /* Loads the store-lifetime counters; 0 or -1. */
