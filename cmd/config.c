@@ -37,6 +37,7 @@ config_init(struct config *cfg)
 {
 	memset(cfg, 0, sizeof *cfg);
 	cfg->opts.tag_freshness_s = 300;
+	cfg->recipe_versions = 2;
 	cfg->opts.connect_timeout_ms = 5000;
 	cfg->opts.response_timeout_ms = 10000;
 	cfg->opts.idle_timeout_s = 120;
@@ -309,7 +310,7 @@ static const char *const config_keys[] = {"listen", "data", "upstream",
     "max_requests", "platforms", "log_level", "access_log", "max_bytes",
     "min_free_bytes", "min_free_percent", "low_water_percent", "runs_keep",
     "header_timeout_seconds", "index_map_bytes", "upstream_stall_seconds",
-    "upstream_stall_total_seconds"};
+    "upstream_stall_total_seconds", "recipe_versions"};
 
 /* The store's budget (storage/lru.c): bytes and percentages, 0 is off. */
 static void
@@ -418,6 +419,7 @@ config_load_file(struct config *cfg, const char *path)
 	config_int(
 	    cfg, root, "drain_timeout_seconds", 0, 3600, &o->drain_timeout_s);
 	config_int(cfg, root, "max_requests", 1, 1000000, &o->max_requests);
+	config_int(cfg, root, "recipe_versions", 1, 32, &cfg->recipe_versions);
 	config_budget(cfg, root);
 	config_int(cfg, root, "runs_keep", 1, 100000, &o->runs_keep);
 	config_int(

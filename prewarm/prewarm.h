@@ -7,6 +7,7 @@
 #define PREWARM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "../registry/registry.h"
 
@@ -96,6 +97,41 @@ const char *recipe_file(const struct recipe *, size_t i);
  */
 const char *recipe_version(const struct recipe *);
 
+/*
+ * The release tags of a recipe checkout: "git -C dir tag --list" (local
+ * only, never a fetch; blocks: CLI only).  *tags is a new array of new
+ * strings (the caller frees them).  0 (none is fine), or -1 with err.
+ * 1 if dir is not the top of a git checkout (no dir/.git).
+ */
+int recipe_tags(
+    const char *dir, char ***tags, size_t *n, char *err, size_t errlen);
+
+/* version.c: Co-op Cloud versions "<recipe-semver>+<upstream-version>" -- */
+
+struct version {
+	unsigned long major, minor, patch;
+	char pre[64]; /* semver pre-release ("rc1"); "" for a release */
+};
+
+/* 0 if tag is "<MAJOR.MINOR.PATCH[-PRE]>+<upstream>", else -1. */
+int version_parse(const char *tag, struct version *);
+/* 1 for such a tag with no pre-release part. */
+int version_is_release(const char *tag);
+/*
+ * Semver precedence of the recipe part (the upstream part only breaks
+ * ties); a pre-release sorts below its release; strings that are not
+ * versions sort below every version.  <0, 0, >0 like strcmp.
+ */
+int version_cmp(const char *a, const char *b);
+/* Sorts tags newest first (in place). */
+void version_sort_desc(char **tags, size_t n);
+/*
+ * The window: sorts tags newest first and puts the n newest releases
+ * (pre-releases and other tags are never in a window) into out (borrowed
+ * from tags).  Returns how many there are (at most n).
+ */
+size_t version_window(char **tags, size_t ntags, size_t n, char **out);
+
 /* job.c: the daemon's pre-warm engine --------------------------------- */
 
 struct prewarm;
@@ -109,5 +145,7 @@ struct prewarm;
 struct prewarm *prewarm_new(
     struct server *, const char *const *platforms, size_t nplatforms);
 void prewarm_free(struct prewarm *); /* NULL-safe */
+/* The default --versions for the CLI (config recipe_versions; 2). */
+void prewarm_set_versions(struct prewarm *, int64_t n);
 
 #endif

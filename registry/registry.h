@@ -478,7 +478,7 @@ struct server {
 		enum req_method method;
 		admin_fn fn;
 		void *arg;
-	} admin[16];
+	} admin[32]; /* 16 are taken (stats, gc, verify, runs, recipes) */
 	size_t nadmin;
 	struct server_metrics {
 		metrics_fn fn;

@@ -168,8 +168,11 @@ route_parse(const char *path, const char *query, struct route *rt,
 	if (strncmp(path, ROUTE_ADMIN_PREFIX, sizeof ROUTE_ADMIN_PREFIX - 1) ==
 	    0) {
 		rest = path + sizeof ROUTE_ADMIN_PREFIX - 1;
+		/* recipe names and "recipe@<version>" (0.5.0+v5.7.0) */
 		if (strlen(rest) >= sizeof rt->admin ||
-		    strspn(rest, "abcdefghijklmnopqrstuvwxyz0123456789-_/") !=
+		    strspn(rest,
+			"abcdefghijklmnopqrstuvwxyz"
+			"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_/.@+") !=
 			strlen(rest))
 			ROUTE_FAIL(OCI_ERR_NOT_FOUND, "unknown admin path");
 		rt->kind = ROUTE_ADMIN;

@@ -1155,6 +1155,42 @@ out:
 }
 
 int
+db_pins_unset(struct db *db, const char *recipe, const char *version)
+{
+	char key[DB_KEY_BUF];
+	size_t klen;
+	MDB_txn *txn = NULL;
+	MDB_val k;
+	int err, rc = -1;
+
+	klen =
+	    (size_t)snprintf(key, sizeof key, "%s%c%s", recipe, '\0', version);
+	if (klen >= sizeof key) {
+		log_error("pin key too long: '%s'", recipe);
+		return -1;
+	}
+	if (db_txn_begin(db, 0, &txn) == -1)
+		return -1;
+	k = db_val(key, klen);
+	if (db_pins_old(db, txn, &k, -1) == -1)
+		goto out;
+	if ((err = mdb_del(txn, db->pins, &k, NULL)) == MDB_NOTFOUND) {
+		rc = 1;
+		goto out;
+	}
+	if (err != 0) {
+		db_log(db, "remove pins of", recipe, err);
+		goto out;
+	}
+	if (db_txn_commit(db, &txn, "remove pins of", recipe) == -1)
+		goto out;
+	rc = 0;
+out:
+	db_txn_abort(&txn);
+	return rc;
+}
+
+int
 db_pins_del(struct db *db, const char *recipe)
 {
 	MDB_cursor *cur = NULL;

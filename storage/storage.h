@@ -231,6 +231,8 @@ int db_counter_get(struct db *, const char *name, uint64_t *out);
 int db_pins_set(struct db *, const char *recipe, const char *version,
     const struct digest *, size_t n);
 int db_pins_del(struct db *, const char *recipe);
+/* One version's pins only: 0, 1 if it had none, -1.  The blobs stay. */
+int db_pins_unset(struct db *, const char *recipe, const char *version);
 
 /*
  * Store lifecycle.  db_store_bytes: the running total of the sizes of all
