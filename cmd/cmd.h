@@ -6,7 +6,6 @@
 #define CMD_H
 
 #include "../prewarm/prewarm.h"
-#include "../runs/runs.h"
 
 #define CONFIG_DEFAULT_LISTEN "127.0.0.1:5000"
 #define CONFIG_DEFAULT_DATA "/var/lib/ccprewarm"

@@ -711,9 +711,9 @@ const char *req_admin_arg(struct req *);
 /* The request body, NUL-terminated (owned by the request), or NULL. */
 const char *req_body(struct req *, size_t *len);
 /*
- * The one request hook (NULL to remove): fn sees every finished request in
- * req_finish(), after the reply and before the request is freed.  Higher
- * layers (runs/) plug in here, so registry/ never includes their headers.
+ * The one request hook (NULL to remove): fn sees every finished request once
+ * its last byte was handed to the kernel, before the request is freed.  Higher
+ * layers (prewarm/) plug in here, so registry/ never includes their headers.
  */
 void req_hook_set(struct server *, req_hook_fn, void *arg);
 /* Metrics text written by a higher layer, appended to /metrics. */

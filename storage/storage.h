@@ -269,8 +269,8 @@ int db_job_list(struct db *,
     void *arg);
 
 /*
- * Run records (`ccprewarm run`): opaque bytes encoded by runs/, by name.
- * db_run_get: 0 and a new *val (caller frees), 1 absent, -1 error.
+ * Run records (`ccprewarm run`): opaque bytes encoded by prewarm/record.c, by
+ * name. db_run_get: 0 and a new *val (caller frees), 1 absent, -1 error.
  * db_run_del: 0, 1 absent, -1.  db_run_list as db_job_list.
  */
 int db_run_put(struct db *, const char *name, const void *, size_t);
