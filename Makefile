@@ -57,9 +57,11 @@ unit: $(UNIT_BIN)
 	@for t in $(UNIT_BIN); do $$t || exit 1; done
 
 # Everything: both build flavours, unit tests under each, integration tests
-# against real docker-registry, skopeo and dockerd.  Ends with
-# "N passed, N failed".
+# against real docker-registry, skopeo and dockerd.  Installs the missing
+# test packages first (tests/deps.sh test: as root it installs them, else it
+# names them and stops).  Ends with "N passed, N failed".
 test:
+	@tests/deps.sh test
 	@tests/run.sh
 
 bench: all
