@@ -323,6 +323,22 @@ int route_parse(const char *path, const char *query, struct route *rt,
  * "localhost:5000"). */
 int route_is_host(const char *component, size_t len);
 
+/* range.c: the Range header against a size (RFC 9110 section 14) ------- */
+
+enum range_result {
+	RANGE_UNSATISFIABLE = -1, /* 416, Content-Range: bytes * /size */
+	RANGE_WHOLE = 0,	  /* absent, other unit, bad syntax: 200 */
+	RANGE_PARTIAL = 1,	  /* 206 with [*start, *end) */
+};
+
+/* Pure: header (NULL-able) against a representation of size bytes.  Sets
+ * *start and *end (exclusive; 0 and size unless RANGE_PARTIAL).  Numbers
+ * too large for 64 bits saturate (a first-pos past the end is still a
+ * 416); several ranges are coalesced when they overlap or touch, else
+ * ignored (no multipart replies); more than 16 ranges are ignored. */
+enum range_result range_parse(
+    const char *header, uint64_t size, uint64_t *start, uint64_t *end);
+
 /* pool.c: worker threads for blocking work, completions on the loop ---- */
 
 struct pool;
