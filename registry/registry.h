@@ -147,6 +147,13 @@ struct auth_cache;
 struct auth_wait;
 
 enum auth_scheme auth_scheme_parse(const char *www_authenticate);
+/* Pure: the value of auth-param key (case-insensitive) in a challenge,
+ * token or quoted-string unescaped; new string, or NULL if absent. */
+char *auth_challenge_param(const char *challenge, const char *key);
+/* Pure: a token server's JSON reply ("token" or "access_token", optional
+ * "expires_in"); 0 with *token a new string, or -1. */
+int auth_token_reply_parse(
+    const char *body, size_t len, char **token, long *expires_in);
 /*
  * 0 if a token realm may be used for the upstream at upstream_url: http(s)
  * on the same host, or a host sharing its last two labels
