@@ -45,6 +45,16 @@ blob_handle(struct req *r)
 		    r, fd, (uint64_t)size, "application/octet-stream", d);
 		return;
 	}
+	/*
+	 * Upstream said 429: until its Retry-After has passed, a miss is
+	 * answered here (with the time left) rather than asked again.
+	 */
+	if (!fill_in_flight(r, FILL_BLOB) &&
+	    upstream_retry_after_s(r->up) > 0) {
+		req_error(r, OCI_ERR_TOOMANYREQUESTS,
+		    "upstream registry is rate limiting; retry later");
+		return;
+	}
 	if (r->method == REQ_HEAD && !fill_in_flight(r, FILL_BLOB)) {
 		digest_format(d, hex);
 		snprintf(

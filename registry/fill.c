@@ -888,8 +888,13 @@ fill_pump_blob(struct req *r)
 			    &f->digest, (uint64_t)f->size);
 		}
 	}
+	/*
+	 * Length unknown when the reply started (chunked upstream): r->end
+	 * is UINT64_MAX, and ends where the verified file ends.  f->size is
+	 * no guide here: the commit fills it in once the digest matches.
+	 */
 	end = r->end;
-	if (f->size < 0 && fill_verified(f))
+	if (end == UINT64_MAX && fill_verified(f))
 		end = written;
 	limit = written < end ? written : end;
 	if (!fill_verified(f) && limit == end && limit > 0)

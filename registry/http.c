@@ -298,6 +298,15 @@ req_error(struct req *r, enum oci_err err, const char *detail)
 	if (err == OCI_ERR_UNAUTHORIZED)
 		evhttp_add_header(evhttp_request_get_output_headers(r->ev),
 		    "WWW-Authenticate", "Bearer realm=\"ccprewarm\"");
+	if (err == OCI_ERR_TOOMANYREQUESTS && r->up != NULL &&
+	    upstream_retry_after_s(r->up) > 0) {
+		char secs[24];
+
+		snprintf(
+		    secs, sizeof secs, "%ld", upstream_retry_after_s(r->up));
+		evhttp_add_header(evhttp_request_get_output_headers(r->ev),
+		    "Retry-After", secs);
+	}
 	http_send(r, status, buf);
 	evbuffer_free(buf);
 	free(body);

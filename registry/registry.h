@@ -116,6 +116,8 @@ struct upstream_stats {
 void upstream_stats(const struct upstream *, struct upstream_stats *);
 /* 0 while the circuit is open or a 429's Retry-After has not passed. */
 int upstream_usable(const struct upstream *);
+/* Seconds left of a 429's Retry-After window (rounded up); 0 if none. */
+long upstream_retry_after_s(const struct upstream *);
 size_t upstream_code_count(void);
 const char *upstream_code_label(size_t, char *buf, size_t len);
 const double *upstream_duration_bounds(void); /* UPSTREAM_NBUCKETS */

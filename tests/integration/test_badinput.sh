@@ -47,7 +47,7 @@ GET /v2/$repo/blobs/sha256:${h64}a 400 DIGEST_INVALID
 GET /v2/$repo/blobs/sha256:${h64^^} 400 DIGEST_INVALID
 GET /v2/$repo/blobs/sha256 400 DIGEST_INVALID
 GET /v2/$repo/blobs/sha256:../../../${h64:9} 4xx *
-GET /v2/$repo/manifests/sha256:zz 400 DIGEST_INVALID,MANIFEST_INVALID,TAG_INVALID
+GET /v2/$repo/manifests/sha256:zz 404 MANIFEST_UNKNOWN
 GET /v2/Test/Single-OCI/manifests/v1 400 NAME_INVALID
 GET /v2/test//single-oci/manifests/v1 400 NAME_INVALID
 GET /v2/test/single-oci//manifests/v1 400 NAME_INVALID
@@ -56,10 +56,10 @@ GET /v2/-test/x/manifests/v1 400 NAME_INVALID
 GET /v2/test/x./manifests/v1 400 NAME_INVALID
 GET /v2/test/single-oci%00/manifests/v1 400 NAME_INVALID
 GET /v2/$long_name/manifests/v1 400 NAME_INVALID
-GET /v2/$repo/manifests/$tag129 400 TAG_INVALID,MANIFEST_INVALID
-GET /v2/$repo/manifests/.v1 400 TAG_INVALID,MANIFEST_INVALID
-GET /v2/$repo/manifests/-v1 400 TAG_INVALID,MANIFEST_INVALID
-GET /v2/$repo/manifests/v1%2f..%2f.. 400 TAG_INVALID,MANIFEST_INVALID,NAME_INVALID
+GET /v2/$repo/manifests/$tag129 404 MANIFEST_UNKNOWN
+GET /v2/$repo/manifests/.v1 404 MANIFEST_UNKNOWN
+GET /v2/$repo/manifests/-v1 404 MANIFEST_UNKNOWN
+GET /v2/$repo/manifests/v1%2f..%2f.. 4xx MANIFEST_UNKNOWN,NAME_INVALID
 PUT /v2/$repo/manifests/v1 405 UNSUPPORTED
 PUT /v2/$repo/manifests/$man 405 UNSUPPORTED
 DELETE /v2/$repo/manifests/$man 405 UNSUPPORTED
