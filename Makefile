@@ -64,8 +64,10 @@ test:
 	@tests/deps.sh test
 	@tests/run.sh
 
+# The benchmark, then the soak (SOAK_SECONDS, default 1800; 0 skips it).
 bench: all
 	@tests/bench/run.sh
+	@[ "$${SOAK_SECONDS:-1800}" = 0 ] || tests/bench/soak.sh
 
 # libFuzzer targets (clang); each runs for FUZZ_SECONDS.
 FUZZ_SECONDS ?= 30
