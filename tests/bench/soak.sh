@@ -120,13 +120,20 @@ rc=$?
 
 # Evictions and what the daemon counted, from its own metrics.
 curl -s -m 10 "http://127.0.0.1:$CCPP/metrics" >"$OUT/metrics.txt"
+curl -s -m 10 "http://127.0.0.1:$PXP/_proxy/stats" >"$OUT/proxy-stats.json"
 m() { awk -v k="$1" '$1 == k { print $2; exit }' "$OUT/metrics.txt"; }
 "$PY" - "$TMP/soak.json" "$EVICT" "$(m ccprewarm_evictions_total)" \
 	"$(m ccprewarm_digest_mismatches_total)" "$(m ccprewarm_store_bytes)" \
-	"${SOAK_LABEL:-}" "$(git -C "$TOP" describe --always --dirty 2>/dev/null)" <<'EOF'
+	"${SOAK_LABEL:-}" "$("$BIN" --version 2>/dev/null | head -n 1)" "$OUT/proxy-stats.json" <<'EOF'
 import json, sys
-p, evict, ev, mism, sb, label, ver = sys.argv[1:8]
+p, evict, ev, mism, sb, label, ver, px = sys.argv[1:9]
 r = json.load(open(p))
+try:
+    ps = json.load(open(px))
+    r["upstream_requests"] = ps.get("total")
+    r["upstream_faulted"] = ps.get("faults")
+except (OSError, ValueError):
+    r["upstream_requests"] = r["upstream_faulted"] = None
 r["budget"] = bool(int(evict))
 r["evictions_total"] = ev or None
 r["digest_mismatches_total"] = mism or None
@@ -154,6 +161,8 @@ print("| requests | %d (%s) |" % (r["requests"], ", ".join(
     "%s %d" % kv for kv in sorted(r["ops"].items()))))
 print("| upstream faults | %d: %s |" % (len(r["faults"]), ", ".join(
     "%s at %ss" % (f["fault"], f["t"]) for f in r["faults"])))
+print("| requests upstream (through the fault proxy) | %s, %s of them "
+      "faulted |" % (r["upstream_requests"], r["upstream_faulted"]))
 print("| store budget | %s |" % (
     "max_bytes, evictions: %s" % r["evictions_total"] if r["budget"]
     else "none (this build has no max_bytes)"))
