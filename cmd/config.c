@@ -42,6 +42,7 @@ config_init(struct config *cfg)
 	cfg->opts.idle_timeout_s = 120;
 	cfg->opts.drain_timeout_s = 10;
 	cfg->opts.max_requests = 4096;
+	cfg->opts.header_timeout_s = 20;
 	cfg->opts.access_log = "-";
 }
 
@@ -302,7 +303,8 @@ config_upstreams(struct config *cfg, json_t *ups)
 static const char *const config_keys[] = {"listen", "data", "upstream",
     "upstreams", "tag_freshness_seconds", "connect_timeout_ms",
     "response_timeout_ms", "idle_timeout_seconds", "drain_timeout_seconds",
-    "max_requests", "platforms", "log_level", "access_log"};
+    "max_requests", "platforms", "log_level", "access_log",
+    "header_timeout_seconds"};
 
 static int config_load_root(struct config *, json_t *, const char *);
 
@@ -379,6 +381,8 @@ config_load_root(struct config *cfg, json_t *root, const char *path)
 	config_int(
 	    cfg, root, "drain_timeout_seconds", 0, 3600, &o->drain_timeout_s);
 	config_int(cfg, root, "max_requests", 1, 1000000, &o->max_requests);
+	config_int(
+	    cfg, root, "header_timeout_seconds", 0, 3600, &o->header_timeout_s);
 	if ((v = json_object_get(root, "platforms")) != NULL) {
 		if (!json_is_array(v) ||
 		    json_array_size(v) > nitems(cfg->platforms))

@@ -452,7 +452,12 @@ fill_store_manifest(struct fill *f, const struct digest *d)
 		if (db_blob_put(f->srv->db, d, &meta) == -1)
 			return -1;
 	}
-	if (!f->by_digest) {
+	/*
+	 * The tag's mapping is what upstream serves for the full Accept
+	 * list; a narrower list may get one platform's manifest, which must
+	 * not become the tag's meaning for everyone.
+	 */
+	if (!f->by_digest && oci_accepts_indexes(f->accept)) {
 		struct db_tag t;
 
 		memset(&t, 0, sizeof t);
@@ -642,7 +647,9 @@ fill_find(struct server *srv, const struct fill_key *k)
 			if (digest_equal(&f->digest, k->digest))
 				return f;
 		} else if (f->up == k->up && strcmp(f->repo, k->repo) == 0 &&
-		    strcmp(f->tag, k->tag) == 0)
+		    strcmp(f->tag, k->tag) == 0 &&
+		    oci_accepts_indexes(f->accept) ==
+			oci_accepts_indexes(k->accept))
 			return f;
 	}
 	return NULL;

@@ -273,7 +273,7 @@ http_send(struct req *r, int status, struct evbuffer *body)
 	if (body != NULL && r->method != REQ_HEAD)
 		r->sent += evbuffer_get_length(body);
 	if (r->evcon != NULL)
-		evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+		conn_set_closecb(r->srv->conns, r->evcon, NULL, NULL);
 	evhttp_send_reply(r->ev, status, http_reason(status),
 	    r->method == REQ_HEAD ? NULL : body);
 	r->ev = NULL;
@@ -487,7 +487,7 @@ void
 req_stream_end(struct req *r)
 {
 	if (r->evcon != NULL)
-		evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+		conn_set_closecb(r->srv->conns, r->evcon, NULL, NULL);
 	evhttp_send_reply_end(r->ev);
 	r->ev = NULL;
 	req_finish(r, r->status, NULL);
@@ -504,7 +504,7 @@ req_abort(struct req *r, const char *why)
 			 * client sees a broken transfer, never a clean reply.
 			 * It also frees the request.
 			 */
-			evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+			conn_set_closecb(r->srv->conns, r->evcon, NULL, NULL);
 			evhttp_connection_free(r->evcon);
 			r->evcon = NULL;
 		} else
@@ -597,7 +597,7 @@ req_finish(struct req *r, int status, const char *why)
 	if (r->fill != NULL)
 		fill_detach(r);
 	if (r->evcon != NULL)
-		evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+		conn_set_closecb(r->srv->conns, r->evcon, NULL, NULL);
 	if (r->xbody != NULL)
 		evbuffer_free(r->xbody);
 	metrics_request_done(srv, r);
@@ -636,6 +636,29 @@ http_failed_request(struct server *srv, struct evhttp_request *ev)
 	evhttp_send_error(ev, 400, NULL);
 }
 
+/*
+ * Two Content-Length headers that disagree leave the request's framing
+ * ambiguous (the classic request-smuggling set-up); evhttp reads the first.
+ * 1 if so.
+ */
+static int
+http_length_conflict(struct evhttp_request *ev)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(ev);
+	struct evkeyval *kv;
+	const char *first = NULL;
+
+	TAILQ_FOREACH(kv, h, next) {
+		if (strcasecmp(kv->key, "Content-Length") != 0)
+			continue;
+		if (first == NULL)
+			first = kv->value;
+		else if (strcmp(first, kv->value) != 0)
+			return 1;
+	}
+	return 0;
+}
+
 static void
 http_request_cb(struct evhttp_request *ev, void *arg)
 {
@@ -671,7 +694,8 @@ http_request_cb(struct evhttp_request *ev, void *arg)
 	TAILQ_INSERT_TAIL(&srv->reqs, r, entry);
 	srv->nreqs++;
 	http_nodelay(r->evcon);
-	evhttp_connection_set_closecb(r->evcon, http_close_cb, r);
+	conn_dispatched(srv->conns, r->evcon);
+	conn_set_closecb(srv->conns, r->evcon, http_close_cb, r);
 	/*
 	 * evhttp 2.1 has no connection cap; live requests are what hold
 	 * fds, transfers and temp files, so they are capped here, and idle
@@ -689,6 +713,13 @@ http_request_cb(struct evhttp_request *ev, void *arg)
 		return;
 	}
 
+	if (http_length_conflict(ev)) {
+		evhttp_add_header(evhttp_request_get_output_headers(ev),
+		    "Connection", "close");
+		req_error(r, OCI_ERR_SIZE_INVALID,
+		    "conflicting Content-Length headers");
+		return;
+	}
 	uri = evhttp_request_get_evhttp_uri(ev);
 	path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
 	if (path == NULL ||
@@ -766,6 +797,8 @@ http_start(struct server *srv)
 		    o->listen_port, strerror(errno));
 		return -1;
 	}
+	srv->conns = conn_guard_new(
+	    srv->base, srv->http, srv->bound, o->header_timeout_s);
 	return 0;
 }
 
@@ -774,6 +807,7 @@ void
 http_stop(struct server *srv)
 {
 	if (srv->bound != NULL) {
+		conn_guard_stop(srv->conns);
 		evhttp_del_accept_socket(srv->http, srv->bound);
 		srv->bound = NULL;
 	}

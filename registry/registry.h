@@ -245,6 +245,7 @@ enum oci_err {
 	OCI_ERR_UNSUPPORTED,
 	OCI_ERR_TOOMANYREQUESTS,
 	OCI_ERR_RANGE_INVALID,
+	OCI_ERR_SIZE_INVALID,
 	OCI_ERR_UNAVAILABLE,
 	OCI_ERR_NOT_FOUND,
 	OCI_ERR_INTERNAL,
@@ -263,6 +264,9 @@ const char *oci_accept_all(void);
 /* 1 if media_type is one of the Accept list's types (or the list is empty
  * or has a wildcard), else 0. */
 int oci_accepts(const char *accept, const char *media_type);
+/* 1 if the Accept list admits both index types (OCI index, Docker list):
+ * what upstream answers then is the tag's meaning for every client. */
+int oci_accepts_indexes(const char *accept);
 /*
  * Reads the top-level "mediaType" of a manifest; 0 and out filled, or -1
  * if the bytes are not a JSON object (MANIFEST_INVALID).  A manifest
@@ -388,6 +392,8 @@ struct server_opts {
 	int64_t idle_timeout_s;	     /* client connections */
 	int64_t drain_timeout_s;     /* SIGTERM: wait this long for requests */
 	int64_t max_requests;	     /* live requests; more get 503 */
+	int64_t header_timeout_s;    /* a request's headers, from its first
+					byte; 0: no limit */
 	const char *access_log;	     /* path, "-" for stderr, NULL for none */
 };
 
@@ -460,6 +466,7 @@ struct server {
 	const struct server_opts *opts;
 	struct evhttp *http;
 	struct evhttp_bound_socket *bound;
+	struct conn_guard *conns; /* fd exhaustion, header deadline */
 	struct blobstore *store;
 	struct db *db;
 	struct upstream_client *uc;
@@ -488,6 +495,23 @@ struct server {
 	} metrics_extra[4];
 	size_t nmetrics_extra;
 };
+
+/* conn.c: client connections (fd exhaustion, header deadline) ---------- */
+struct evhttp;
+struct evhttp_bound_socket;
+struct evhttp_connection;
+struct conn_guard *conn_guard_new(struct event_base *, struct evhttp *,
+    struct evhttp_bound_socket *, int64_t header_timeout_s);
+/* Before the listener goes (evhttp_del_accept_socket). */
+void conn_guard_stop(struct conn_guard *);
+/* After evhttp_free. */
+void conn_guard_free(struct conn_guard *);
+/* A client connection's close callback (conn.c holds evhttp's); NULL
+ * clears it.  Use instead of evhttp_connection_set_closecb. */
+void conn_set_closecb(struct conn_guard *, struct evhttp_connection *,
+    void (*)(struct evhttp_connection *, void *), void *);
+/* A request on evcon was dispatched: its header deadline is met. */
+void conn_dispatched(struct conn_guard *, struct evhttp_connection *);
 
 /* X-Cache: what the cache did for this request. */
 enum req_cache {

@@ -203,6 +203,7 @@ server_free(struct server *srv)
 		req_abort(r, "shutting down");
 	if (srv->http != NULL)
 		evhttp_free(srv->http);
+	conn_guard_free(srv->conns);
 	for (i = 0; i < srv->nupstreams; i++)
 		upstream_free(srv->upstreams[i]);
 	upstream_client_free(srv->uc);

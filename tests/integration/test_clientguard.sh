@@ -43,4 +43,54 @@ d=$(detail)
 check clientguard/detail-hex-chars "detail for a 64-char digest with a bad character is '$d'" \
 	eval '[[ $d == *"hex digits"* && $d != *"only sha256"* ]]'
 
+# ------------------------------------------------ duplicate Content-Length
+# Two values that disagree: 400 SIZE_INVALID and the connection closed
+# (nginx answers 400 too); the same value twice is harmless.
+raw() {
+	"$PY" - "$CCP_PORT" "$1" <<'PYEOF'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+s.sendall(sys.argv[2].encode().decode("unicode_escape").encode("latin-1"))
+data = b""
+try:
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        data += b
+except socket.timeout:
+    pass
+print(data.decode("latin-1").split("\r\n")[0])
+print("SIZE_INVALID" if b"SIZE_INVALID" in data else "-")
+print("closed")
+PYEOF
+}
+out=$(raw 'POST /_ccprewarm/v1/warm HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\n{}GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
+check clientguard/dup-content-length "two different Content-Length values: got '$(echo "$out" | tr '\n' ' ')', want a 400 SIZE_INVALID" \
+	eval '[[ $(echo "$out" | head -n 1) == "HTTP/1.1 400"* && $(echo "$out" | sed -n 2p) == SIZE_INVALID ]]'
+out=$(raw 'GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n')
+check clientguard/same-content-length "the same Content-Length twice: got '$(echo "$out" | head -n 1)', want 200" \
+	eval '[[ $(echo "$out" | head -n 1) == "HTTP/1.1 200"* ]]'
+
+# ------------------------------------------------ admin API
+A=$M/_ccprewarm/v1
+req GET "$A/stats"
+check clientguard/admin-plain "GET stats from the CLI's way: $(exchange)" [ "$R_CODE" = 200 ]
+req GET "$A/stats" -H "Origin: http://127.0.0.1:$CCP_PORT"
+check clientguard/admin-loopback-origin "a loopback Origin: $(exchange)" [ "$R_CODE" = 200 ]
+req GET "$A/stats" -H 'Host: rebind.example:5000'
+check clientguard/admin-foreign-host "Host rebind.example (DNS rebinding): $(exchange)" \
+	[ "$R_CODE" = 403 -a "$(oci_error_code)" = DENIED ]
+req GET "$A/stats" -H 'Origin: http://evil.example'
+check clientguard/admin-foreign-origin "Origin evil.example (CSRF): $(exchange)" \
+	[ "$R_CODE" = 403 -a "$(oci_error_code)" = DENIED ]
+req POST "$A/warm" -H 'Content-Type: text/plain' --data-binary '{}'
+check clientguard/admin-post-text "POST warm as text/plain (a form a page can send): $(exchange)" \
+	[ "$R_CODE" = 403 -a "$(oci_error_code)" = DENIED ]
+req POST "$A/warm" --data-binary '{}'
+check clientguard/admin-post-form "POST warm as a urlencoded form: $(exchange)" \
+	[ "$R_CODE" = 403 -a "$(oci_error_code)" = DENIED ]
+req POST "$A/warm" -H 'Content-Type: application/json' --data-binary '{}'
+check clientguard/admin-post-json "POST warm as JSON (the CLI): $(exchange)" [ "${R_CODE:0:1}" = 2 ]
+stop_clean CCP clientguard
 t_done
