@@ -77,6 +77,10 @@ fuzz:
 # Installs what is missing (Debian), builds, starts the mirror with defaults.
 run: deps all
 	@mkdir -p $(or $(DATA),var/data)
+	@echo 'ccprewarm: point dockerd at it: add {"registry-mirrors": ["http://127.0.0.1:5000"]}'
+	@echo '  (or the --listen address of ARGS) to /etc/docker/daemon.json and restart dockerd;'
+	@echo '  containerd and podman: see README.md.  `make install` puts ccprewarm on PATH'
+	@echo '  (PREFIX=$(PREFIX)) for the CLI: ccprewarm stats, enroll, ...'
 	exec $(BUILD)/ccprewarm serve --data $(or $(DATA),var/data) $(ARGS)
 
 deps:

@@ -43,6 +43,8 @@ config_init(struct config *cfg)
 	cfg->opts.drain_timeout_s = 10;
 	cfg->opts.max_requests = 4096;
 	cfg->opts.header_timeout_s = 20;
+	cfg->opts.stall_s = 20;
+	cfg->opts.stall_total_s = 60;
 	cfg->opts.access_log = "-";
 }
 
@@ -304,7 +306,8 @@ static const char *const config_keys[] = {"listen", "data", "upstream",
     "upstreams", "tag_freshness_seconds", "connect_timeout_ms",
     "response_timeout_ms", "idle_timeout_seconds", "drain_timeout_seconds",
     "max_requests", "platforms", "log_level", "access_log",
-    "header_timeout_seconds"};
+    "header_timeout_seconds", "index_map_bytes", "upstream_stall_seconds",
+    "upstream_stall_total_seconds"};
 
 static int config_load_root(struct config *, json_t *, const char *);
 
@@ -383,6 +386,12 @@ config_load_root(struct config *cfg, json_t *root, const char *path)
 	config_int(cfg, root, "max_requests", 1, 1000000, &o->max_requests);
 	config_int(
 	    cfg, root, "header_timeout_seconds", 0, 3600, &o->header_timeout_s);
+	/* LMDB grows the file up to this; a few KiB per blob and tag */
+	config_int(cfg, root, "index_map_bytes", (int64_t)1 << 16,
+	    (int64_t)1 << 40, &o->index_map_bytes);
+	config_int(cfg, root, "upstream_stall_seconds", 1, 3600, &o->stall_s);
+	config_int(cfg, root, "upstream_stall_total_seconds", 1, 86400,
+	    &o->stall_total_s);
 	if ((v = json_object_get(root, "platforms")) != NULL) {
 		if (!json_is_array(v) ||
 		    json_array_size(v) > nitems(cfg->platforms))

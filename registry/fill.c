@@ -61,6 +61,7 @@ struct fill {
 	struct event *retry_ev;
 	struct event *wake_ev;
 	int64_t start_ms;
+	int64_t progress_ms; /* last body byte (or the start) */
 	int64_t upstream_ms;
 	char why[96];	     /* failure, for subscribers */
 	int persist_rc;	     /* set by the worker */
@@ -320,6 +321,7 @@ fill_body_cb(void *arg, const void *buf, size_t len)
 	struct fill *f = arg;
 	const unsigned char *p = buf;
 
+	f->progress_ms = clock_now_ms();
 	metrics_upstream_bytes(f->srv, len);
 	if (f->kind == FILL_MANIFEST) {
 		if (f->mlen + len > OCI_MANIFEST_MAX)
@@ -580,9 +582,17 @@ fill_done_cb(void *arg, enum upstream_result res, const char *why)
 	 * A blob that was arriving: resume from the byte reached, with
 	 * backoff on a timer.  Manifests are small; refetch them whole.
 	 */
+	/*
+	 * ...unless nothing has arrived for stall_total_s across attempts:
+	 * an upstream that stalls every time would otherwise hold clients
+	 * for FILL_MAX_ATTEMPTS stall timeouts.
+	 */
 	if ((res == UPSTREAM_EBODY ||
 		(res == UPSTREAM_ECONNECT && f->state == FILL_STREAMING)) &&
-	    f->attempts < FILL_MAX_ATTEMPTS) {
+	    f->attempts < FILL_MAX_ATTEMPTS &&
+	    (f->srv->opts->stall_total_s <= 0 ||
+		clock_now_ms() - f->progress_ms <
+		    f->srv->opts->stall_total_s * 1000)) {
 		fill_retry_later(f, why);
 		return;
 	}
@@ -674,7 +684,7 @@ fill_new(struct server *srv, const struct fill_key *k)
 	f->accept = xstrdup(k->accept != NULL && k->accept[0] != '\0'
 		? k->accept
 		: oci_accept_all());
-	f->start_ms = clock_now_ms();
+	f->start_ms = f->progress_ms = clock_now_ms();
 	TAILQ_INIT(&f->waiters);
 	TAILQ_INIT(&f->subs);
 	f->retry_ev = evtimer_new(srv->base, fill_retry_cb, f);

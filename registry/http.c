@@ -265,6 +265,68 @@ http_file_buffer(void)
 	return buf;
 }
 
+static void http_retire(struct req *, const char *);
+
+/* evhttp is done with the reply: no more callbacks for r. */
+static void
+http_unhand(struct req *r)
+{
+	if (r->handed == NULL)
+		return;
+	evhttp_request_set_on_complete_cb(r->handed, NULL, NULL);
+	if (r->evcon != NULL)
+		conn_set_closecb(r->srv->conns, r->evcon, NULL, NULL);
+	r->handed = NULL;
+	r->handed_done = 1;
+}
+
+/* evhttp has written the reply's last byte to the socket. */
+static void
+http_complete_cb(struct evhttp_request *ev, void *arg)
+{
+	struct req *r = arg;
+
+	(void)ev;
+	if (r->state != REQ_DONE) {
+		/* from inside evhttp_send_reply_end: req_finish retires it */
+		http_unhand(r);
+		return;
+	}
+	http_retire(r, r->why);
+}
+
+/* The connection ended before the reply was all written. */
+static void
+http_handed_close_cb(struct evhttp_connection *evcon, void *arg)
+{
+	struct req *r = arg;
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+	size_t unsent =
+	    bev != NULL ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
+
+	r->sent = unsent < r->sent ? r->sent - unsent : 0;
+	if (r->state != REQ_DONE) {
+		http_unhand(r);
+		return;
+	}
+	http_retire(r, "client closed the connection before the end");
+}
+
+/*
+ * The reply is evhttp's from here.  With a connection, the request stays
+ * listed (the access line's duration and bytes are until the last byte is
+ * handed to the kernel, and a drain waits for it) until evhttp completes it.
+ */
+static void
+http_hand_over(struct req *r)
+{
+	if (r->evcon == NULL)
+		return;
+	r->handed = r->ev;
+	evhttp_request_set_on_complete_cb(r->ev, http_complete_cb, r);
+	conn_set_closecb(r->srv->conns, r->evcon, http_handed_close_cb, r);
+}
+
 /* Hands the finished reply to evhttp; the request is evhttp's from here. */
 static void
 http_send(struct req *r, int status, struct evbuffer *body)
@@ -272,8 +334,7 @@ http_send(struct req *r, int status, struct evbuffer *body)
 	r->status = status;
 	if (body != NULL && r->method != REQ_HEAD)
 		r->sent += evbuffer_get_length(body);
-	if (r->evcon != NULL)
-		conn_set_closecb(r->srv->conns, r->evcon, NULL, NULL);
+	http_hand_over(r);
 	evhttp_send_reply(r->ev, status, http_reason(status),
 	    r->method == REQ_HEAD ? NULL : body);
 	r->ev = NULL;
@@ -486,8 +547,7 @@ req_stream_file(struct req *r, int fd, uint64_t off, uint64_t len,
 void
 req_stream_end(struct req *r)
 {
-	if (r->evcon != NULL)
-		conn_set_closecb(r->srv->conns, r->evcon, NULL, NULL);
+	http_hand_over(r);
 	evhttp_send_reply_end(r->ev);
 	r->ev = NULL;
 	req_finish(r, r->status, NULL);
@@ -552,9 +612,11 @@ http_access_log(struct req *r, const char *why)
 	fprintf(f,
 	    ",\"status\":%d,\"bytes\":%" PRIu64 ",\"duration_ms\":%" PRId64,
 	    r->status, r->sent, clock_now_ms() - r->start_ms);
+	/* as X-Cache says: a local reply or an error is a MISS too */
 	fprintf(f, ",\"cache\":");
-	http_json_str(
-	    f, http_cache_names[r->cache] ? http_cache_names[r->cache] : "");
+	http_json_str(f,
+	    http_cache_names[r->cache != REQ_CACHE_NONE ? r->cache
+							: REQ_CACHE_MISS]);
 	if (r->upstream_ms >= 0)
 		fprintf(f, ",\"upstream_ms\":%" PRId64, r->upstream_ms);
 	if (why != NULL) {
@@ -565,13 +627,34 @@ http_access_log(struct req *r, const char *why)
 	fflush(f);
 }
 
+/* The end of r: its access line, and free. */
+static void
+http_retire(struct req *r, const char *why)
+{
+	struct server *srv = r->srv;
+
+	http_unhand(r);
+	http_access_log(r, why);
+	TAILQ_REMOVE(&srv->reqs, r, entry);
+	srv->nreqs--;
+	free(r->why);
+	free(r->path);
+	free(r->accept);
+	free(r->body);
+	free(r);
+}
+
 void
 req_finish(struct req *r, int status, const char *why)
 {
 	struct server *srv = r->srv;
 
-	if (r->state == REQ_DONE)
+	if (r->state == REQ_DONE) {
+		/* again (shutting down): evhttp's writing is over too */
+		if (r->handed != NULL)
+			http_retire(r, "shutting down");
 		return;
+	}
 	if (r->ev != NULL) {
 		/*
 		 * Not handed to evhttp yet.  Nothing went out: the reply is
@@ -596,18 +679,17 @@ req_finish(struct req *r, int status, const char *why)
 	}
 	if (r->fill != NULL)
 		fill_detach(r);
-	if (r->evcon != NULL)
+	if (r->evcon != NULL && r->handed == NULL && !r->handed_done)
 		conn_set_closecb(r->srv->conns, r->evcon, NULL, NULL);
 	if (r->xbody != NULL)
 		evbuffer_free(r->xbody);
+	r->xbody = NULL;
 	metrics_request_done(srv, r);
-	http_access_log(r, why);
-	TAILQ_REMOVE(&srv->reqs, r, entry);
-	srv->nreqs--;
-	free(r->path);
-	free(r->accept);
-	free(r->body);
-	free(r);
+	if (r->handed != NULL) {
+		r->why = why != NULL ? xstrdup(why) : NULL;
+		return;
+	}
+	http_retire(r, why);
 }
 
 static void

@@ -392,6 +392,11 @@ struct server_opts {
 	int64_t idle_timeout_s;	     /* client connections */
 	int64_t drain_timeout_s;     /* SIGTERM: wait this long for requests */
 	int64_t max_requests;	     /* live requests; more get 503 */
+	int64_t index_map_bytes;     /* LMDB map size; 0: db.c's default */
+	int64_t stall_s;	     /* an upstream body this long without a
+					byte is cut (and resumed) */
+	int64_t stall_total_s;	     /* no resume after this long without
+					a byte, over all attempts */
 	int64_t header_timeout_s;    /* a request's headers, from its first
 					byte; 0: no limit */
 	const char *access_log;	     /* path, "-" for stderr, NULL for none */
@@ -552,6 +557,11 @@ struct req {
 	int status;
 	uint64_t sent;	 /* body bytes handed to evhttp */
 	int client_gone; /* connection closed under us */
+	/* finished, but evhttp is still writing the reply: the access line
+	 * waits for its last byte (or the connection's end) */
+	struct evhttp_request *handed;
+	int handed_done; /* evhttp finished it before req_finish returned */
+	char *why;	 /* req_finish's cause, kept for that line */
 	/* streaming from a fill */
 	struct fill *fill;
 	uint64_t off; /* next byte to send */

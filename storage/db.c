@@ -238,9 +238,10 @@ static void
 db_log(const struct db *db, const char *what, const char *subject, int err)
 {
 	if (err == MDB_MAP_FULL) {
-		log_error(
-		    "index full in '%s' (map size %zu MiB) while trying "
-		    "to %s '%s': free space with gc or raise the map size",
+		log_error("index full in '%s' (map size %zu MiB) while trying "
+			  "to %s '%s': run `ccprewarm gc` to drop unpinned "
+			  "entries, or raise index_map_bytes in the config "
+			  "and restart",
 		    db->dir, db->mapsize >> 20, what, subject);
 		return;
 	}
@@ -285,6 +286,19 @@ db_txn_abort(MDB_txn **txn)
 }
 
 /* Lifecycle ---------------------------------------------------------------- */
+
+int
+db_set_map_size(struct db *db, uint64_t bytes)
+{
+	int err;
+
+	if ((err = mdb_env_set_mapsize(db->env, (size_t)bytes)) != 0) {
+		db_log(db, "set the map size of index", db->dir, err);
+		return -1;
+	}
+	db->mapsize = (size_t)bytes;
+	return 0;
+}
 
 struct db *
 db_open(const char *dir)

@@ -143,6 +143,9 @@ struct db_tag {
  */
 struct db *db_open(const char *dir);
 void db_free(struct db *); /* flushes pending touches; NULL-safe */
+/* Sets the LMDB map size (the index's upper bound; 1 GiB by default),
+ * with no transaction open.  0 or -1 (logged). */
+int db_set_map_size(struct db *, uint64_t bytes);
 
 /* 0 found (copied into *out), 1 absent, -1 error (logged). */
 int db_blob_get(struct db *, const struct digest *, struct db_blob *out);

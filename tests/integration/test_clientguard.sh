@@ -11,7 +11,7 @@
 t_init clientguard
 
 start_registry UP || exit 1
-seed_registry "$UP_URL" || exit 1
+seed_registry "$UP_URL" --size-mb 80 --large-layers 3 || exit 1
 start_ccprewarm CCP "$UP_URL" || exit 1
 M=$CCP_URL
 repo=test/single-oci
@@ -92,5 +92,33 @@ check clientguard/admin-post-form "POST warm as a urlencoded form: $(exchange)" 
 	[ "$R_CODE" = 403 -a "$(oci_error_code)" = DENIED ]
 req POST "$A/warm" -H 'Content-Type: application/json' --data-binary '{}'
 check clientguard/admin-post-json "POST warm as JSON (the CLI): $(exchange)" [ "${R_CODE:0:1}" = 2 ]
+
+# ------------------------------------------------ access log
+# bytes = bytes sent, duration_ms = until the last byte went to the
+# kernel, cache = X-Cache.  A large hit read at 8 MB/s takes seconds (more
+# than the socket buffers hold); a reader that gives up early was sent less
+# than the blob.
+L=$(seed_q '.images[] | select(.ref == "bench/large:v1") | .platforms[0].layers[0].digest')
+LSIZE=$(seed_q --arg d "$L" '.blobs[$d].size')
+req GET "$M/v2/bench/large/blobs/$L"
+[ "$R_CODE" = 200 ] || fail clientguard/log-warm "$(exchange)"
+logline() { access_log CCP | jq -c --arg p "$1" 'select(.path == $p)' | tail -n 1; }
+curl -s -o /dev/null --limit-rate 8M -m 60 "$M/v2/bench/large/blobs/$L?t=slow"
+sleep 0.5
+line=$(logline "/v2/bench/large/blobs/$L?t=slow")
+d=$(jq -r .duration_ms <<<"$line")
+b=$(jq -r .bytes <<<"$line")
+check clientguard/log-hit-duration "a $LSIZE-byte hit read at 8 MB/s logged $line; want duration_ms >= 500" \
+	[ "${d:-0}" -ge 500 ]
+check clientguard/log-hit-bytes "bytes $b, want $LSIZE" [ "$b" = "$LSIZE" ]
+curl -s -o /dev/null --limit-rate 2M -m 2 "$M/v2/bench/large/blobs/$L?t=quit"
+wait_until 10 eval '[ -n "$(logline "/v2/bench/large/blobs/$L?t=quit")" ]'
+line=$(logline "/v2/bench/large/blobs/$L?t=quit")
+b=$(jq -r .bytes <<<"$line")
+check clientguard/log-cut-bytes "a reader that left after 2 s: $line; want bytes < $LSIZE" \
+	[ "${b:-$LSIZE}" -lt "$LSIZE" ]
+line=$(logline "/v2/")
+c=$(jq -r .cache <<<"$line")
+check clientguard/log-local-cache "GET /v2/ logged cache '$c', want MISS as X-Cache says" [ "$c" = MISS ]
 stop_clean CCP clientguard
 t_done
