@@ -11,7 +11,7 @@ BUILD_PKGS="build-essential pkg-config libevent-dev libcurl4-openssl-dev
 RUN_PKGS="$BUILD_PKGS ca-certificates"
 TEST_PKGS="$RUN_PKGS git clang libclang-rt-14-dev clang-format
 	docker-registry skopeo docker.io containerd runc
-	python3 curl jq nginx-light prometheus procps iproute2 util-linux
+	python3 curl jq nginx-light prometheus procps iproute2 util-linux strace
 	chromium nix-bin systemd"
 
 usage() {
