@@ -463,7 +463,12 @@ http_reader_cb(const struct evbuffer_file_segment *seg, int flags, void *arg)
 	free(hr);
 }
 
-/* fd is owned by the segment from here on (closed when it is sent). */
+/*
+ * fd is owned by the segment from here on: EVBUF_FS_CLOSE_ON_FREE closes it
+ * when the segment's last reference goes (sent, or the connection freed).
+ * Without the flag libevent never closes it, and an evicted blob's file
+ * stayed open, its space held, until the daemon hit its fd limit.
+ */
 static int
 http_add_stored(struct req *r, struct evbuffer *buf, int fd, uint64_t off,
     uint64_t len, const struct digest *d)
@@ -472,8 +477,8 @@ http_add_stored(struct req *r, struct evbuffer *buf, int fd, uint64_t off,
 	struct http_reader *hr;
 	int rc;
 
-	if ((seg = evbuffer_file_segment_new(
-		 fd, (ev_off_t)off, (ev_off_t)len, 0)) == NULL) {
+	if ((seg = evbuffer_file_segment_new(fd, (ev_off_t)off, (ev_off_t)len,
+		 EVBUF_FS_CLOSE_ON_FREE)) == NULL) {
 		close(fd);
 		return -1;
 	}
