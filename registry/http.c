@@ -579,7 +579,8 @@ req_stream_file(struct req *r, int fd, uint64_t off, uint64_t len,
 		return;
 	}
 	buf = http_file_buffer();
-	if (evbuffer_add_file(buf, dfd, (ev_off_t)off, (ev_off_t)len) != 0) {
+	/* Not evbuffer_add_file: on its failures dfd would stay open. */
+	if (http_add_stored(r, buf, dfd, off, len, NULL) == -1) {
 		evbuffer_free(buf);
 		req_abort(r, "cannot queue file segment");
 		return;
