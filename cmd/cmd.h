@@ -15,7 +15,7 @@
 /* Everything serve needs; owns the strings server_opts points at. */
 struct config {
 	struct server_opts opts;
-	char *strings[4 * SERVER_MAX_UPSTREAMS + 8];
+	char *strings[4 * SERVER_MAX_UPSTREAMS + 16];
 	size_t nstrings;
 	char *listen;
 	char *log_level;

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# test_shared.sh: two (then more) ccprewarm nodes sharing one bucket on a
+# real S3 server (radosgw on a one-node Ceph cluster, lib_s3.sh).  Node A
+# pulls the set cold from upstream and uploads it in the background; node B
+# (empty store, upstream stopped) serves the same set from the bucket; a
+# corrupted object is detected, reported and refetched from upstream (and
+# the bucket repaired); the bucket going away mid-pull falls back to
+# upstream.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_s3.sh"
+t_init shared
+
+start_s3
+rc=$?
+if [ "$rc" -eq 2 ]; then
+	skip shared/all "Ceph not installed (tests/deps.sh test installs ceph-mon ceph-osd ceph-mgr radosgw)"
+	exit 0
+elif [ "$rc" -ne 0 ]; then
+	fail shared/start-s3 "the Ceph cluster did not come up; see ceph-*.log"
+	exit 1
+fi
+pass shared/start-s3
+BUCKET=ccp-shared
+check shared/make-bucket "cannot create bucket $BUCKET" s3_mb "$BUCKET"
+
+start_registry UP || exit 1
+seed_registry "$UP_URL" --size-mb 24 --large-layers 1 || exit 1
+start_proxy PX "$UP_URL" pass || exit 1
+
+# cfg NAME: a config file with the shared store (multipart from 5 MiB, so
+# the large layer goes up in parts).
+cfg() {
+	cat >"$T_TMP/$1.json" <<-JSON
+	{"shared_store": {"url": "$S3_URL", "bucket": "$BUCKET",
+	  "region": "$S3_REGION", "credentials_file": "$S3_CREDS",
+	  "prefix": "ci/", "multipart_min_bytes": 5242880,
+	  "part_size_bytes": 5242880}}
+	JSON
+	echo "$T_TMP/$1.json"
+}
+
+# metric URL NAME: a metric's value (0 if absent).
+metric() {
+	curl -sf "$1/metrics" | awk -v n="$2" '$1 == n { v = $2 } END { print v + 0 }'
+}
+
+start_ccprewarm A "$UP_URL" --config "$(cfg A)" || exit 1
+pull_all "$A_HOSTPORT" shared/node-a
+
+# Every blob and manifest of the set is in the bucket once A's background
+# uploads are done.
+nblobs=$(seed_q '[.blobs[]?] | length' 2>/dev/null)
+end=$((SECONDS + 120))
+while [ $SECONDS -lt $end ]; do
+	[ "$(metric "$A_URL" ccprewarm_shared_store_uploads_in_flight)" = 0 ] && break
+	sleep 0.5
+done
+ups=$(metric "$A_URL" ccprewarm_shared_store_uploads_total)
+note "node A uploaded $ups objects"
+missing=0
+for d in $(ls "$SEED_BLOBS"); do
+	code=$(s3_cli -o /dev/null -w '%{http_code}' -I "$S3_URL/$BUCKET/ci/blobs/sha256/$d")
+	[ "$code" = 200 ] || missing=$((missing + 1))
+done
+check shared/bucket-has-every-blob "$missing of $(ls "$SEED_BLOBS" | wc -l) seeded blobs not in the bucket" [ "$missing" -eq 0 ]
+big=$(ls -S "$SEED_BLOBS" | head -n 1)
+got=$(s3_cli "$S3_URL/$BUCKET/ci/blobs/sha256/$big" | sha256sum | cut -d' ' -f1)
+check shared/multipart-object-intact "the largest blob ($(stat -c %s "$SEED_BLOBS/$big") bytes, multipart) reads back as $got" [ "$got" = "$big" ]
+
+# Node B: empty store, its upstream gone.  It serves the set by digest
+# (tags need the upstream; manifests by digest are in the bucket).
+stop PX
+start_ccprewarm B "$PX_URL" --config "$(cfg B)" || exit 1
+for ref in $(seed_refs); do
+	repo=${ref%%:*}
+	dg=$(seed_q --arg r "$ref" '.images[] | select(.ref == $r) | .digest')
+	kind=$(seed_q --arg r "$ref" '.images[] | select(.ref == $r) | .kind')
+	extra=()
+	[ "$kind" = index ] && extra=(--all)
+	dest=$T_TMP/pull/b/${ref//[\/:]/_}
+	if ! skopeo_copy "$B_HOSTPORT" "$repo@$dg" "$dest" "${extra[@]}"; then
+		fail "shared/node-b/$ref" "skopeo copy by digest failed: $(grep -v '^+ ' "$T_OUT/skopeo.log" | tail -n 1 | cut -c1-300)"
+	elif why=$(verify_dir "$dest" "$ref" "${extra[@]}"); then
+		pass "shared/node-b/$ref"
+	else
+		fail "shared/node-b/$ref" "$why"
+	fi
+done
+hits=$(metric "$B_URL" ccprewarm_shared_store_hits_total)
+upb=$(metric "$B_URL" ccprewarm_upstream_bytes_total)
+check shared/node-b-from-bucket "node B: $hits shared-store hits, $upb upstream bytes" [ "$hits" -gt 0 ] && [ "$upb" = 0 ]
+
+# A corrupted object: same size, one byte changed.  Node C (empty store,
+# upstream back) must not serve it as good, must report it, fetch the blob
+# from upstream, and a retry gets the right bytes.
+CCP_PORT_PX=$PX_PORT start_proxy PX "$UP_URL" pass || exit 1
+victim=$(seed_q '.images[] | select(.ref == "test/single-docker:v1") | .platforms[0].layers[-1].digest')
+victim=${victim#sha256:}
+python3 - "$SEED_BLOBS/$victim" "$T_TMP/corrupt" <<-'PY'
+import sys
+b = bytearray(open(sys.argv[1], "rb").read())
+b[len(b) // 2] ^= 0xff
+open(sys.argv[2], "wb").write(b)
+PY
+code=$(s3_cli -o /dev/null -w '%{http_code}' -T "$T_TMP/corrupt" "$S3_URL/$BUCKET/ci/blobs/sha256/$victim")
+check shared/corrupt-object-planted "PUT of the corrupted object answered $code" [ "$code" = 200 ]
+start_ccprewarm C "$PX_URL" --config "$(cfg C)" || exit 1
+req GET "$C_URL/v2/test/single-docker/blobs/sha256:$victim"
+first=$(sha256_of "$R_BODY")
+if [ "$R_RC" -eq 0 ] && [ "$R_CODE" = 200 ] && [ "$first" != "$victim" ]; then
+	fail shared/corrupt-never-clean "a clean 200 with the corrupted bytes"
+else
+	pass shared/corrupt-never-clean
+fi
+req GET "$C_URL/v2/test/single-docker/blobs/sha256:$victim"
+check shared/corrupt-refetched "second GET: HTTP $R_CODE rc $R_RC, sha256 $(sha256_of "$R_BODY")" \
+	[ "$R_CODE" = 200 ] && [ "$(sha256_of "$R_BODY")" = "$victim" ]
+check shared/corrupt-reported "ccprewarm_shared_store_corrupt_total is $(metric "$C_URL" ccprewarm_shared_store_corrupt_total)" \
+	[ "$(metric "$C_URL" ccprewarm_shared_store_corrupt_total)" -ge 1 ]
+check shared/corrupt-logged "no warning in C's log" \
+	grep -q "shared store object for sha256:$victim does not match its digest" "$C_LOG"
+n=$(proxy_stats PX | jq --arg d "sha256:$victim" '[.requests | to_entries[] | select(.key | endswith($d)) | .value] | add // 0')
+check shared/corrupt-from-upstream "upstream saw $n GETs for the blob" [ "$n" -ge 1 ]
+end=$((SECONDS + 60))
+repaired=
+while [ $SECONDS -lt $end ]; do
+	repaired=$(s3_cli "$S3_URL/$BUCKET/ci/blobs/sha256/$victim" | sha256sum | cut -d' ' -f1)
+	[ "$repaired" = "$victim" ] && break
+	sleep 0.5
+done
+check shared/corrupt-repaired "the bucket still holds $repaired" [ "$repaired" = "$victim" ]
+
+# The bucket goes away while node D (empty store) pulls the set: every
+# pull still completes, byte-identical, from upstream.
+start_ccprewarm D "$PX_URL" --config "$(cfg D)" || exit 1
+( sleep 0.5; kill -KILL -- "-$S3RGW_PID" ) &
+killer=$!
+pull_all "$D_HOSTPORT" shared/node-d-bucket-gone
+wait "$killer"
+errs=$(metric "$D_URL" ccprewarm_shared_store_errors_total)
+skipped=$(metric "$D_URL" ccprewarm_shared_store_skipped_total)
+note "node D: $errs shared-store errors, $skipped requests skipped (breaker open), $(metric "$D_URL" ccprewarm_shared_store_hits_total) hits"
+check shared/node-d-noticed "node D saw no shared-store failure" [ $((errs + skipped)) -gt 0 ]
+
+for n in A B C D; do
+	stop "$n" 20
+	check "shared/exit-$n" "exited $STOP_RC" [ "$STOP_RC" = 0 ]
+	lv="${n}_LOG"
+	r=$(asan_report "${!lv}")
+	check "shared/sanitizers-$n" "$r" [ -z "$r" ]
+done
+t_done
