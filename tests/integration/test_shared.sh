@@ -65,6 +65,9 @@ done
 check shared/bucket-has-every-blob "$missing of $(ls "$SEED_BLOBS" | wc -l) seeded blobs not in the bucket" [ "$missing" -eq 0 ]
 big=$(ls -S "$SEED_BLOBS" | head -n 1)
 got=$(s3_cli "$S3_URL/$BUCKET/ci/blobs/sha256/$big" | sha256sum | cut -d' ' -f1)
+etag=$(s3_cli -I "$S3_URL/$BUCKET/ci/blobs/sha256/$big" | tr -d '\r' | awk -F': ' 'tolower($1) == "etag" { print $2 }')
+# S3's ETag of a multipart object is "<md5 of the part md5s>-<parts>".
+check shared/multipart-upload "ETag $etag is not a multipart one" grep -q -- '-[0-9]*"$' <<<"$etag"
 check shared/multipart-object-intact "the largest blob ($(stat -c %s "$SEED_BLOBS/$big") bytes, multipart) reads back as $got" [ "$got" = "$big" ]
 
 # Node B: empty store, its upstream gone.  It serves the set by digest
@@ -133,14 +136,23 @@ check shared/corrupt-repaired "the bucket still holds $repaired" [ "$repaired" =
 # The bucket goes away while node D (empty store) pulls the set: every
 # pull still completes, byte-identical, from upstream.
 start_ccprewarm D "$PX_URL" --config "$(cfg D)" || exit 1
-( sleep 0.5; kill -KILL -- "-$S3RGW_PID" ) &
+# radosgw is killed once D has served some blobs from the bucket.
+(
+	end=$((SECONDS + 120))
+	until [ "$(metric "$D_URL" ccprewarm_shared_store_hits_total)" -ge 3 ] ||
+		[ $SECONDS -ge $end ]; do
+		sleep 0.05
+	done
+	kill -KILL -- "-$S3RGW_PID"
+) &
 killer=$!
 pull_all "$D_HOSTPORT" shared/node-d-bucket-gone
 wait "$killer"
 errs=$(metric "$D_URL" ccprewarm_shared_store_errors_total)
 skipped=$(metric "$D_URL" ccprewarm_shared_store_skipped_total)
 note "node D: $errs shared-store errors, $skipped requests skipped (breaker open), $(metric "$D_URL" ccprewarm_shared_store_hits_total) hits"
-check shared/node-d-noticed "node D saw no shared-store failure" [ $((errs + skipped)) -gt 0 ]
+dh=$(metric "$D_URL" ccprewarm_shared_store_hits_total)
+check shared/node-d-noticed "node D: $dh hits before, $errs errors + $skipped skipped after" [ "$dh" -ge 3 ] && [ $((errs + skipped)) -gt 0 ]
 
 for n in A B C D; do
 	stop "$n" 20
