@@ -43,6 +43,8 @@ static const struct cmd {
     {"list", "list [--server URL] [--json]", list_main},
     {"status", "status RECIPE [--server URL] [--json]", status_main},
     {"warm", "warm [--server URL] [--json] [--no-wait]", warm_main},
+    {"shared-gc", "shared-gc --config FILE [--min-age SECONDS] [--dry-run]",
+	sharedgc_main},
     {"version", "version", cmd_version},
     {"help", "help", cmd_help},
 };

@@ -57,6 +57,9 @@ int docker_warm(const char *sock, const char *server, const char *ref);
 /* stats.c */
 int stats_main(int, char **);
 
+/* sharedgc.c: shared-gc */
+int sharedgc_main(int, char **);
+
 /* enroll.c: enroll, unenroll, list, status, warm */
 int enroll_main(int, char **);
 int unenroll_main(int, char **);

@@ -43,6 +43,7 @@ config_init(struct config *cfg)
 	cfg->opts.drain_timeout_s = 10;
 	cfg->opts.max_requests = 4096;
 	cfg->opts.access_log = "-";
+	cfg->opts.shared_pins_s = 60;
 }
 
 void
@@ -309,7 +310,7 @@ config_shared_store(struct config *cfg, json_t *v)
 {
 	static const char *const keys[] = {"url", "bucket", "region",
 	    "credentials_file", "prefix", "multipart_min_bytes",
-	    "part_size_bytes"};
+	    "part_size_bytes", "node", "pins_publish_seconds"};
 	struct s3_conf *c = &cfg->opts.shared_store;
 	const char *url, *key, *s, *ak, *sk;
 	int64_t n;
@@ -348,6 +349,17 @@ config_shared_store(struct config *cfg, json_t *v)
 		c->region = config_str(cfg, s);
 	if ((s = config_string(cfg, v, "shared_store.", "prefix")) != NULL)
 		c->prefix = config_str(cfg, s);
+	if ((s = config_string(cfg, v, "shared_store.", "node")) != NULL) {
+		if (!shared_node_valid(s))
+			config_problem(cfg,
+			    "shared_store.node: '%s' must be letters, digits, "
+			    "'.', '_' or '-'",
+			    s);
+		else
+			cfg->opts.shared_node = config_str(cfg, s);
+	}
+	config_int(
+	    cfg, v, "pins_publish_seconds", 0, 86400, &cfg->opts.shared_pins_s);
 	n = 0;
 	config_int(cfg, v, "multipart_min_bytes", 5 << 20, INT64_MAX / 2, &n);
 	c->multipart_min = (uint64_t)n;

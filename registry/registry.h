@@ -281,12 +281,13 @@ struct s3_xfer *s3_list(struct s3 *, const char *under, const char *token,
 /* A listing's XML answer, borrowed until done returns; NULL if none. */
 const char *s3_xfer_xml(const struct s3_xfer *);
 /*
- * Calls fn for every key (full, with the prefix) of a listing; token gets
- * the continuation token, "" when the listing is complete.  -1 if fn did.
+ * Calls fn for every key (full, with the prefix) of a listing, with its
+ * size and LastModified (epoch seconds, 0 if unreadable); token gets the
+ * continuation token, "" when the listing is complete.  -1 if fn did.
  */
 int s3_list_each(const char *xml,
-    int (*fn)(void *, const char *key, int64_t size), void *arg, char *token,
-    size_t tokenlen);
+    int (*fn)(void *, const char *key, int64_t size, int64_t mtime), void *arg,
+    char *token, size_t tokenlen);
 /* No callback after this; NULL-safe. */
 void s3_xfer_cancel(struct s3_xfer *);
 
@@ -474,6 +475,8 @@ struct server_opts {
 	int64_t max_requests;	     /* live requests; more get 503 */
 	const char *access_log;	     /* path, "-" for stderr, NULL for none */
 	struct s3_conf shared_store; /* .url NULL: no shared store */
+	const char *shared_node;     /* pin set name; NULL: the host name */
+	int64_t shared_pins_s;	     /* publish the pin set this often */
 };
 
 /* Opens the store and index, binds the listener.  NULL (logged) on error. */
@@ -764,6 +767,8 @@ struct s3 *shared_s3(struct server *);
 void shared_upload_blob(struct server *, const struct digest *);
 void shared_upload_mem(struct server *, const struct digest *,
     const char *media_type, const void *, size_t);
+/* 1 if name may name a node's pin set ("ci-runner-3": [A-Za-z0-9._-]). */
+int shared_node_valid(const char *name);
 
 /* server.c */
 /* The upstream for a registry host ("" = the default); NULL if unknown. */

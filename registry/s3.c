@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -666,12 +667,28 @@ s3_xfer_xml(const struct s3_xfer *x)
 	return x->xml;
 }
 
+/* "2026-11-30T03:04:52.920Z" -> seconds since the epoch, or 0. */
+static int64_t
+s3_time_parse(const char *s)
+{
+	struct tm tm;
+
+	memset(&tm, 0, sizeof tm);
+	if (sscanf(s, "%d-%d-%dT%d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+		&tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6)
+		return 0;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	return (int64_t)timegm(&tm);
+}
+
 int
-s3_list_each(const char *xml, int (*fn)(void *, const char *key, int64_t size),
-    void *arg, char *token, size_t tokenlen)
+s3_list_each(const char *xml,
+    int (*fn)(void *, const char *key, int64_t size, int64_t mtime), void *arg,
+    char *token, size_t tokenlen)
 {
 	const char *p = xml, *c, *end;
-	char key[1024], size[32];
+	char key[1024], size[32], mtime[64];
 
 	token[0] = '\0';
 	if (xml == NULL)
@@ -681,8 +698,10 @@ s3_list_each(const char *xml, int (*fn)(void *, const char *key, int64_t size),
 			break;
 		s3_xml_text(c, "Key", key, sizeof key);
 		s3_xml_text(c, "Size", size, sizeof size);
+		s3_xml_text(c, "LastModified", mtime, sizeof mtime);
 		if (key[0] != '\0' &&
-		    fn(arg, key, strtoll(size, NULL, 10)) == -1)
+		    fn(arg, key, strtoll(size, NULL, 10),
+			s3_time_parse(mtime)) == -1)
 			return -1;
 		p = end;
 	}

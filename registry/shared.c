@@ -13,12 +13,14 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 
 #include "../common/common.h"
 #include "registry.h"
 
 /* Uploads at once; more are dropped (the next node's fill uploads them). */
 #define SHARED_UPLOADS_MAX 64
+#define SHARED_NODE_MAX 128
 
 struct shared_up {
 	struct shared *sh;
@@ -33,9 +35,33 @@ struct shared {
 	LIST_HEAD(, shared_up) ups;
 	size_t nups;
 	uint64_t dropped;
+	/* the pin set, published as "<prefix>pins/<node>.txt" for shared-gc */
+	char node[SHARED_NODE_MAX];
+	struct event *pins_ev;
+	struct s3_xfer *pins_x;
+	struct digest pins_sent, pins_sending; /* of the text */
+	int pins_published;
+	uint64_t pins_publishes;
 };
 
 static void shared_metrics(struct evbuffer *, void *);
+static void shared_pins_event_cb(evutil_socket_t, short, void *);
+
+int
+shared_node_valid(const char *name)
+{
+	size_t i, len = strlen(name);
+
+	if (len == 0 || len >= SHARED_NODE_MAX || name[0] == '.')
+		return 0;
+	for (i = 0; i < len; i++)
+		if (!((name[i] >= 'a' && name[i] <= 'z') ||
+			(name[i] >= 'A' && name[i] <= 'Z') ||
+			(name[i] >= '0' && name[i] <= '9') || name[i] == '.' ||
+			name[i] == '_' || name[i] == '-'))
+			return 0;
+	return 1;
+}
 
 int
 shared_open(struct server *srv)
@@ -52,9 +78,29 @@ shared_open(struct server *srv)
 		free(sh);
 		return -1;
 	}
+	if (srv->opts->shared_node != NULL)
+		xstrlcpy(sh->node, srv->opts->shared_node, sizeof sh->node);
+	else if (gethostname(sh->node, sizeof sh->node) == -1 ||
+	    !shared_node_valid(sh->node)) {
+		log_error("shared store: the host name is not usable as a node "
+			  "name; set shared_store.node");
+		s3_free(sh->s3);
+		free(sh);
+		return -1;
+	}
 	srv->shared = sh;
 	metrics_add(srv, shared_metrics, sh);
-	log_info("shared store: bucket '%s' at '%s'", c->bucket, c->url);
+	if (srv->opts->shared_pins_s > 0) {
+		sh->pins_ev = event_new(
+		    srv->base, -1, EV_PERSIST, shared_pins_event_cb, sh);
+		if (sh->pins_ev == NULL)
+			fatal("out of memory creating the pin set timer");
+		event_add(sh->pins_ev,
+		    &(struct timeval){(time_t)srv->opts->shared_pins_s, 0});
+		event_active(sh->pins_ev, EV_TIMEOUT, 0); /* once now */
+	}
+	log_info("shared store: bucket '%s' at '%s', node '%s'", c->bucket,
+	    c->url, sh->node);
 	return 0;
 }
 
@@ -76,6 +122,9 @@ shared_close(struct server *srv)
 		return;
 	while (!LIST_EMPTY(&sh->ups))
 		shared_up_free(LIST_FIRST(&sh->ups));
+	if (sh->pins_ev != NULL)
+		event_free(sh->pins_ev);
+	s3_xfer_cancel(sh->pins_x);
 	s3_free(sh->s3);
 	free(sh);
 	srv->shared = NULL;
@@ -163,6 +212,62 @@ shared_upload_mem(struct server *srv, const struct digest *d,
 		shared_up_free(up);
 }
 
+/* Pin set ----------------------------------------------------------------- */
+
+static void
+shared_pins_done_cb(void *arg, enum s3_result res, const char *why)
+{
+	struct shared *sh = arg;
+
+	sh->pins_x = NULL;
+	if (res != S3_OK) {
+		log_warn("shared store: cannot publish the pin set of '%s': %s",
+		    sh->node, why != NULL ? why : "unknown error");
+		return;
+	}
+	sh->pins_sent = sh->pins_sending;
+	sh->pins_published = 1;
+	sh->pins_publishes++;
+}
+
+/*
+ * Every shared_pins_s: this node's pinned digests, one "sha256:<hex>" a
+ * line, to "<prefix>pins/<node>.txt" when they changed (shared-gc keeps
+ * every blob any node's set names).  An empty set is published too: the
+ * node exists and pins nothing.
+ */
+static void
+shared_pins_event_cb(evutil_socket_t fd, short what, void *arg)
+{
+	static const struct s3_cbs cbs = {NULL, NULL, shared_pins_done_cb};
+	struct shared *sh = arg;
+	struct digest *ds, text_digest;
+	char name[SHARED_NODE_MAX + 16], *text;
+	size_t n, i;
+
+	(void)fd;
+	(void)what;
+	if (sh->pins_x != NULL || !s3_usable(sh->s3))
+		return;
+	if (db_pinned(sh->srv->db, &ds, &n) == -1)
+		return;
+	text = xmalloc(n * DIGEST_STRLEN + 1);
+	for (i = 0; i < n; i++) {
+		digest_format(&ds[i], text + i * DIGEST_STRLEN);
+		text[(i + 1) * DIGEST_STRLEN - 1] = '\n';
+	}
+	free(ds);
+	digest_buf(text, n * DIGEST_STRLEN, &text_digest);
+	if (!sh->pins_published ||
+	    !digest_equal(&text_digest, &sh->pins_sent)) {
+		snprintf(name, sizeof name, "pins/%s.txt", sh->node);
+		sh->pins_sending = text_digest;
+		sh->pins_x = s3_object_put(
+		    sh->s3, name, text, n * DIGEST_STRLEN, &cbs, sh);
+	}
+	free(text);
+}
+
 /* /metrics: the ccprewarm_shared_store_* family. */
 static void
 shared_metrics(struct evbuffer *b, void *arg)
@@ -217,6 +322,11 @@ shared_metrics(struct evbuffer *b, void *arg)
 	    "# HELP ccprewarm_shared_store_uploads_in_flight Background "
 	    "uploads running.\n"
 	    "# TYPE ccprewarm_shared_store_uploads_in_flight gauge\n"
-	    "ccprewarm_shared_store_uploads_in_flight %zu\n",
-	    st.bytes_in, st.bytes_out, st.available, sh->nups);
+	    "ccprewarm_shared_store_uploads_in_flight %zu\n"
+	    "# HELP ccprewarm_shared_store_pin_publishes_total Times this "
+	    "node's pin set was written to the shared store.\n"
+	    "# TYPE ccprewarm_shared_store_pin_publishes_total counter\n"
+	    "ccprewarm_shared_store_pin_publishes_total %" PRIu64 "\n",
+	    st.bytes_in, st.bytes_out, st.available, sh->nups,
+	    sh->pins_publishes);
 }

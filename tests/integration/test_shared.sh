@@ -34,7 +34,8 @@ cfg() {
 	{"shared_store": {"url": "$S3_URL", "bucket": "$BUCKET",
 	  "region": "$S3_REGION", "credentials_file": "$S3_CREDS",
 	  "prefix": "ci/", "multipart_min_bytes": 5242880,
-	  "part_size_bytes": 5242880}}
+	  "part_size_bytes": 5242880, "node": "node-$1",
+	  "pins_publish_seconds": 1}}
 	JSON
 	echo "$T_TMP/$1.json"
 }
@@ -132,6 +133,61 @@ while [ $SECONDS -lt $end ]; do
 	sleep 0.5
 done
 check shared/corrupt-repaired "the bucket still holds $repaired" [ "$repaired" = "$victim" ]
+
+# shared-gc: node A pins three images (a recipe) and publishes its pin
+# set; shared-gc keeps exactly the pinned blobs and deletes the rest.
+PINNED=("library/alpine:3.19" "test/single-oci:v1" "test/shared-a:v1")
+body=$(printf '"%s",' "${PINNED[@]}")
+curl -sf -o /dev/null -X POST -d "{\"recipe\": \"gc-test\", \"images\": [${body%,}]}" \
+	"$A_URL/_ccprewarm/v1/enroll" || fail shared/gc-enroll "POST enroll to node A failed"
+end=$((SECONDS + 120))
+until [ "$(curl -sf "$A_URL/_ccprewarm/v1/recipes/gc-test" | jq -r .state)" = warm ] ||
+	[ $SECONDS -ge $end ]; do
+	sleep 0.3
+done
+PINS=$T_TMP/pins-a.txt
+end=$((SECONDS + 30))
+while [ $SECONDS -lt $end ]; do
+	s3_cli -o "$PINS" "$S3_URL/$BUCKET/ci/pins/node-A.txt"
+	[ -s "$PINS" ] && break
+	sleep 0.5
+done
+want=0
+for ref in "${PINNED[@]}"; do
+	for dg in $(seed_q --arg r "$ref" '.images[] | select(.ref == $r) | (.platforms[0].layers[].digest, .platforms[0].config.digest)'); do
+		grep -qx "$dg" "$PINS" || want=$((want + 1))
+	done
+done
+check shared/pins-published "node A's published pin set ($(wc -l <"$PINS") lines) lacks $want layers/configs of its pinned images" \
+	[ -s "$PINS" ] && [ "$want" -eq 0 ]
+GC=$(ccprewarm_bin)
+"$GC" shared-gc --config "$T_TMP/A.json" --min-age 0 --dry-run >"$T_TMP/gc-dry.out" 2>>"$T_OUT/gc.log"
+rc=$?
+note "$(cat "$T_TMP/gc-dry.out")"
+inbucket() { [ "$(s3_cli -o /dev/null -w '%{http_code}' -I "$S3_URL/$BUCKET/ci/blobs/sha256/$1")" = 200 ]; }
+check shared/gc-dry-run "dry run exited $rc or deleted something" [ "$rc" -eq 0 ] && inbucket "$big"
+"$GC" shared-gc --config "$T_TMP/A.json" --min-age 0 >"$T_TMP/gc.out" 2>>"$T_OUT/gc.log"
+rc=$?
+note "$(cat "$T_TMP/gc.out")"
+kept_bad=0
+gone_bad=0
+for d in $(ls "$SEED_BLOBS"); do
+	if grep -qx "sha256:$d" "$PINS"; then
+		inbucket "$d" || kept_bad=$((kept_bad + 1))
+	else
+		! inbucket "$d" || gone_bad=$((gone_bad + 1))
+	fi
+done
+check shared/gc-keeps-pinned "shared-gc exited $rc; $kept_bad pinned blobs missing after it" [ "$rc" -eq 0 ] && [ "$kept_bad" -eq 0 ]
+check shared/gc-deletes-unpinned "$gone_bad unpinned blobs still in the bucket" [ "$gone_bad" -eq 0 ]
+# No pin set under another prefix: shared-gc refuses, deletes nothing.
+sed 's|"prefix": "ci/"|"prefix": "empty/"|' "$T_TMP/A.json" >"$T_TMP/E.json"
+s3_cli -o /dev/null -T "$SEED_BLOBS/$big" "$S3_URL/$BUCKET/empty/blobs/sha256/$big"
+"$GC" shared-gc --config "$T_TMP/E.json" --min-age 0 >/dev/null 2>"$T_TMP/gc-e.err"
+rc=$?
+check shared/gc-refuses-without-pins "exit $rc, $(head -c 300 "$T_TMP/gc-e.err")" \
+	[ "$rc" -ne 0 ] && grep -q "no node has published a pin set" "$T_TMP/gc-e.err" &&
+	[ "$(s3_cli -o /dev/null -w '%{http_code}' -I "$S3_URL/$BUCKET/empty/blobs/sha256/$big")" = 200 ]
 
 # The bucket goes away while node D (empty store) pulls the set: every
 # pull still completes, byte-identical, from upstream.
