@@ -94,6 +94,12 @@ hits=$(metric "$B_URL" ccprewarm_shared_store_hits_total)
 upb=$(metric "$B_URL" ccprewarm_upstream_bytes_total)
 check shared/node-b-from-bucket "node B: $hits shared-store hits, $upb upstream bytes" [ "$hits" -gt 0 ] && [ "$upb" = 0 ]
 
+if command -v promtool >/dev/null; then
+	curl -sf "$B_URL/metrics" >"$T_TMP/b-metrics.txt"
+	check shared/promtool "$(promtool check metrics <"$T_TMP/b-metrics.txt" 2>&1 | head -c 300)" \
+		promtool check metrics <"$T_TMP/b-metrics.txt"
+fi
+
 # A corrupted object: same size, one byte changed.  Node C (empty store,
 # upstream back) must not serve it as good, must report it, fetch the blob
 # from upstream, and a retry gets the right bytes.
