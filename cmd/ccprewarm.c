@@ -30,8 +30,19 @@ static const struct cmd {
 	"serve [--config FILE] [--listen ADDR:PORT] [--data DIR]\n"
 	"        [--upstream URL | --upstream HOST=URL]... "
 	"[--tag-freshness SECONDS]\n"
-	"        [--log-level LEVEL] [--access-log FILE|-] [-n|--check]",
+	"        [--log-level LEVEL] [--access-log FILE|-] [-n|--check]\n"
+	"        [--max-bytes N[KMGT]] [--min-free-bytes N[KMGT]] "
+	"[--min-free-percent P]",
 	cmd_serve},
+    {"gc",
+	"gc [--dry-run] [--json] [--server URL | --data DIR [--config FILE]\n"
+	"        [--max-bytes N] [--min-free-bytes N] [--min-free-percent P]]",
+	gc_main},
+    {"verify", "verify [--repair] [--json] [--server URL | --data DIR]",
+	verify_main},
+    {"docker-pins",
+	"docker-pins sync [--docker SOCKET] [--server URL] [--json]",
+	pins_main},
     {"stats", "stats [--server URL] [--json] [--diff BEFORE.json]", stats_main},
     {"enroll",
 	"enroll RECIPE... [--version V] [--all-overlays] "
@@ -129,8 +140,12 @@ cmd_serve(int argc, char **argv)
 	    {"log-level", required_argument, NULL, 'L'},
 	    {"access-log", required_argument, NULL, 'a'},
 	    {"check", no_argument, NULL, 'n'},
+	    {"max-bytes", required_argument, NULL, 'M'},
+	    {"min-free-bytes", required_argument, NULL, 'F'},
+	    {"min-free-percent", required_argument, NULL, 'P'},
 	    {NULL, 0, NULL, 0},
 	};
+	const char *maxb = NULL, *minfree = NULL, *minpct = NULL;
 	struct config cfg;
 	struct event_base *base = NULL;
 	struct event *sigterm = NULL, *sigint = NULL;
@@ -145,8 +160,8 @@ cmd_serve(int argc, char **argv)
 
 	config_init(&cfg);
 	optind = 1;
-	while ((c = getopt_long(
-		    argc, argv, "c:l:d:u:t:L:a:n", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:l:d:u:t:L:a:nM:F:P:", longopts,
+		    NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			config_file = optarg;
@@ -173,6 +188,15 @@ cmd_serve(int argc, char **argv)
 			break;
 		case 'n':
 			check = 1;
+			break;
+		case 'M':
+			maxb = optarg;
+			break;
+		case 'F':
+			minfree = optarg;
+			break;
+		case 'P':
+			minpct = optarg;
 			break;
 		default:
 			cmd_usage(stderr);
@@ -201,6 +225,19 @@ cmd_serve(int argc, char **argv)
 	}
 	if (access_log != NULL)
 		cfg.opts.access_log = config_str(&cfg, access_log);
+	if (maxb != NULL)
+		config_set_bytes(
+		    &cfg, "--max-bytes", maxb, &cfg.opts.max_bytes);
+	if (minfree != NULL)
+		config_set_bytes(&cfg, "--min-free-bytes", minfree,
+		    &cfg.opts.min_free_bytes);
+	if (minpct != NULL &&
+	    cmd_parse_seconds(&cfg, "--min-free-percent", minpct,
+		&cfg.opts.min_free_percent) == 0 &&
+	    cfg.opts.min_free_percent > 99) {
+		log_error("--min-free-percent: must be from 0 to 99");
+		cfg.errors++;
+	}
 	if (config_finish(&cfg) == -1) {
 		log_error("configuration has %d problem%s; not starting",
 		    cfg.errors, cfg.errors == 1 ? "" : "s");

@@ -32,6 +32,9 @@ int config_load_file(struct config *, const char *path);
 int config_set_listen(struct config *, const char *);
 /* --upstream URL (the default registry, docker.io) or HOST=URL */
 int config_add_upstream(struct config *, const char *);
+/* --max-bytes and friends: a number with an optional K, M, G, T suffix. */
+int config_set_bytes(
+    struct config *, const char *flag, const char *s, uint64_t *out);
 /* Fills defaults and checks the whole; 0, or -1 after printing each error. */
 int config_finish(struct config *);
 /* Keeps a copy of s alive as long as cfg. */
@@ -53,6 +56,11 @@ int client_request_unix(const char *sock, const char *method, const char *url,
 
 /* docker.c: --docker: pull an image into dockerd through the mirror. */
 int docker_warm(const char *sock, const char *server, const char *ref);
+
+/* gc.c, verify.c, pins.c: the store's lifecycle */
+int gc_main(int, char **);
+int verify_main(int, char **);
+int pins_main(int, char **);
 
 /* stats.c */
 int stats_main(int, char **);

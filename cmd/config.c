@@ -408,7 +408,67 @@ config_shared_store(struct config *cfg, json_t *v)
 static const char *const config_keys[] = {"listen", "data", "upstream",
     "upstreams", "tag_freshness_seconds", "connect_timeout_ms",
     "response_timeout_ms", "idle_timeout_seconds", "drain_timeout_seconds",
-    "max_requests", "platforms", "log_level", "access_log", "shared_store"};
+    "max_requests", "platforms", "log_level", "access_log", "max_bytes",
+    "min_free_bytes", "min_free_percent", "low_water_percent", "shared_store"};
+
+/* The store's budget (storage/lru.c): bytes and percentages, 0 is off. */
+static void
+config_budget(struct config *cfg, json_t *root)
+{
+	struct server_opts *o = &cfg->opts;
+	int64_t v;
+
+	v = (int64_t)o->max_bytes;
+	config_int(cfg, root, "max_bytes", 0, INT64_MAX, &v);
+	o->max_bytes = (uint64_t)v;
+	v = (int64_t)o->min_free_bytes;
+	config_int(cfg, root, "min_free_bytes", 0, INT64_MAX, &v);
+	o->min_free_bytes = (uint64_t)v;
+	config_int(cfg, root, "min_free_percent", 0, 99, &o->min_free_percent);
+	config_int(
+	    cfg, root, "low_water_percent", 0, 100, &o->low_water_percent);
+}
+
+int
+config_set_bytes(
+    struct config *cfg, const char *flag, const char *s, uint64_t *out)
+{
+	unsigned long long v;
+	char *ep;
+
+	errno = 0;
+	v = strtoull(s, &ep, 10);
+	if (errno != 0 || ep == s || s[0] == '-') {
+		config_problem(
+		    cfg, "%s: '%s' is not a number of bytes", flag, s);
+		return -1;
+	}
+	/* K, M, G, T suffixes: powers of 1024 */
+	switch (*ep) {
+	case 'T':
+		v <<= 10;
+		/* FALLTHROUGH */
+	case 'G':
+		v <<= 10;
+		/* FALLTHROUGH */
+	case 'M':
+		v <<= 10;
+		/* FALLTHROUGH */
+	case 'K':
+		v <<= 10;
+		ep++;
+		break;
+	default:
+		break;
+	}
+	if (*ep != '\0') {
+		config_problem(
+		    cfg, "%s: '%s' is not a number of bytes", flag, s);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
 
 int
 config_load_file(struct config *cfg, const char *path)
@@ -460,6 +520,7 @@ config_load_file(struct config *cfg, const char *path)
 	config_int(
 	    cfg, root, "drain_timeout_seconds", 0, 3600, &o->drain_timeout_s);
 	config_int(cfg, root, "max_requests", 1, 1000000, &o->max_requests);
+	config_budget(cfg, root);
 	if ((v = json_object_get(root, "platforms")) != NULL) {
 		if (!json_is_array(v) ||
 		    json_array_size(v) > nitems(cfg->platforms))

@@ -449,6 +449,9 @@ status_main(int argc, char **argv)
 	if (st == NULL)
 		return 1;
 	rc = enroll_finish(&o, st);
+	if (!o.json && json_is_true(json_object_get(st, "pins_over_budget")))
+		printf("warning: pinned content alone exceeds the store's "
+		       "budget; every pin is kept (raise max_bytes)\n");
 	json_decref(st);
 	return rc;
 }

@@ -787,12 +787,17 @@ job_admin_status(struct req *r, void *arg)
 {
 	struct prewarm *pw = arg;
 	struct job *j;
+	json_t *o;
 
 	if ((j = job_find(pw, req_admin_arg(r))) == NULL) {
 		req_error(r, OCI_ERR_NAME_UNKNOWN, "recipe is not enrolled");
 		return;
 	}
-	job_reply(r, 200, job_json(j));
+	o = job_json(j);
+	/* the store cannot hold every pin within its budget (all kept) */
+	json_object_set_new(
+	    o, "pins_over_budget", json_boolean(evict_pins_over(pw->srv)));
+	job_reply(r, 200, o);
 }
 
 static void

@@ -6,6 +6,7 @@
  * the digest has verified, so corruption is always a cut connection, never
  * a clean reply.  An upstream that drops mid-body is resumed with Range.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,6 +169,28 @@ fill_flush(struct fill *f)
 	return 0;
 }
 
+/*
+ * A write failed.  For lack of space: a 503 with the spec's error body
+ * (or a cut stream), the partial file removed, the metric counted and an
+ * eviction pass started; hits go on being served.
+ */
+static void
+fill_write_failed(struct fill *f)
+{
+	struct server *srv = f->srv;
+	uint64_t want;
+
+	if (f->tmp != NULL && blobstore_tmp_nospace(f->tmp)) {
+		want = f->size > 0 ? (uint64_t)f->size : 0;
+		/* f may be freed by fill_fail */
+		fill_fail(f, OCI_ERR_UNAVAILABLE,
+		    "the mirror's disk is full; retry later");
+		evict_nospace(srv, want);
+		return;
+	}
+	fill_fail(f, OCI_ERR_INTERNAL, "cannot write the temp file");
+}
+
 static void
 fill_wake_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -176,7 +199,7 @@ fill_wake_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (fill_flush(f) == -1) {
-		fill_fail(f, OCI_ERR_INTERNAL, "cannot write the temp file");
+		fill_write_failed(f);
 		return;
 	}
 	fill_each_waiter(f, fill_pump);
@@ -317,6 +340,9 @@ fill_headers_cb(void *arg, const struct upstream_response *resp)
 	}
 	if (f->state == FILL_CONNECTING)
 		fill_set_state(f, FILL_STREAMING);
+	/* make room before the bytes arrive (Content-Length) */
+	if (f->kind == FILL_BLOB && f->size > (int64_t)have)
+		evict_check(f->srv, (uint64_t)f->size - have);
 	fill_wake(f);
 	return 0;
 }
@@ -395,6 +421,7 @@ fill_persist_done(void *arg)
 		shared_upload_blob(f->srv, &f->digest);
 	fill_notify_subs(f, f->persist_failed ? f->why : NULL);
 	fill_wake(f);
+	evict_check(f->srv, 0);
 	fill_maybe_free(f);
 }
 
@@ -553,8 +580,9 @@ fill_done_cb(void *arg, enum upstream_result res, const char *why)
 	struct fill *f = arg;
 
 	f->xfer = NULL;
-	if (fill_flush(f) == -1) {
-		fill_fail(f, OCI_ERR_INTERNAL, "cannot write the temp file");
+	if (fill_flush(f) == -1 ||
+	    (f->tmp != NULL && blobstore_tmp_nospace(f->tmp))) {
+		fill_write_failed(f);
 		return;
 	}
 	if (res == UPSTREAM_OK && f->status == 416 && f->tmp != NULL &&
@@ -650,8 +678,11 @@ fill_shared_headers_cb(void *arg, int64_t length, const char *ctype)
 		if (ctype != NULL &&
 		    strncmp(ctype, "application/vnd.", 16) == 0)
 			xstrlcpy(f->media_type, ctype, sizeof f->media_type);
-	} else if (length >= 0)
+	} else if (length >= 0) {
 		f->size = length;
+		/* make room before the bytes arrive, as for upstream */
+		evict_check(f->srv, (uint64_t)length);
+	}
 	f->shared = 1;
 	f->status = 200;
 	if (f->state == FILL_CONNECTING)
@@ -700,8 +731,9 @@ fill_shared_done_cb(void *arg, enum s3_result res, const char *why)
 
 	(void)why;
 	f->sxfer = NULL;
-	if (fill_flush(f) == -1) {
-		fill_fail(f, OCI_ERR_INTERNAL, "cannot write the temp file");
+	if (fill_flush(f) == -1 ||
+	    (f->tmp != NULL && blobstore_tmp_nospace(f->tmp))) {
+		fill_write_failed(f);
 		return;
 	}
 	if (res == S3_OK) {
@@ -887,6 +919,17 @@ fill_count(struct server *srv)
 }
 
 int
+fill_digest_busy(struct server *srv, const struct digest *d)
+{
+	struct fill *f;
+
+	TAILQ_FOREACH(f, &srv->fills, entry)
+		if (f->by_digest && digest_equal(&f->digest, d))
+			return 1;
+	return 0;
+}
+
+int
 fill_in_flight(struct req *r, enum fill_kind kind)
 {
 	struct fill_key k;
@@ -944,13 +987,24 @@ fill_attach(struct req *r, enum fill_kind kind)
 	fill_req_key(r, kind, &k);
 	if ((f = fill_find(r->srv, &k)) == NULL) {
 		if ((f = fill_new(r->srv, &k)) == NULL) {
-			req_error(
-			    r, OCI_ERR_INTERNAL, "cannot create temp file");
+			if (errno == ENOSPC || errno == EDQUOT) {
+				evict_nospace(r->srv, 0);
+				req_error(r, OCI_ERR_UNAVAILABLE,
+				    "the mirror's disk is full; retry later");
+			} else
+				req_error(r, OCI_ERR_INTERNAL,
+				    "cannot create temp file");
 			return -1;
 		}
 		joined = 0;
 	}
 	r->fill = f;
+	if (kind == FILL_BLOB && f->by_digest) {
+		/* a waiter reads the blob's file until it is done */
+		r->reading = f->digest;
+		r->have_reading = 1;
+		evict_reader_add(r->srv, &f->digest);
+	}
 	r->state = REQ_WAITING;
 	r->cache = joined ? REQ_CACHE_COALESCED : REQ_CACHE_MISS;
 	if (fill_verified(f)) {
@@ -976,6 +1030,10 @@ fill_detach(struct req *r)
 		return;
 	TAILQ_REMOVE(&f->waiters, r, wentry);
 	r->fill = NULL;
+	if (r->have_reading) {
+		evict_reader_del(r->srv, &r->reading);
+		r->have_reading = 0;
+	}
 	r->upstream_ms = f->upstream_ms;
 	fill_maybe_free(f);
 }

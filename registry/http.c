@@ -392,6 +392,49 @@ req_range_invalid(struct req *r, uint64_t size)
 	req_error(r, OCI_ERR_RANGE_INVALID, "requested range not satisfiable");
 }
 
+/* Sending a stored file: eviction leaves its digest alone until sent. */
+struct http_reader {
+	struct server *srv;
+	struct digest d;
+};
+
+static void
+http_reader_cb(const struct evbuffer_file_segment *seg, int flags, void *arg)
+{
+	struct http_reader *hr = arg;
+
+	(void)seg;
+	(void)flags;
+	evict_reader_del(hr->srv, &hr->d);
+	free(hr);
+}
+
+/* fd is owned by the segment from here on (closed when it is sent). */
+static int
+http_add_stored(struct req *r, struct evbuffer *buf, int fd, uint64_t off,
+    uint64_t len, const struct digest *d)
+{
+	struct evbuffer_file_segment *seg;
+	struct http_reader *hr;
+	int rc;
+
+	if ((seg = evbuffer_file_segment_new(
+		 fd, (ev_off_t)off, (ev_off_t)len, 0)) == NULL) {
+		close(fd);
+		return -1;
+	}
+	if (d != NULL) {
+		hr = xcalloc(1, sizeof *hr);
+		hr->srv = r->srv;
+		hr->d = *d;
+		evict_reader_add(r->srv, d);
+		evbuffer_file_segment_add_cleanup_cb(seg, http_reader_cb, hr);
+	}
+	rc = evbuffer_add_file_segment(buf, seg, 0, (ev_off_t)len);
+	evbuffer_file_segment_free(seg); /* the buffer holds its own ref */
+	return rc == 0 ? 0 : -1;
+}
+
 void
 req_reply_file(struct req *r, int fd, uint64_t size, const char *ctype,
     const struct digest *d)
@@ -428,9 +471,7 @@ req_reply_file(struct req *r, int fd, uint64_t size, const char *ctype,
 			return;
 		}
 		evbuffer_add(buf, small, (size_t)n);
-	} else if (evbuffer_add_file(buf, fd, (ev_off_t)start,
-		       (ev_off_t)(end - start)) != 0) {
-		/* evbuffer_add_file closes fd on failure */
+	} else if (http_add_stored(r, buf, fd, start, end - start, d) == -1) {
 		evbuffer_free(buf);
 		req_error(r, OCI_ERR_INTERNAL, "cannot send stored file");
 		return;
@@ -597,6 +638,8 @@ req_finish(struct req *r, int status, const char *why)
 		return;
 	}
 	r->state = REQ_DONE;
+	if (r->finish_cb != NULL)
+		r->finish_cb(r);
 	if (r->status == 0)
 		r->status = status;
 	if (r->xfer != NULL) {

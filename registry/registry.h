@@ -474,6 +474,11 @@ struct server_opts {
 	int64_t drain_timeout_s;     /* SIGTERM: wait this long for requests */
 	int64_t max_requests;	     /* live requests; more get 503 */
 	const char *access_log;	     /* path, "-" for stderr, NULL for none */
+	/* the store's budget (storage/lru.c); 0 is off */
+	uint64_t max_bytes;
+	uint64_t min_free_bytes;
+	int64_t min_free_percent;
+	int64_t low_water_percent;   /* 0: the default, 90 */
 	struct s3_conf shared_store; /* .url NULL: no shared store */
 	const char *shared_node;     /* pin set name; NULL: the host name */
 	int64_t shared_pins_s;	     /* publish the pin set this often */
@@ -551,7 +556,8 @@ struct server {
 	struct blobstore *store;
 	struct db *db;
 	struct upstream_client *uc;
-	struct pool *pool; /* fsync + rename of stored blobs */
+	struct pool *pool;   /* fsync + rename of stored blobs */
+	struct evict *evict; /* the budget, gc and verify */
 	struct upstream *upstreams[SERVER_MAX_UPSTREAMS];
 	size_t nupstreams;
 	TAILQ_HEAD(, req) reqs; /* every live request */
@@ -637,6 +643,10 @@ struct req {
 	const char *fill_why;
 	struct db_tag stale; /* the cached mapping, for STALE */
 	int have_stale;
+	/* a subsystem holding r while it waits (gc, verify): told first */
+	void (*finish_cb)(struct req *);
+	struct digest reading; /* a blob fill's digest, while a waiter */
+	int have_reading;
 };
 
 /* http.c: struct req's one lifecycle -------------------------------------- */
@@ -706,6 +716,29 @@ void fill_fetch_cancel(struct fill_sub *);
 size_t fill_count(struct server *);
 /* 1 if a fill for req's blob or manifest is in flight. */
 int fill_in_flight(struct req *, enum fill_kind);
+/* 1 if a fill by digest d (blob or manifest) is in flight. */
+int fill_digest_busy(struct server *, const struct digest *);
+
+/* evict.c: the store's budget, gc and verify --------------------------- */
+
+struct evict;
+/* Reads the budget from the server's options; adds admin gc and verify
+ * and the metrics.  Call once the pool exists. */
+struct evict *evict_new(struct server *);
+/* After the pool is drained and evhttp freed (readers call back). */
+void evict_free(struct evict *);
+/*
+ * Starts eviction if the store plus incoming bytes would cross max_bytes
+ * or the free-space floor (partial files go at once, the rest in passes).
+ */
+void evict_check(struct server *, uint64_t incoming);
+/* A fill failed for lack of space (wanted: its size, 0 unknown). */
+void evict_nospace(struct server *, uint64_t wanted);
+/* 1 while pinned content alone exceeds the budget. */
+int evict_pins_over(const struct server *);
+/* A response is sending d from its file: it is not evicted meanwhile. */
+void evict_reader_add(struct server *, const struct digest *);
+void evict_reader_del(struct server *, const struct digest *);
 
 /* passthru.c: an upstream request owned by one client request -------- */
 

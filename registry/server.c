@@ -62,6 +62,33 @@ server_open_access_log(struct server *srv, const char *path)
 	return 0;
 }
 
+/*
+ * Crash safety: the cheap half of verify before serving.  An index entry
+ * whose file is gone (or has the wrong size) is dropped with its tags; a
+ * file the index does not name was never committed (a kill between rename
+ * and index) and is removed; temp leftovers go; pin counts are recounted.
+ * No re-hash: a file is only ever renamed into place after it verified.
+ */
+static int
+server_reconcile(struct server *srv)
+{
+	struct verify_report rep;
+	size_t n;
+
+	if (verify_scan(srv->store, srv->db, 0, &rep) == -1)
+		return -1;
+	if ((n = verify_count(&rep)) > 0) {
+		int failed = verify_repair(
+		    srv->store, srv->db, VERIFY_DELETE_ORPHANS, &rep);
+
+		log_info("reconciled the store with its index: %zu fixed, "
+			 "%d not",
+		    n - (size_t)failed, failed);
+	}
+	verify_report_release(&rep);
+	return 0;
+}
+
 struct server *
 server_new(struct event_base *base, const struct server_opts *o)
 {
@@ -93,6 +120,9 @@ server_new(struct event_base *base, const struct server_opts *o)
 	if ((srv->uc = upstream_client_new(base, &uo)) == NULL)
 		goto fail;
 	srv->pool = pool_new(base, SERVER_POOL_THREADS);
+	if (server_reconcile(srv) == -1)
+		goto fail;
+	srv->evict = evict_new(srv);
 	for (i = 0; i < o->nupstreams; i++) {
 		c = &o->upstreams[i];
 		srv->upstreams[i] = upstream_new(
@@ -196,6 +226,7 @@ server_free(struct server *srv)
 
 	if (srv == NULL)
 		return;
+	srv->draining = 1; /* nothing new goes to the pool from here */
 	/* Blobs being stored finish first: their fills become DONE. */
 	pool_free(srv->pool);
 	srv->pool = NULL;
@@ -204,6 +235,8 @@ server_free(struct server *srv)
 		req_abort(r, "shutting down");
 	if (srv->http != NULL)
 		evhttp_free(srv->http);
+	evict_free(srv->evict); /* after evhttp: its readers call back */
+	srv->evict = NULL;
 	for (i = 0; i < srv->nupstreams; i++)
 		upstream_free(srv->upstreams[i]);
 	shared_close(srv);

@@ -4,7 +4,9 @@
  * visible only once its sha256 matches: fsync, rename, fsync of the
  * directory.  The open fd survives the rename, so readers keep the inode.
  */
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 
 #include <dirent.h>
@@ -26,8 +28,10 @@
 #define BLOBSTORE_PARTIAL_TTL (24 * 3600)
 
 struct blobstore {
+	char *dir;
 	char *shadir; /* <dir>/blobs/sha256 */
 	char *tmpdir; /* <dir>/tmp */
+	int lockfd;   /* flock on <dir>/lock: one owner per store */
 };
 
 enum blobstore_tmp_state {
@@ -47,6 +51,7 @@ struct blobstore_tmp {
 	int partial; /* per-digest, kept for resuming if not finished */
 	struct digest digest; /* once verified */
 	int complete;	      /* resumed file already hashes to its digest */
+	int nospace;	      /* a write failed with ENOSPC or EDQUOT */
 };
 
 static int
@@ -128,14 +133,62 @@ blobstore_clean_tmp(struct blobstore *bs)
 	return 0;
 }
 
+/*
+ * One process owns a store at a time: the daemon, or an offline gc or
+ * verify.  A second one would remove the first one's temp files.
+ */
+static int
+blobstore_lock(struct blobstore *bs)
+{
+	char *path = NULL;
+	int rc = -1;
+
+	xasprintf(&path, "%s/lock", bs->dir);
+	if ((bs->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) ==
+	    -1) {
+		log_error("cannot open '%s': %s", path, strerror(errno));
+		goto out;
+	}
+	if (flock(bs->lockfd, LOCK_EX | LOCK_NB) == -1) {
+		if (errno == EWOULDBLOCK)
+			log_error("store '%s' is in use by another ccprewarm "
+				  "(a running server: use --server)",
+			    bs->dir);
+		else
+			log_error(
+			    "cannot lock '%s': %s", path, strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	free(path);
+	return rc;
+}
+
+static struct blobstore *blobstore_open1(const char *dir, int clean);
+
 struct blobstore *
 blobstore_open(const char *dir)
+{
+	return blobstore_open1(dir, 1);
+}
+
+struct blobstore *
+blobstore_open_keep_tmp(const char *dir)
+{
+	return blobstore_open1(dir, 0);
+}
+
+static struct blobstore *
+blobstore_open1(const char *dir, int clean)
 {
 	struct blobstore *bs;
 	char *blobsdir = NULL;
 	int rc = -1;
 
 	bs = xcalloc(1, sizeof *bs);
+	bs->lockfd = -1;
+	bs->dir = xstrdup(dir);
 	xasprintf(&blobsdir, "%s/blobs", dir);
 	xasprintf(&bs->shadir, "%s/sha256", blobsdir);
 	xasprintf(&bs->tmpdir, "%s/tmp", dir);
@@ -150,7 +203,9 @@ blobstore_open(const char *dir)
 	    blobstore_mkdir(bs->shadir, NULL) == -1 ||
 	    blobstore_mkdir(bs->tmpdir, NULL) == -1)
 		goto out;
-	if (blobstore_clean_tmp(bs) == -1)
+	if (blobstore_lock(bs) == -1)
+		goto out;
+	if (clean && blobstore_clean_tmp(bs) == -1)
 		goto out;
 	rc = 0;
 out:
@@ -167,8 +222,11 @@ blobstore_free(struct blobstore *bs)
 {
 	if (bs == NULL)
 		return;
+	if (bs->lockfd != -1)
+		close(bs->lockfd);
 	free(bs->tmpdir);
 	free(bs->shadir);
+	free(bs->dir);
 	free(bs);
 }
 
@@ -249,10 +307,13 @@ blobstore_tmp_resume(struct blobstore *bs, const struct digest *d)
 	xasprintf(&t->path, "%s/%s%s", bs->tmpdir, BLOBSTORE_PARTIAL,
 	    ds + sizeof "sha256:" - 1);
 	if ((t->fd = open(t->path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) == -1) {
+		int saved = errno;
+
 		log_error("cannot create temp file '%s': %s", t->path,
 		    strerror(errno));
 		free(t->path);
 		free(t);
+		errno = saved; /* ENOSPC tells the caller what to answer */
 		return NULL;
 	}
 	t->hash = digest_ctx_new();
@@ -324,6 +385,8 @@ blobstore_tmp_write(struct blobstore_tmp *t, const void *buf, size_t len)
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
+			if (errno == ENOSPC || errno == EDQUOT)
+				t->nospace = 1;
 			log_error(
 			    "cannot write '%s': %s", t->path, strerror(errno));
 			return -1;
@@ -462,13 +525,222 @@ blobstore_tmp_free(struct blobstore_tmp *t)
 {
 	if (t == NULL)
 		return;
-	/* An unfinished per-digest fill stays for the next one to resume. */
+	/*
+	 * An unfinished per-digest fill stays for the next one to resume,
+	 * unless the disk is full: then its bytes are what is needed most.
+	 */
 	if ((t->state == BLOBSTORE_TMP_WRITING &&
-		!(t->partial && t->size > 0)) ||
+		!(t->partial && t->size > 0 && !t->nospace)) ||
 	    t->state == BLOBSTORE_TMP_VERIFIED)
 		blobstore_tmp_discard(t);
 	close(t->fd);
 	digest_ctx_free(t->hash);
 	free(t->path);
 	free(t);
+}
+
+int
+blobstore_tmp_nospace(const struct blobstore_tmp *t)
+{
+	return t->nospace;
+}
+
+/* Store lifecycle ---------------------------------------------------------- */
+
+int
+blobstore_statfs(struct blobstore *bs, uint64_t *total, uint64_t *avail)
+{
+	struct statvfs sv;
+
+	if (statvfs(bs->dir, &sv) == -1) {
+		log_error("cannot statvfs '%s': %s", bs->dir, strerror(errno));
+		return -1;
+	}
+	*total = (uint64_t)sv.f_blocks * sv.f_frsize;
+	*avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+	return 0;
+}
+
+int
+blobstore_partials(
+    struct blobstore *bs, struct blobstore_partial **out, size_t *n)
+{
+	struct blobstore_partial *p = NULL;
+	struct dirent *de;
+	struct stat st;
+	size_t len = sizeof BLOBSTORE_PARTIAL - 1;
+	DIR *d;
+
+	*out = NULL;
+	*n = 0;
+	if ((d = opendir(bs->tmpdir)) == NULL) {
+		log_error("cannot open directory '%s': %s", bs->tmpdir,
+		    strerror(errno));
+		return -1;
+	}
+	while ((de = readdir(d)) != NULL) {
+		struct digest dg;
+		char ds[DIGEST_STRLEN];
+
+		if (strncmp(de->d_name, BLOBSTORE_PARTIAL, len) != 0 ||
+		    strlen(de->d_name + len) != 2 * DIGEST_LEN)
+			continue;
+		memcpy(ds, "sha256:", 7);
+		memcpy(ds + 7, de->d_name + len, 2 * DIGEST_LEN + 1);
+		if (digest_parse(&dg, ds) == -1 ||
+		    fstatat(dirfd(d), de->d_name, &st, 0) == -1)
+			continue;
+		p = xreallocarray(p, *n + 1, sizeof *p);
+		p[*n].digest = dg;
+		/* what it occupies: a sparse or short file counts less */
+		p[*n].size = (uint64_t)st.st_blocks * 512;
+		if ((uint64_t)st.st_size < p[*n].size)
+			p[*n].size = (uint64_t)st.st_size;
+		p[*n].mtime = st.st_mtime;
+		(*n)++;
+	}
+	closedir(d);
+	*out = p;
+	return 0;
+}
+
+int
+blobstore_partial_remove(struct blobstore *bs, const struct digest *d)
+{
+	char ds[DIGEST_STRLEN], *path = NULL;
+	int rc;
+
+	digest_format(d, ds);
+	xasprintf(&path, "%s/%s%s", bs->tmpdir, BLOBSTORE_PARTIAL,
+	    ds + sizeof "sha256:" - 1);
+	rc = unlink(path);
+	free(path);
+	return rc;
+}
+
+int
+blobstore_walk(struct blobstore *bs,
+    void (*fn)(void *, const struct digest *, const char *), void *arg)
+{
+	char sub[PATH_MAX], path[PATH_MAX], ds[DIGEST_STRLEN];
+	struct dirent *de, *fe;
+	struct digest dg;
+	DIR *top, *d;
+
+	if ((top = opendir(bs->shadir)) == NULL) {
+		log_error("cannot open directory '%s': %s", bs->shadir,
+		    strerror(errno));
+		return -1;
+	}
+	while ((de = readdir(top)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (snprintf(sub, sizeof sub, "%s/%s", bs->shadir,
+			de->d_name) >= (int)sizeof sub)
+			continue;
+		if ((d = opendir(sub)) == NULL) {
+			fn(arg, NULL, sub); /* a stray file at the top */
+			continue;
+		}
+		while ((fe = readdir(d)) != NULL) {
+			if (strcmp(fe->d_name, ".") == 0 ||
+			    strcmp(fe->d_name, "..") == 0)
+				continue;
+			if (snprintf(path, sizeof path, "%s/%s", sub,
+				fe->d_name) >= (int)sizeof path)
+				continue;
+			if (strlen(fe->d_name) == 2 * DIGEST_LEN &&
+			    snprintf(ds, sizeof ds, "sha256:%s", fe->d_name) ==
+				(int)sizeof ds - 1 &&
+			    strncmp(fe->d_name, de->d_name, 2) == 0 &&
+			    digest_parse(&dg, ds) == 0)
+				fn(arg, &dg, path);
+			else
+				fn(arg, NULL, path);
+		}
+		closedir(d);
+	}
+	closedir(top);
+	return 0;
+}
+
+int
+blobstore_walk_tmp(
+    struct blobstore *bs, void (*fn)(void *, const char *), void *arg)
+{
+	char path[PATH_MAX];
+	struct dirent *de;
+	struct stat st;
+	DIR *d;
+
+	if ((d = opendir(bs->tmpdir)) == NULL) {
+		log_error("cannot open directory '%s': %s", bs->tmpdir,
+		    strerror(errno));
+		return -1;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
+			continue;
+		if (strncmp(de->d_name, BLOBSTORE_PARTIAL,
+			sizeof BLOBSTORE_PARTIAL - 1) == 0 &&
+		    fstatat(dirfd(d), de->d_name, &st, 0) == 0 &&
+		    st.st_mtime > time(NULL) - BLOBSTORE_PARTIAL_TTL)
+			continue;
+		if (snprintf(path, sizeof path, "%s/%s", bs->tmpdir,
+			de->d_name) < (int)sizeof path)
+			fn(arg, path);
+	}
+	closedir(d);
+	return 0;
+}
+
+int
+blobstore_quarantine(struct blobstore *bs, const char *path)
+{
+	char *qdir = NULL, *to = NULL;
+	const char *base = strrchr(path, '/');
+	int rc = -1;
+
+	xasprintf(&qdir, "%s/quarantine", bs->dir);
+	if (blobstore_mkdir(qdir, NULL) == -1)
+		goto out;
+	xasprintf(&to, "%s/%s.%lld", qdir, base != NULL ? base + 1 : path,
+	    (long long)time(NULL));
+	if (rename(path, to) == -1) {
+		log_error(
+		    "cannot move '%s' to '%s': %s", path, to, strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	free(to);
+	free(qdir);
+	return rc;
+}
+
+int
+blobstore_hash(struct blobstore *bs, const struct digest *d, struct digest *out)
+{
+	unsigned char buf[65536];
+	char path[PATH_MAX];
+	struct digest_ctx *h;
+	ssize_t n;
+	int fd;
+
+	if (blobstore_path(bs, d, path, sizeof path) == -1 ||
+	    (fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		log_error("cannot open '%s': %s", path, strerror(errno));
+		return -1;
+	}
+	h = digest_ctx_new();
+	while ((n = read(fd, buf, sizeof buf)) > 0)
+		digest_ctx_update(h, buf, (size_t)n);
+	if (n == -1)
+		log_error("cannot read '%s': %s", path, strerror(errno));
+	else
+		digest_ctx_final(h, out);
+	digest_ctx_free(h);
+	close(fd);
+	return n == -1 ? -1 : 0;
 }

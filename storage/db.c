@@ -49,6 +49,7 @@ struct db {
 	MDB_dbi blobs, tags, pins, jobs, counters, meta;
 	struct db_touch *touch; /* DB_TOUCH_SLOTS entries */
 	size_t ntouch;
+	uint64_t bytes, count; /* running totals of the blob records */
 };
 
 static const struct {
@@ -286,6 +287,8 @@ db_txn_abort(MDB_txn **txn)
 
 /* Lifecycle ---------------------------------------------------------------- */
 
+static int db_totals_walk(struct db *);
+
 struct db *
 db_open(const char *dir)
 {
@@ -331,6 +334,8 @@ db_open(const char *dir)
 		}
 	}
 	if (db_txn_commit(db, &txn, "create databases in", dir) == -1)
+		goto out;
+	if (db_totals_walk(db) == -1)
 		goto out;
 	rc = 0;
 out:
@@ -566,25 +571,279 @@ out:
 	return rc;
 }
 
+/*
+ * pins: how many pin lists name d.  A record written for the first time
+ * (a blob fetched again after it was evicted) gets the count its pins
+ * derive, so a pinned digest is never stored unpinned.
+ */
+static int
+db_pins_count(
+    struct db *db, MDB_txn *txn, const struct digest *d, uint32_t *out)
+{
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	const unsigned char *p;
+	size_t i, n;
+	int err;
+
+	*out = 0;
+	if ((err = mdb_cursor_open(txn, db->pins, &cur)) != 0) {
+		db_log(db, "walk pins in", db->dir, err);
+		return -1;
+	}
+	while ((err = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+		if (v.mv_size < 5)
+			continue;
+		p = v.mv_data;
+		n = (v.mv_size - 5) / DIGEST_LEN;
+		for (i = 0; i < n; i++)
+			if (memcmp(p + 5 + i * DIGEST_LEN, d->b, DIGEST_LEN) ==
+			    0) {
+				(*out)++;
+				break;
+			}
+	}
+	mdb_cursor_close(cur);
+	if (err != MDB_NOTFOUND) {
+		db_log(db, "walk pins in", db->dir, err);
+		return -1;
+	}
+	return 0;
+}
+
 int
 db_blob_put(struct db *db, const struct digest *d, const struct db_blob *b)
 {
 	unsigned char buf[DB_BLOB_VAL_MAX];
 	char ds[DIGEST_STRLEN];
+	struct db_blob old, nb = *b;
+	MDB_txn *txn = NULL;
+	MDB_val k, v;
+	uint64_t oldsize = 0;
+	int err, had = 0, rc = -1;
 
 	digest_format(d, ds);
-	return db_put1(db, db->blobs, db_val(d->b, DIGEST_LEN),
-	    db_val(buf, db_blob_encode(b, buf)), "write blob record", ds);
+	if (db_txn_begin(db, 0, &txn) == -1)
+		return -1;
+	k = db_val(d->b, DIGEST_LEN);
+	err = mdb_get(txn, db->blobs, &k, &v);
+	if (err == 0 && db_blob_decode(&v, &old) == 0) {
+		had = 1;
+		oldsize = old.size;
+	} else if (err != 0 && err != MDB_NOTFOUND) {
+		db_log(db, "read blob record", ds, err);
+		goto out;
+	}
+	/* the pin count is derived, never the caller's */
+	if (had)
+		nb.pins = old.pins;
+	else if (db_pins_count(db, txn, d, &nb.pins) == -1)
+		goto out;
+	v = db_val(buf, db_blob_encode(&nb, buf));
+	if ((err = mdb_put(txn, db->blobs, &k, &v, 0)) != 0) {
+		db_log(db, "write blob record", ds, err);
+		goto out;
+	}
+	if (db_txn_commit(db, &txn, "write blob record", ds) == -1)
+		goto out;
+	db->bytes += nb.size - oldsize;
+	db->count += !had;
+	rc = 0;
+out:
+	db_txn_abort(&txn);
+	return rc;
+}
+
+/*
+ * Deletes d's record; with evict, only if it is unpinned and was not used
+ * after last_access.  0 deleted (*out set), 1 absent or kept, -1 error.
+ */
+static int
+db_blob_del_if(struct db *db, const struct digest *d, int evict,
+    int64_t last_access, struct db_blob *out)
+{
+	char ds[DIGEST_STRLEN];
+	struct db_touch *e;
+	struct db_blob b;
+	MDB_txn *txn = NULL;
+	MDB_val k, v;
+	int err, rc = -1;
+
+	digest_format(d, ds);
+	if (evict) {
+		e = db_touch_slot(db, d);
+		if (e->used && e->at > last_access)
+			return 1;
+	}
+	if (db_txn_begin(db, 0, &txn) == -1)
+		return -1;
+	k = db_val(d->b, DIGEST_LEN);
+	if ((err = mdb_get(txn, db->blobs, &k, &v)) == MDB_NOTFOUND) {
+		rc = 1;
+		goto out;
+	}
+	if (err != 0) {
+		db_log(db, "read blob record", ds, err);
+		goto out;
+	}
+	if (db_blob_decode(&v, &b) == -1)
+		memset(&b, 0, sizeof b); /* corrupt: delete it all the same */
+	else if (evict && (b.pins > 0 || b.last_access > last_access)) {
+		rc = 1;
+		goto out;
+	}
+	if ((err = mdb_del(txn, db->blobs, &k, NULL)) != 0) {
+		db_log(db, "delete blob record", ds, err);
+		goto out;
+	}
+	if (db_txn_commit(db, &txn, "delete blob record", ds) == -1)
+		goto out;
+	db->bytes -= b.size < db->bytes ? b.size : db->bytes;
+	if (db->count > 0)
+		db->count--;
+	if (out != NULL)
+		*out = b;
+	rc = 0;
+out:
+	db_txn_abort(&txn);
+	return rc;
 }
 
 int
 db_blob_del(struct db *db, const struct digest *d)
 {
-	char ds[DIGEST_STRLEN];
+	return db_blob_del_if(db, d, 0, 0, NULL);
+}
 
-	digest_format(d, ds);
-	return db_del1(
-	    db, db->blobs, db_val(d->b, DIGEST_LEN), "delete blob record", ds);
+int
+db_blob_evict(struct db *db, const struct digest *d, int64_t last_access,
+    struct db_blob *out)
+{
+	return db_blob_del_if(db, d, 1, last_access, out);
+}
+
+uint64_t
+db_store_bytes(struct db *db)
+{
+	return db->bytes;
+}
+
+uint64_t
+db_store_count(struct db *db)
+{
+	return db->count;
+}
+
+static int
+db_totals_walk(struct db *db)
+{
+	struct db_totals t;
+
+	if (db_totals(db, &t) == -1)
+		return -1;
+	db->bytes = t.bytes;
+	db->count = t.blobs;
+	return 0;
+}
+
+int
+db_blob_list(struct db *db, struct db_entry **out, size_t *n)
+{
+	struct db_entry *list = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_txn *txn = NULL;
+	MDB_val k, v;
+	size_t len = 0, cap = 0;
+	int err, rc = -1;
+
+	*out = NULL;
+	*n = 0;
+	if (db_txn_begin(db, MDB_RDONLY, &txn) == -1)
+		return -1;
+	if ((err = mdb_cursor_open(txn, db->blobs, &cur)) != 0) {
+		db_log(db, "walk blob records in", db->dir, err);
+		goto out;
+	}
+	while ((err = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+		if (k.mv_size != DIGEST_LEN)
+			continue;
+		if (len == cap) {
+			cap = cap ? 2 * cap : 1024;
+			list = xreallocarray(list, cap, sizeof *list);
+		}
+		memcpy(list[len].digest.b, k.mv_data, DIGEST_LEN);
+		if (db_blob_decode(&v, &list[len].b) == -1)
+			continue; /* verify reports it */
+		len++;
+	}
+	if (err != MDB_NOTFOUND) {
+		db_log(db, "walk blob records in", db->dir, err);
+		goto out;
+	}
+	*out = list;
+	*n = len;
+	list = NULL;
+	rc = 0;
+out:
+	free(list);
+	if (cur != NULL)
+		mdb_cursor_close(cur);
+	db_txn_abort(&txn);
+	return rc;
+}
+
+static int
+db_digest_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, DIGEST_LEN);
+}
+
+int
+db_tags_drop(struct db *db, const struct digest *d, size_t n)
+{
+	struct digest *sorted;
+	MDB_cursor *cur = NULL;
+	MDB_txn *txn = NULL;
+	MDB_val k, v;
+	struct db_tag t;
+	int err, rc = -1;
+
+	if (n == 0)
+		return 0;
+	sorted = xreallocarray(NULL, n, sizeof *sorted);
+	memcpy(sorted, d, n * sizeof *sorted);
+	qsort(sorted, n, sizeof *sorted, db_digest_cmp);
+	if (db_txn_begin(db, 0, &txn) == -1)
+		goto out;
+	if ((err = mdb_cursor_open(txn, db->tags, &cur)) != 0) {
+		db_log(db, "walk tags in", db->dir, err);
+		goto out;
+	}
+	while ((err = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+		if (db_tag_decode(&v, &t) == -1 ||
+		    bsearch(&t.digest, sorted, n, sizeof *sorted,
+			db_digest_cmp) == NULL)
+			continue;
+		if ((err = mdb_cursor_del(cur, 0)) != 0) {
+			db_log(db, "delete tag in", db->dir, err);
+			goto out;
+		}
+	}
+	if (err != MDB_NOTFOUND) {
+		db_log(db, "walk tags in", db->dir, err);
+		goto out;
+	}
+	mdb_cursor_close(cur);
+	cur = NULL;
+	if (db_txn_commit(db, &txn, "delete tags in", db->dir) == -1)
+		goto out;
+	rc = 0;
+out:
+	if (cur != NULL)
+		mdb_cursor_close(cur);
+	db_txn_abort(&txn);
+	free(sorted);
+	return rc;
 }
 
 /*
@@ -970,6 +1229,112 @@ out:
 	if (cur != NULL)
 		mdb_cursor_close(cur);
 	db_txn_abort(&txn);
+	return rc;
+}
+
+/*
+ * What each blob's pin count should be: one per pin list naming it.  The
+ * lists are read into a sorted array of (digest, count) first.
+ */
+struct db_pincount {
+	struct digest d;
+	uint32_t n;
+};
+
+static int
+db_pincount_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, DIGEST_LEN);
+}
+
+int
+db_pins_check(struct db *db, int repair,
+    void (*fn)(void *, const struct digest *, uint32_t, uint32_t), void *arg)
+{
+	unsigned char buf[DB_BLOB_VAL_MAX];
+	struct db_pincount *pc = NULL, key, *hit;
+	struct db_blob b;
+	MDB_cursor *cur = NULL;
+	MDB_txn *txn = NULL;
+	MDB_val k, v;
+	const unsigned char *p;
+	size_t npc = 0, i, j, m;
+	uint32_t want;
+	int err, diffs = 0, rc = -1;
+
+	if (db_txn_begin(db, repair ? 0 : MDB_RDONLY, &txn) == -1)
+		return -1;
+	if ((err = mdb_cursor_open(txn, db->pins, &cur)) != 0) {
+		db_log(db, "walk pins in", db->dir, err);
+		goto out;
+	}
+	while ((err = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+		if (v.mv_size < 5)
+			continue;
+		p = v.mv_data;
+		m = (v.mv_size - 5) / DIGEST_LEN;
+		pc = xreallocarray(pc, npc + m, sizeof *pc);
+		for (i = 0; i < m; i++) {
+			memcpy(pc[npc + i].d.b, p + 5 + i * DIGEST_LEN,
+			    DIGEST_LEN);
+			pc[npc + i].n = 1;
+		}
+		npc += m;
+	}
+	mdb_cursor_close(cur);
+	cur = NULL;
+	if (npc > 0) {
+		/* one entry per digest, counting the lists that name it */
+		qsort(pc, npc, sizeof *pc, db_pincount_cmp);
+		for (i = 0, j = 0; i < npc; i++) {
+			if (j > 0 && digest_equal(&pc[j - 1].d, &pc[i].d))
+				pc[j - 1].n++;
+			else
+				pc[j++] = pc[i];
+		}
+		npc = j;
+	}
+	if ((err = mdb_cursor_open(txn, db->blobs, &cur)) != 0) {
+		db_log(db, "walk blob records in", db->dir, err);
+		goto out;
+	}
+	while ((err = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+		if (k.mv_size != DIGEST_LEN || db_blob_decode(&v, &b) == -1)
+			continue;
+		memcpy(key.d.b, k.mv_data, DIGEST_LEN);
+		hit = npc > 0
+		    ? bsearch(&key, pc, npc, sizeof *pc, db_pincount_cmp)
+		    : NULL;
+		want = hit != NULL ? hit->n : 0;
+		if (b.pins == want)
+			continue;
+		diffs++;
+		if (fn != NULL)
+			fn(arg, &key.d, b.pins, want);
+		if (!repair)
+			continue;
+		b.pins = want;
+		v = db_val(buf, db_blob_encode(&b, buf));
+		if ((err = mdb_cursor_put(cur, &k, &v, MDB_CURRENT)) != 0) {
+			db_log(db, "update pin count in", db->dir, err);
+			goto out;
+		}
+	}
+	if (err != MDB_NOTFOUND) {
+		db_log(db, "walk blob records in", db->dir, err);
+		goto out;
+	}
+	mdb_cursor_close(cur);
+	cur = NULL;
+	if (repair &&
+	    db_txn_commit(db, &txn, "update pin counts in", db->dir) == -1)
+		goto out;
+	rc = diffs;
+out:
+	if (cur != NULL)
+		mdb_cursor_close(cur);
+	db_txn_abort(&txn);
+	free(pc);
 	return rc;
 }
 

@@ -56,6 +56,8 @@ struct blobstore;
  * temp files left by an earlier run.  NULL with a logged reason on error.
  */
 struct blobstore *blobstore_open(const char *dir);
+/* As blobstore_open, but leaves tmp/ alone (offline verify reports it). */
+struct blobstore *blobstore_open_keep_tmp(const char *dir);
 void blobstore_free(struct blobstore *);
 
 /*
@@ -112,6 +114,44 @@ int blobstore_tmp_verify(
 int blobstore_tmp_persist(struct blobstore_tmp *);
 /* Closes; unlinks the temp file unless committed.  NULL-safe. */
 void blobstore_tmp_free(struct blobstore_tmp *);
+/*
+ * 1 if the last write or create failed for lack of space (ENOSPC, EDQUOT);
+ * such a partial file is removed on free instead of kept for resuming.
+ */
+int blobstore_tmp_nospace(const struct blobstore_tmp *);
+
+/* Store lifecycle (evict, gc, verify). */
+
+/* Size and free space of the store's file system (statvfs), in bytes. */
+int blobstore_statfs(struct blobstore *, uint64_t *total, uint64_t *avail);
+/* A kept partial fill tmp/partial-<hex>: what it holds and its age. */
+struct blobstore_partial {
+	struct digest digest;
+	uint64_t size; /* bytes on disk */
+	int64_t mtime; /* wall seconds of the last write */
+};
+/* The partial files now in tmp/ (new array, caller frees); 0 or -1. */
+int blobstore_partials(
+    struct blobstore *, struct blobstore_partial **out, size_t *n);
+/* Removes d's partial file; 0, or -1 with errno. */
+int blobstore_partial_remove(struct blobstore *, const struct digest *);
+/*
+ * Calls fn for every file under blobs/sha256: d set for a well-named file
+ * (d NULL for anything else, with its path).  0 or -1.
+ */
+int blobstore_walk(struct blobstore *,
+    void (*fn)(void *arg, const struct digest *d, const char *path), void *arg);
+/*
+ * Calls fn for each leftover in tmp/: anything but a partial file younger
+ * than the resume window.  0 or -1.
+ */
+int blobstore_walk_tmp(
+    struct blobstore *, void (*fn)(void *arg, const char *path), void *arg);
+/* Moves a stored file (or any path) into <dir>/quarantine/; 0 or -1. */
+int blobstore_quarantine(struct blobstore *, const char *path);
+/* Hashes a stored blob's file into *out; 0, or -1 (logged). */
+int blobstore_hash(
+    struct blobstore *, const struct digest *, struct digest *out);
 
 /* db.c --------------------------------------------------------------------- */
 
@@ -146,7 +186,11 @@ void db_free(struct db *); /* flushes pending touches; NULL-safe */
 
 /* 0 found (copied into *out), 1 absent, -1 error (logged). */
 int db_blob_get(struct db *, const struct digest *, struct db_blob *out);
-/* Inserts or replaces; 0 or -1. */
+/*
+ * Inserts or replaces; 0 or -1.  The pin count is derived, never taken from
+ * the argument: a replace keeps the record's, a new record gets one per pin
+ * list naming the digest.
+ */
 int db_blob_put(struct db *, const struct digest *, const struct db_blob *);
 /* 0 deleted, 1 absent, -1 error. */
 int db_blob_del(struct db *, const struct digest *);
@@ -187,6 +231,32 @@ int db_pins_set(struct db *, const char *recipe, const char *version,
     const struct digest *, size_t n);
 int db_pins_del(struct db *, const char *recipe);
 
+/*
+ * Store lifecycle.  db_store_bytes: the running total of the sizes of all
+ * blob records (read once at open, kept up to date by put and delete).
+ * db_blob_list: every blob record, copied out (new array, caller frees);
+ * safe on a worker thread (read-only).  db_blob_evict: deletes d's record
+ * only if it is still unpinned and was not used after last_access (pending
+ * touches included): 0 deleted (*out has the record), 1 kept, -1 error.
+ * db_tags_drop: deletes every tag mapping to one of d[0..n); 0 or -1.
+ * db_pins_check: compares each blob's pin count with the pins table; fn is
+ * called for each difference (with repair, the count is rewritten first).
+ * Returns the number of differences, or -1.
+ */
+struct db_entry {
+	struct digest digest;
+	struct db_blob b;
+};
+uint64_t db_store_bytes(struct db *);
+uint64_t db_store_count(struct db *);
+int db_blob_list(struct db *, struct db_entry **out, size_t *n);
+int db_blob_evict(struct db *, const struct digest *, int64_t last_access,
+    struct db_blob *out);
+int db_tags_drop(struct db *, const struct digest *, size_t n);
+int db_pins_check(struct db *, int repair,
+    void (*fn)(void *arg, const struct digest *, uint32_t have, uint32_t want),
+    void *arg);
+
 /* Durable jobs: opaque records by id, encoded by prewarm/. */
 int db_job_put(struct db *, const char *id, const void *, size_t);
 int db_job_del(struct db *, const char *id);
@@ -194,5 +264,128 @@ int db_job_del(struct db *, const char *id);
 int db_job_list(struct db *,
     void (*fn)(void *arg, const char *id, const void *val, size_t len),
     void *arg);
+
+/* verify.c: the store checked against its index ------------------------ */
+
+enum verify_kind {
+	VERIFY_CORRUPT, /* file's bytes (or size) do not match its name */
+	VERIFY_MISSING, /* index entry without a file */
+	VERIFY_ORPHAN,	/* well-named file without an index entry */
+	VERIFY_STRAY,	/* a file under blobs/ that no digest names */
+	VERIFY_PINS,	/* pin count differs from the pins table */
+	VERIFY_TEMP,	/* leftover temp file */
+};
+
+struct verify_problem {
+	enum verify_kind kind;
+	struct digest digest; /* all but STRAY and TEMP */
+	char *path;	      /* owned; NULL for MISSING and PINS */
+	uint32_t have, want;  /* PINS */
+	int ignore;	      /* the caller knows why (a fill in flight) */
+	int repaired;
+};
+
+struct verify_report {
+	struct verify_problem *p;
+	size_t n;
+	uint64_t blobs;	       /* index entries checked */
+	uint64_t files;	       /* files under blobs/ */
+	uint64_t hashed_bytes; /* with VERIFY_REHASH */
+};
+
+enum verify_flags {
+	VERIFY_REHASH = (1 << 0),	  /* read and hash every stored file */
+	VERIFY_DELETE_ORPHANS = (1 << 1), /* start-up: not quarantined */
+};
+
+/*
+ * Compares files, index and pins (read-only: may run on a worker thread,
+ * never alongside verify_repair).  Sizes are always compared; contents with
+ * VERIFY_REHASH.  0, or -1 if the store could not be read.
+ */
+int verify_scan(
+    struct blobstore *, struct db *, enum verify_flags, struct verify_report *);
+/*
+ * Fixes what scan found (but ignored ones): corrupt and stray files and
+ * orphans go to quarantine/ (orphans are deleted with
+ * VERIFY_DELETE_ORPHANS), index entries without files are dropped with the
+ * tags pointing at them, pin counts are recomputed, temp leftovers
+ * removed.  Returns how many could not be fixed.
+ */
+int verify_repair(
+    struct blobstore *, struct db *, enum verify_flags, struct verify_report *);
+/* Problems not ignored. */
+size_t verify_count(const struct verify_report *);
+const char *verify_kind_name(enum verify_kind);
+void verify_report_release(struct verify_report *);
+
+/* lru.c: which bytes to give back, in which order ----------------------- */
+
+/*
+ * The budget: max_bytes caps what the store holds (blobs, manifests and
+ * kept partial files); the floor keeps min_free_bytes and min_free_percent
+ * of the file system free.  0 is off.  Crossing either starts eviction,
+ * which goes on down to the low water mark: low_water_percent of max_bytes,
+ * and the floor plus (100 - low_water_percent)% of the floor.
+ */
+struct lru_budget {
+	uint64_t max_bytes;
+	uint64_t min_free_bytes;
+	unsigned min_free_percent;
+	unsigned low_water_percent; /* 1..100; 0 means the default, 90 */
+};
+
+/* What the store holds now. */
+struct lru_usage {
+	uint64_t used; /* store bytes + partial bytes */
+	uint64_t fs_total;
+	uint64_t fs_avail;
+};
+
+/* 1 if the budget has a limit at all. */
+int lru_budget_on(const struct lru_budget *);
+/* The free-space floor in bytes on a file system of fs_total bytes. */
+uint64_t lru_floor(const struct lru_budget *, uint64_t fs_total);
+/*
+ * Bytes to free so that incoming more bytes stay within the budget: 0 while
+ * neither mark would be crossed, else enough to reach the low water mark.
+ * With force (gc), the low water mark counts even if nothing is crossed.
+ */
+uint64_t lru_need(const struct lru_budget *, const struct lru_usage *,
+    uint64_t incoming, int force);
+
+enum lru_kind { LRU_PARTIAL, LRU_BLOB, LRU_MANIFEST };
+
+/* One thing that could be given back. */
+struct lru_item {
+	enum lru_kind kind;
+	struct digest digest;
+	uint64_t size;
+	int64_t last_access; /* partials: mtime */
+	int64_t stored_at;
+	uint32_t pins;
+	int busy;   /* in flight or being read: never chosen */
+	int chosen; /* set by lru_plan */
+};
+
+/*
+ * Orders items for eviction: partial files first (oldest first), then
+ * blobs and manifests by last access (oldest first; ties by stored_at,
+ * then digest), pinned ones last (never chosen).
+ */
+void lru_sort(struct lru_item *, size_t n);
+/*
+ * Marks, in order, the items to give back until need bytes are freed:
+ * never a pinned or busy item; with all_partials every partial that is not
+ * busy as well.  Returns the bytes chosen (may be < need).
+ */
+uint64_t lru_plan(struct lru_item *, size_t n, uint64_t need, int all_partials);
+/*
+ * Every candidate, sorted: the partial files and every index entry (one
+ * read-only walk; fine on a worker thread).  *items is a new array;
+ * *pinned_bytes the size of the pinned ones.  0 or -1.
+ */
+int lru_collect(struct blobstore *, struct db *, struct lru_item **items,
+    size_t *n, uint64_t *pinned_bytes);
 
 #endif
