@@ -310,7 +310,8 @@ config_shared_store(struct config *cfg, json_t *v)
 {
 	static const char *const keys[] = {"url", "bucket", "region",
 	    "credentials_file", "prefix", "multipart_min_bytes",
-	    "part_size_bytes", "node", "pins_publish_seconds"};
+	    "part_size_bytes", "node", "pins_publish_seconds",
+	    "connect_timeout_ms", "response_timeout_ms"};
 	struct s3_conf *c = &cfg->opts.shared_store;
 	const char *url, *key, *s, *ak, *sk;
 	int64_t n;
@@ -360,6 +361,12 @@ config_shared_store(struct config *cfg, json_t *v)
 	}
 	config_int(
 	    cfg, v, "pins_publish_seconds", 0, 86400, &cfg->opts.shared_pins_s);
+	n = 0;
+	config_int(cfg, v, "connect_timeout_ms", 0, 600000, &n);
+	c->connect_timeout_ms = (long)n;
+	n = 0;
+	config_int(cfg, v, "response_timeout_ms", 0, 600000, &n);
+	c->response_timeout_ms = (long)n;
 	n = 0;
 	config_int(cfg, v, "multipart_min_bytes", 5 << 20, INT64_MAX / 2, &n);
 	c->multipart_min = (uint64_t)n;

@@ -334,7 +334,7 @@ sharedgc_main(int argc, char **argv)
 	if ((gc.base = event_base_new()) == NULL)
 		fatal("cannot create the event base");
 	uc = upstream_client_new(gc.base, NULL);
-	gc.s3 = s3_new(uc, &cfg.opts.shared_store);
+	gc.s3 = s3_new(gc.base, uc, &cfg.opts.shared_store);
 	sharedgc_next(&gc);
 	if (!gc.failed)
 		event_base_dispatch(gc.base);

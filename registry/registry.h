@@ -207,10 +207,11 @@ struct s3_conf {
 	const char *region; /* NULL: us-east-1 */
 	const char *access_key;
 	const char *secret_key;
-	const char *prefix;	/* NULL or "" for none */
-	uint64_t multipart_min; /* 0: 64 MiB */
-	uint64_t part_size;	/* 0: 16 MiB; at least 5 MiB */
-	long connect_timeout_ms;
+	const char *prefix;	  /* NULL or "" for none */
+	uint64_t multipart_min;	  /* 0: 64 MiB */
+	uint64_t part_size;	  /* 0: 16 MiB; at least 5 MiB */
+	long connect_timeout_ms;  /* 0: 3000 */
+	long response_timeout_ms; /* blob GET/HEAD status line; 0: 2000 */
 };
 
 enum s3_result {
@@ -239,7 +240,8 @@ struct s3_stats {
 	uint64_t breaker_opens;
 };
 
-struct s3 *s3_new(struct upstream_client *, const struct s3_conf *);
+struct s3 *s3_new(
+    struct event_base *, struct upstream_client *, const struct s3_conf *);
 /* Cancels everything in flight, without callbacks; NULL-safe. */
 void s3_free(struct s3 *);
 /* 0 while the breaker is open: callers go straight to upstream. */

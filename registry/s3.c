@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <event2/event.h>
 
 #include "../common/common.h"
 #include "registry.h"
@@ -34,6 +35,7 @@
 
 struct s3 {
 	struct upstream_client *uc;
+	struct event_base *base;
 	char *url; /* endpoint, no trailing '/' */
 	char *bucket;
 	char *prefix; /* "" or "ci/" (with its '/') */
@@ -42,6 +44,7 @@ struct s3 {
 	uint64_t multipart_min; /* blobs from this size go in parts */
 	uint64_t part_size;
 	long connect_timeout_ms;
+	long response_timeout_ms; /* GET/HEAD: to the status line */
 	long low_speed_time_s;
 	int64_t open_until_ms; /* breaker: skip the bucket until then */
 	int64_t open_ms;
@@ -63,6 +66,7 @@ struct s3_xfer {
 	CURL *easy;
 	struct curl_slist *hdrs;
 	struct upstream_ext *ext;
+	struct event *answer_ev; /* GET/HEAD: no status line in time */
 	char *url;
 	long status;
 	int64_t length;
@@ -133,12 +137,14 @@ s3_breaker_ok(struct s3 *s3)
 /* Set-up ---------------------------------------------------------------- */
 
 struct s3 *
-s3_new(struct upstream_client *uc, const struct s3_conf *conf)
+s3_new(struct event_base *base, struct upstream_client *uc,
+    const struct s3_conf *conf)
 {
 	struct s3 *s3;
 	size_t len;
 
 	s3 = xcalloc(1, sizeof *s3);
+	s3->base = base;
 	s3->uc = uc;
 	s3->url = xstrdup(conf->url);
 	len = strlen(s3->url);
@@ -162,6 +168,8 @@ s3_new(struct upstream_client *uc, const struct s3_conf *conf)
 	    conf->part_size >= S3_PART_MIN ? conf->part_size : 16 * 1024 * 1024;
 	s3->connect_timeout_ms =
 	    conf->connect_timeout_ms > 0 ? conf->connect_timeout_ms : 3000;
+	s3->response_timeout_ms =
+	    conf->response_timeout_ms > 0 ? conf->response_timeout_ms : 2000;
 	s3->low_speed_time_s = 20;
 	s3->open_ms = S3_OPEN_MIN_MS;
 	LIST_INIT(&s3->xfers);
@@ -218,6 +226,8 @@ static void
 s3_xfer_free(struct s3_xfer *x)
 {
 	LIST_REMOVE(x, link);
+	if (x->answer_ev != NULL)
+		event_free(x->answer_ev);
 	if (x->easy != NULL)
 		curl_easy_cleanup(x->easy);
 	curl_slist_free_all(x->hdrs);
@@ -288,6 +298,8 @@ s3_header_cb(char *buf, size_t size, size_t n, void *arg)
 		const char *p = memchr(buf, ' ', len);
 
 		x->status = p != NULL ? strtol(p + 1, NULL, 10) : 0;
+		if (x->answer_ev != NULL)
+			evtimer_del(x->answer_ev); /* it answers */
 		x->length = -1;
 		x->etag[0] = '\0';
 		x->ctype[0] = '\0';
@@ -526,12 +538,53 @@ s3_xfer_new(struct s3 *s3, enum s3_method m, const char *key, const char *query,
 	return x;
 }
 
-/* Starts x; it was set up completely. */
+/*
+ * A bucket that accepts connections and never answers would cost curl's
+ * low-speed limit per lookup; no status line within response_timeout_ms
+ * counts as a failure (and feeds the breaker), so the fill goes upstream.
+ */
+static void
+s3_answer_event_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct s3_xfer *x = arg;
+	struct s3 *s3 = x->s3;
+
+	(void)fd;
+	(void)what;
+	log_warn("shared store: no answer to '%s' within %ld ms", x->url,
+	    s3->response_timeout_ms);
+	s3->stats.errors++;
+	s3_breaker_trip(s3, "no answer");
+	upstream_ext_cancel(x->ext); /* the handle goes with it */
+	x->ext = NULL;
+	x->easy = NULL;
+	x->state = S3_XFER_DONE;
+	if (x->cbs.done != NULL)
+		x->cbs.done(x->arg, S3_EFAIL, "shared store did not answer");
+	s3_xfer_free(x);
+}
+
+/* Starts x; it was set up completely.  answer: arm the answer timer. */
 static struct s3_xfer *
 s3_xfer_go(struct s3_xfer *x)
 {
 	x->ext = upstream_ext_start(x->s3->uc, x->easy, s3_done_cb, x);
 	return x;
+}
+
+static struct s3_xfer *
+s3_xfer_go_answer(struct s3_xfer *x)
+{
+	long ms = x->s3->response_timeout_ms;
+	struct timeval tv;
+
+	if ((x->answer_ev = evtimer_new(x->s3->base, s3_answer_event_cb, x)) ==
+	    NULL)
+		fatal("out of memory creating a response timer");
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(x->answer_ev, &tv);
+	return s3_xfer_go(x);
 }
 
 /* Sends len bytes of memory (copied) as the body of a PUT or POST. */
@@ -577,7 +630,7 @@ s3_blob_get(struct s3 *s3, const struct digest *d, int head,
 
 	s3_blob_key(s3, d, key, sizeof key);
 	x = s3_xfer_new(s3, head ? S3_HEAD : S3_GET, key, NULL, NULL, cbs, arg);
-	return x != NULL ? s3_xfer_go(x) : NULL;
+	return x != NULL ? s3_xfer_go_answer(x) : NULL;
 }
 
 struct s3_xfer *

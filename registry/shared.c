@@ -74,7 +74,7 @@ shared_open(struct server *srv)
 	sh = xcalloc(1, sizeof *sh);
 	sh->srv = srv;
 	LIST_INIT(&sh->ups);
-	if ((sh->s3 = s3_new(srv->uc, c)) == NULL) {
+	if ((sh->s3 = s3_new(srv->base, srv->uc, c)) == NULL) {
 		free(sh);
 		return -1;
 	}

@@ -216,7 +216,26 @@ note "node D: $errs shared-store errors, $skipped requests skipped (breaker open
 dh=$(metric "$D_URL" ccprewarm_shared_store_hits_total)
 check shared/node-d-noticed "node D: $dh hits before, $errs errors + $skipped skipped after" [ "$dh" -ge 3 ] && [ $((errs + skipped)) -gt 0 ]
 
-for n in A B C D; do
+# A bucket that accepts connections and never answers: node E's pulls
+# still complete from upstream (one lookup waits response_timeout_ms, then
+# the breaker skips the bucket).
+start_blackhole BH || exit 1
+sed "s|\"url\": \"$S3_URL\"|\"url\": \"$BH_URL\"|" "$(cfg E)" >"$T_TMP/E-bh.json"
+start_ccprewarm E "$PX_URL" --config "$T_TMP/E-bh.json" || exit 1
+t0=$SECONDS
+ref=test/single-oci:v1
+dest=$T_TMP/pull/e
+if ! skopeo_copy "$E_HOSTPORT" "$ref" "$dest"; then
+	fail shared/node-e-blackholed-bucket "skopeo copy failed: $(grep -v '^+ ' "$T_OUT/skopeo.log" | tail -n 1 | cut -c1-300)"
+elif why=$(verify_dir "$dest" "$ref"); then
+	pass shared/node-e-blackholed-bucket
+else
+	fail shared/node-e-blackholed-bucket "$why"
+fi
+note "node E: pull with a black-holed bucket took $((SECONDS - t0)) s; $(metric "$E_URL" ccprewarm_shared_store_errors_total) errors, $(metric "$E_URL" ccprewarm_shared_store_skipped_total) skipped"
+check shared/node-e-breaker "breaker never opened" [ "$(metric "$E_URL" ccprewarm_shared_store_breaker_opens_total)" -ge 1 ]
+
+for n in A B C D E; do
 	stop "$n" 20
 	check "shared/exit-$n" "exited $STOP_RC" [ "$STOP_RC" = 0 ]
 	lv="${n}_LOG"
