@@ -90,7 +90,7 @@ done
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ma=$(median "${a_times[@]}")
 mb=$(median "${b_times[@]}")
-mbs() { awk -v b="$bytes" -v s="$1" 'BEGIN { printf "%.1f", s > 0 ? b / 1048576 / s : 0 }'; }
+mbs() { awk -v b="$bytes" -v s="$1" 'BEGIN { printf "%.1f", (s > 0 ? b / 1048576 / s : 0) }'; }
 line="two nodes: cold pull of $((bytes / 1048576)) MiB (skopeo, 1 client), median of $REPS: node A from upstream ${ma}s ($(mbs "$ma") MiB/s), node B from the shared store ${mb}s ($(mbs "$mb") MiB/s); ceph up in ${S3_SECS}s; load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "$line"
 if [ "${BENCH_REPORT:-1}" != 0 ]; then
