@@ -24,7 +24,7 @@ LIBS    = $(shell pkg-config --libs $(PKGS)) -lpthread
 
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 
-LIB_SRC  = $(wildcard common/*.c storage/*.c registry/*.c prewarm/*.c)
+LIB_SRC  = $(wildcard common/*.c storage/*.c registry/*.c prewarm/*.c runs/*.c)
 CMD_SRC  = $(wildcard cmd/*.c)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)

@@ -54,6 +54,17 @@ static const struct cmd {
     {"list", "list [--server URL] [--json]", list_main},
     {"status", "status RECIPE [--server URL] [--json]", status_main},
     {"warm", "warm [--server URL] [--json] [--no-wait]", warm_main},
+    {"run",
+	"run begin NAME [--label KEY=VALUE]... [--client ADDR] [--server URL]\n"
+	"        | run end NAME [--server URL] [--json]",
+	run_main},
+    {"runs",
+	"runs [--server URL] [--json]\n"
+	"        | runs show NAME [--json] [--html FILE]\n"
+	"        | runs compare [BASE] NAME [--threshold PCT] [--html FILE] "
+	"[--json]\n"
+	"        | runs baseline NAME",
+	runs_main},
     {"shared-gc", "shared-gc --config FILE [--min-age SECONDS] [--dry-run]",
 	sharedgc_main},
     {"version", "version", cmd_version},
@@ -151,6 +162,7 @@ cmd_serve(int argc, char **argv)
 	struct event *sigterm = NULL, *sigint = NULL;
 	struct server *srv = NULL;
 	struct prewarm *pw = NULL;
+	struct runs *runs = NULL;
 	const char *config_file = NULL, *listen = NULL, *data = NULL;
 	const char *loglevel = NULL, *access_log = NULL, *freshness = NULL;
 	const char *ups[SERVER_MAX_UPSTREAMS];
@@ -263,6 +275,8 @@ cmd_serve(int argc, char **argv)
 		goto out;
 	if ((pw = prewarm_new(srv, cfg.platforms, cfg.nplatforms)) == NULL)
 		goto out;
+	if ((runs = runs_new(srv, cfg.opts.runs_keep)) == NULL)
+		goto out;
 	sigterm = evsignal_new(base, SIGTERM, cmd_signal_cb, srv);
 	sigint = evsignal_new(base, SIGINT, cmd_signal_cb, srv);
 	if (sigterm == NULL || sigint == NULL || evsignal_add(sigterm, NULL) ||
@@ -278,6 +292,7 @@ cmd_serve(int argc, char **argv)
 	rc = 0;
 out:
 	prewarm_free(pw); /* before the server: its fetches go first */
+	runs_free(runs);
 	server_free(srv);
 	if (sigterm != NULL)
 		event_free(sigterm);

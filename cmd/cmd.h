@@ -6,6 +6,7 @@
 #define CMD_H
 
 #include "../prewarm/prewarm.h"
+#include "../runs/runs.h"
 
 #define CONFIG_DEFAULT_LISTEN "127.0.0.1:5000"
 #define CONFIG_DEFAULT_DATA "/var/lib/ccprewarm"
@@ -74,5 +75,9 @@ int unenroll_main(int, char **);
 int list_main(int, char **);
 int status_main(int, char **);
 int warm_main(int, char **);
+
+/* runs.c: run begin/end, runs [show|compare|baseline] */
+int run_main(int, char **);
+int runs_main(int, char **);
 
 #endif

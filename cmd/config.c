@@ -43,6 +43,7 @@ config_init(struct config *cfg)
 	cfg->opts.drain_timeout_s = 10;
 	cfg->opts.max_requests = 4096;
 	cfg->opts.access_log = "-";
+	cfg->opts.runs_keep = 50;
 	cfg->opts.shared_pins_s = 60;
 }
 
@@ -416,7 +417,8 @@ static const char *const config_keys[] = {"listen", "data", "upstream",
     "upstreams", "tag_freshness_seconds", "connect_timeout_ms",
     "response_timeout_ms", "idle_timeout_seconds", "drain_timeout_seconds",
     "max_requests", "platforms", "log_level", "access_log", "max_bytes",
-    "min_free_bytes", "min_free_percent", "low_water_percent", "shared_store"};
+    "min_free_bytes", "min_free_percent", "low_water_percent", "runs_keep",
+    "shared_store"};
 
 /* The store's budget (storage/lru.c): bytes and percentages, 0 is off. */
 static void
@@ -528,6 +530,7 @@ config_load_file(struct config *cfg, const char *path)
 	    cfg, root, "drain_timeout_seconds", 0, 3600, &o->drain_timeout_s);
 	config_int(cfg, root, "max_requests", 1, 1000000, &o->max_requests);
 	config_budget(cfg, root);
+	config_int(cfg, root, "runs_keep", 1, 100000, &o->runs_keep);
 	if ((v = json_object_get(root, "platforms")) != NULL) {
 		if (!json_is_array(v) ||
 		    json_array_size(v) > nitems(cfg->platforms))

@@ -46,9 +46,9 @@ struct evict {
 	struct event *tick_ev;
 	struct lru_item *items; /* the current plan */
 	size_t nitems, next;
-	uint64_t incoming; /* what the check that started it expects */
-	int force;	   /* gc: down to the low mark even if not crossed */
-	int all_partials;  /* gc, ENOSPC: every idle partial goes */
+	uint64_t need;	  /* what the check that started it found */
+	int force;	  /* gc: down to the low mark even if not crossed */
+	int all_partials; /* gc, ENOSPC: every idle partial goes */
 	int dry_run;
 	uint64_t freed; /* this run */
 	uint64_t extra; /* ENOSPC: at least this much */
@@ -58,60 +58,83 @@ struct evict {
 	struct req *gc_next;
 	uint64_t pinned_bytes; /* from the last walk */
 	int pins_over;
-	struct evict_reader *readers;
-	size_t nreaders;
+	struct evict_readers *readers;
 	uint64_t evictions, evicted_bytes, nospace;
-	struct req *verify; /* one verify at a time */
+	int64_t idle_until_ms; /* a run that freed nothing: wait for the tick */
+	struct req *verify;    /* one verify at a time */
 	int verify_repair;
 };
 
 /* Open readers ------------------------------------------------------------- */
 
+/*
+ * Counted per digest in a table that outlives the server if it must: a
+ * reply's file segment may be freed by libevent after the server is (its
+ * connection goes with the event base), so each holder keeps a reference.
+ */
+struct evict_readers {
+	unsigned refs;
+	struct evict_reader *r;
+	size_t n;
+};
+
 static struct evict_reader *
-evict_reader_find(struct evict *e, const struct digest *d)
+evict_reader_find(struct evict_readers *t, const struct digest *d)
 {
 	size_t i;
 
-	for (i = 0; i < e->nreaders; i++)
-		if (digest_equal(&e->readers[i].d, d))
-			return &e->readers[i];
+	for (i = 0; t != NULL && i < t->n; i++)
+		if (digest_equal(&t->r[i].d, d))
+			return &t->r[i];
 	return NULL;
 }
 
-void
+static void
+evict_readers_unref(struct evict_readers *t)
+{
+	if (--t->refs > 0)
+		return;
+	free(t->r);
+	free(t);
+}
+
+struct evict_readers *
 evict_reader_add(struct server *srv, const struct digest *d)
 {
-	struct evict *e = srv->evict;
+	struct evict_readers *t;
 	struct evict_reader *r;
 
-	if (e == NULL)
-		return;
-	if ((r = evict_reader_find(e, d)) == NULL) {
-		e->readers = xreallocarray(
-		    e->readers, e->nreaders + 1, sizeof *e->readers);
-		r = &e->readers[e->nreaders++];
+	if (srv->evict == NULL)
+		return NULL;
+	t = srv->evict->readers;
+	if ((r = evict_reader_find(t, d)) == NULL) {
+		t->r = xreallocarray(t->r, t->n + 1, sizeof *t->r);
+		r = &t->r[t->n++];
 		r->d = *d;
 		r->n = 0;
 	}
 	r->n++;
+	t->refs++;
+	return t;
 }
 
 void
-evict_reader_del(struct server *srv, const struct digest *d)
+evict_reader_del(struct evict_readers *t, const struct digest *d)
 {
-	struct evict *e = srv->evict;
 	struct evict_reader *r;
 
-	if (e == NULL || (r = evict_reader_find(e, d)) == NULL)
+	if (t == NULL)
 		return;
-	if (--r->n == 0)
-		*r = e->readers[--e->nreaders];
+	if ((r = evict_reader_find(t, d)) != NULL && --r->n == 0)
+		*r = t->r[--t->n];
+	evict_readers_unref(t);
 }
 
 static int
 evict_busy(struct evict *e, const struct digest *d)
 {
-	return evict_reader_find(e, d) != NULL || fill_digest_busy(e->srv, d);
+	return evict_reader_find(e->readers, d) != NULL ||
+	    fill_digest_busy(e->srv, d);
 }
 
 /* Usage -------------------------------------------------------------------- */
@@ -227,7 +250,12 @@ evict_plan_done(void *arg)
 		e->items[i].busy = evict_busy(e, &e->items[i].digest);
 	}
 	evict_usage(e, &u, partial);
-	need = lru_need(&e->budget, &u, e->incoming, e->force);
+	/*
+	 * A check's need stands: by now the fill that asked has written part
+	 * of its bytes, which the usage would count twice.  gc asks for the
+	 * low mark as things are now.
+	 */
+	need = e->force ? lru_need(&e->budget, &u, 0, 1) : e->need;
 	if (e->extra > need)
 		need = e->extra;
 	chosen = lru_plan(e->items, e->nitems, need, e->all_partials);
@@ -369,14 +397,22 @@ static void
 evict_run_end(struct evict *e)
 {
 	uint64_t freed = e->freed;
-	int was_forced = e->force || e->extra > 0;
+	int was_forced = e->force || e->extra > 0 || e->dry_run;
 
 	free(e->items);
 	e->items = NULL;
 	e->nitems = e->next = 0;
 	e->state = EVICT_IDLE;
 	e->force = e->all_partials = e->dry_run = 0;
-	e->extra = e->incoming = 0;
+	e->extra = e->need = 0;
+	/*
+	 * Nothing could go (all pinned or busy): no new walk per fill until
+	 * the next tick, or pins over the budget would walk the index on
+	 * every commit.
+	 */
+	if (!was_forced)
+		e->idle_until_ms =
+		    freed == 0 ? clock_now_ms() + EVICT_TICK_S * 1000 - 500 : 0;
 	if (e->gc_next != NULL) {
 		struct req *r = e->gc_next;
 
@@ -396,7 +432,7 @@ evict_check(struct server *srv, uint64_t incoming)
 {
 	struct evict *e = srv->evict;
 	struct lru_usage u;
-	uint64_t need, partial;
+	uint64_t need, partial, freed = 0;
 
 	if (e == NULL || !lru_budget_on(&e->budget) || e->state != EVICT_IDLE)
 		return;
@@ -405,9 +441,11 @@ evict_check(struct server *srv, uint64_t incoming)
 	if ((need = lru_need(&e->budget, &u, incoming, 0)) == 0)
 		return;
 	/* partial files go at once: a fill may be waiting for the room */
-	if (partial > 0 && evict_partials_now(e, need, 0) >= need)
+	if (partial > 0 && (freed = evict_partials_now(e, need, 0)) >= need)
 		return;
-	e->incoming = incoming;
+	if (clock_now_ms() < e->idle_until_ms)
+		return;
+	e->need = need - freed;
 	evict_start(e);
 }
 
@@ -721,6 +759,8 @@ evict_new(struct server *srv)
 
 	e = xcalloc(1, sizeof *e);
 	e->srv = srv;
+	e->readers = xcalloc(1, sizeof *e->readers);
+	e->readers->refs = 1;
 	e->budget.max_bytes = o->max_bytes;
 	e->budget.min_free_bytes = o->min_free_bytes;
 	e->budget.min_free_percent = (unsigned)o->min_free_percent;
@@ -748,6 +788,6 @@ evict_free(struct evict *e)
 	if (e->tick_ev != NULL)
 		event_free(e->tick_ev);
 	free(e->items);
-	free(e->readers);
+	evict_readers_unref(e->readers);
 	free(e);
 }

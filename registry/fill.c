@@ -1002,8 +1002,7 @@ fill_attach(struct req *r, enum fill_kind kind)
 	if (kind == FILL_BLOB && f->by_digest) {
 		/* a waiter reads the blob's file until it is done */
 		r->reading = f->digest;
-		r->have_reading = 1;
-		evict_reader_add(r->srv, &f->digest);
+		r->reading_tab = evict_reader_add(r->srv, &f->digest);
 	}
 	r->state = REQ_WAITING;
 	r->cache = joined ? REQ_CACHE_COALESCED : REQ_CACHE_MISS;
@@ -1030,10 +1029,8 @@ fill_detach(struct req *r)
 		return;
 	TAILQ_REMOVE(&f->waiters, r, wentry);
 	r->fill = NULL;
-	if (r->have_reading) {
-		evict_reader_del(r->srv, &r->reading);
-		r->have_reading = 0;
-	}
+	evict_reader_del(r->reading_tab, &r->reading);
+	r->reading_tab = NULL;
 	r->upstream_ms = f->upstream_ms;
 	fill_maybe_free(f);
 }

@@ -231,6 +231,8 @@ http_headers(
 	if (ctype != NULL && ctype[0] != '\0')
 		evhttp_add_header(h, "Content-Type", ctype);
 	if (d != NULL) {
+		r->served = *d;
+		r->have_served = 1;
 		digest_format(d, buf + 1);
 		evhttp_add_header(h, "Docker-Content-Digest", buf + 1);
 		buf[0] = '"';
@@ -394,7 +396,7 @@ req_range_invalid(struct req *r, uint64_t size)
 
 /* Sending a stored file: eviction leaves its digest alone until sent. */
 struct http_reader {
-	struct server *srv;
+	struct evict_readers *tab;
 	struct digest d;
 };
 
@@ -405,7 +407,7 @@ http_reader_cb(const struct evbuffer_file_segment *seg, int flags, void *arg)
 
 	(void)seg;
 	(void)flags;
-	evict_reader_del(hr->srv, &hr->d);
+	evict_reader_del(hr->tab, &hr->d);
 	free(hr);
 }
 
@@ -425,9 +427,8 @@ http_add_stored(struct req *r, struct evbuffer *buf, int fd, uint64_t off,
 	}
 	if (d != NULL) {
 		hr = xcalloc(1, sizeof *hr);
-		hr->srv = r->srv;
 		hr->d = *d;
-		evict_reader_add(r->srv, d);
+		hr->tab = evict_reader_add(r->srv, d);
 		evbuffer_file_segment_add_cleanup_cb(seg, http_reader_cb, hr);
 	}
 	rc = evbuffer_add_file_segment(buf, seg, 0, (ev_off_t)len);
@@ -653,6 +654,8 @@ req_finish(struct req *r, int status, const char *why)
 	if (r->xbody != NULL)
 		evbuffer_free(r->xbody);
 	metrics_request_done(srv, r);
+	if (srv->req_hook != NULL)
+		srv->req_hook(srv->req_hook_arg, r);
 	http_access_log(r, why);
 	TAILQ_REMOVE(&srv->reqs, r, entry);
 	srv->nreqs--;
@@ -666,6 +669,27 @@ static void
 http_base_handle(struct req *r)
 {
 	req_reply_mem(r, 200, "application/json", NULL, "{}", 2);
+}
+
+void
+req_hook_set(struct server *srv, req_hook_fn fn, void *arg)
+{
+	srv->req_hook = fn;
+	srv->req_hook_arg = arg;
+}
+
+/* The peer's address, kept: the connection may be gone at req_finish. */
+static void
+http_peer(struct req *r)
+{
+	char *addr = NULL;
+	ev_uint16_t port;
+
+	if (r->evcon == NULL)
+		return;
+	evhttp_connection_get_peer(r->evcon, &addr, &port);
+	if (addr != NULL)
+		xstrlcpy(r->peer, addr, sizeof r->peer);
 }
 
 /*
@@ -722,6 +746,7 @@ http_request_cb(struct evhttp_request *ev, void *arg)
 	}
 	TAILQ_INSERT_TAIL(&srv->reqs, r, entry);
 	srv->nreqs++;
+	http_peer(r);
 	http_nodelay(r->evcon);
 	evhttp_connection_set_closecb(r->evcon, http_close_cb, r);
 	/*

@@ -481,6 +481,7 @@ struct server_opts {
 	uint64_t min_free_bytes;
 	int64_t min_free_percent;
 	int64_t low_water_percent;   /* 0: the default, 90 */
+	int64_t runs_keep;	     /* `ccprewarm run`: finished runs kept */
 	struct s3_conf shared_store; /* .url NULL: no shared store */
 	const char *shared_node;     /* pin set name; NULL: the host name */
 	int64_t shared_pins_s;	     /* publish the pin set this often */
@@ -549,6 +550,8 @@ struct server_counters {
 enum req_method { REQ_GET, REQ_HEAD, REQ_POST, REQ_DELETE, REQ_OTHER };
 typedef void (*admin_fn)(struct req *, void *arg);
 typedef void (*metrics_fn)(struct evbuffer *, void *arg);
+/* Called by req_finish() for every request, before it is freed. */
+typedef void (*req_hook_fn)(void *arg, const struct req *);
 
 struct server {
 	struct event_base *base;
@@ -584,6 +587,8 @@ struct server {
 		void *arg;
 	} metrics_extra[4];
 	size_t nmetrics_extra;
+	req_hook_fn req_hook; /* runs/: attributes requests to open runs */
+	void *req_hook_arg;
 };
 
 /* X-Cache: what the cache did for this request. */
@@ -648,7 +653,10 @@ struct req {
 	/* a subsystem holding r while it waits (gc, verify): told first */
 	void (*finish_cb)(struct req *);
 	struct digest reading; /* a blob fill's digest, while a waiter */
-	int have_reading;
+	struct evict_readers *reading_tab;
+	char peer[48];	      /* the client's address, "" if unknown */
+	struct digest served; /* the Docker-Content-Digest replied */
+	int have_served;
 };
 
 /* http.c: struct req's one lifecycle -------------------------------------- */
@@ -738,9 +746,15 @@ void evict_check(struct server *, uint64_t incoming);
 void evict_nospace(struct server *, uint64_t wanted);
 /* 1 while pinned content alone exceeds the budget. */
 int evict_pins_over(const struct server *);
-/* A response is sending d from its file: it is not evicted meanwhile. */
-void evict_reader_add(struct server *, const struct digest *);
-void evict_reader_del(struct server *, const struct digest *);
+/*
+ * A response is sending d from its file: it is not evicted meanwhile.  add
+ * returns the reader table (a reference, NULL without eviction) that del
+ * takes back; it may outlive the server (libevent frees a reply's file
+ * segment when it likes).
+ */
+struct evict_readers;
+struct evict_readers *evict_reader_add(struct server *, const struct digest *);
+void evict_reader_del(struct evict_readers *, const struct digest *);
 
 /* passthru.c: an upstream request owned by one client request -------- */
 
@@ -776,6 +790,12 @@ void admin_stats(struct req *, void *);
 const char *req_admin_arg(struct req *);
 /* The request body, NUL-terminated (owned by the request), or NULL. */
 const char *req_body(struct req *, size_t *len);
+/*
+ * The one request hook (NULL to remove): fn sees every finished request in
+ * req_finish(), after the reply and before the request is freed.  Higher
+ * layers (runs/) plug in here, so registry/ never includes their headers.
+ */
+void req_hook_set(struct server *, req_hook_fn, void *arg);
 /* Metrics text written by a higher layer, appended to /metrics. */
 void metrics_add(struct server *, metrics_fn, void *arg);
 /* Loads the store-lifetime counters; 0 or -1. */

@@ -46,7 +46,7 @@ struct db {
 	MDB_env *env;
 	char *dir;
 	size_t mapsize;
-	MDB_dbi blobs, tags, pins, jobs, counters, meta;
+	MDB_dbi blobs, tags, pins, jobs, counters, meta, runs;
 	struct db_touch *touch; /* DB_TOUCH_SLOTS entries */
 	size_t ntouch;
 	uint64_t bytes, count; /* running totals of the blob records */
@@ -62,6 +62,7 @@ static const struct {
     {"jobs", offsetof(struct db, jobs)},
     {"counters", offsetof(struct db, counters)},
     {"meta", offsetof(struct db, meta)},
+    {"runs", offsetof(struct db, runs)},
 };
 
 /* Encoding ----------------------------------------------------------------- */
@@ -1357,8 +1358,10 @@ db_job_del(struct db *db, const char *id)
 	return 0;
 }
 
-int
-db_job_list(struct db *db,
+/* Copies out every record of dbi, then calls fn for each, outside any
+ * transaction (fn may write). */
+static int
+db_walk(struct db *db, MDB_dbi dbi, const char *what,
     void (*fn)(void *, const char *, const void *, size_t), void *arg)
 {
 	MDB_cursor *cur = NULL;
@@ -1375,8 +1378,8 @@ db_job_list(struct db *db,
 	/* Copy out first: fn may write, and no transaction spans a callback. */
 	if (db_txn_begin(db, MDB_RDONLY, &txn) == -1)
 		return -1;
-	if ((err = mdb_cursor_open(txn, db->jobs, &cur)) != 0) {
-		db_log(db, "walk jobs in", db->dir, err);
+	if ((err = mdb_cursor_open(txn, dbi, &cur)) != 0) {
+		db_log(db, what, db->dir, err);
 		goto out;
 	}
 	while ((err = mdb_cursor_get(
@@ -1400,5 +1403,96 @@ out:
 		free(recs[i].val);
 	}
 	free(recs);
+	return rc;
+}
+
+int
+db_job_list(struct db *db,
+    void (*fn)(void *, const char *, const void *, size_t), void *arg)
+{
+	return db_walk(db, db->jobs, "walk jobs in", fn, arg);
+}
+
+/* Run records: opaque bytes the caller encodes (versioned), by run name. */
+
+int
+db_run_put(struct db *db, const char *name, const void *val, size_t len)
+{
+	return db_put1(db, db->runs, db_val(name, strlen(name)),
+	    db_val(val, len), "write run", name);
+}
+
+/* A value copied out of its transaction (db_get1's decoder). */
+struct db_bytes {
+	void *p;
+	size_t len;
+};
+
+static int
+db_bytes_decode_cb(const MDB_val *v, void *out)
+{
+	struct db_bytes *b = out;
+
+	b->p = xmalloc(v->mv_size > 0 ? v->mv_size : 1);
+	memcpy(b->p, v->mv_data, v->mv_size);
+	b->len = v->mv_size;
+	return 0;
+}
+
+int
+db_run_get(struct db *db, const char *name, void **val, size_t *len)
+{
+	struct db_bytes b = {NULL, 0};
+	int rc;
+
+	rc = db_get1(db, db->runs, db_val(name, strlen(name)),
+	    db_bytes_decode_cb, &b, "run", name);
+	*val = b.p;
+	*len = b.len;
+	return rc;
+}
+
+int
+db_run_del(struct db *db, const char *name)
+{
+	return db_del1(
+	    db, db->runs, db_val(name, strlen(name)), "delete run", name);
+}
+
+int
+db_run_list(struct db *db,
+    void (*fn)(void *, const char *, const void *, size_t), void *arg)
+{
+	return db_walk(db, db->runs, "walk runs in", fn, arg);
+}
+
+/* The baseline run's name, in "meta" (run names never clash with it). */
+#define DB_RUNS_BASELINE "runs.baseline"
+
+int
+db_run_baseline_set(struct db *db, const char *name)
+{
+	return db_put1(db, db->meta,
+	    db_val(DB_RUNS_BASELINE, strlen(DB_RUNS_BASELINE)),
+	    db_val(name, strlen(name)), "write baseline", name);
+}
+
+int
+db_run_baseline_get(struct db *db, char *buf, size_t len)
+{
+	struct db_bytes b = {NULL, 0};
+	int rc;
+
+	buf[0] = '\0';
+	rc = db_get1(db, db->meta,
+	    db_val(DB_RUNS_BASELINE, strlen(DB_RUNS_BASELINE)),
+	    db_bytes_decode_cb, &b, "baseline", DB_RUNS_BASELINE);
+	if (rc == 0) {
+		if (b.len >= len)
+			b.len = len - 1;
+		memcpy(buf, b.p, b.len);
+		buf[b.len] = '\0';
+	}
+	free(b.p);
 	return rc;
 }

@@ -265,6 +265,21 @@ int db_job_list(struct db *,
     void (*fn)(void *arg, const char *id, const void *val, size_t len),
     void *arg);
 
+/*
+ * Run records (`ccprewarm run`): opaque bytes encoded by runs/, by name.
+ * db_run_get: 0 and a new *val (caller frees), 1 absent, -1 error.
+ * db_run_del: 0, 1 absent, -1.  db_run_list as db_job_list.
+ */
+int db_run_put(struct db *, const char *name, const void *, size_t);
+int db_run_get(struct db *, const char *name, void **val, size_t *len);
+int db_run_del(struct db *, const char *name);
+int db_run_list(struct db *,
+    void (*fn)(void *arg, const char *name, const void *val, size_t len),
+    void *arg);
+/* The run `runs compare` measures against: set 0/-1; get 0 (name copied
+ * into buf), 1 none set, -1 error. */
+int db_run_baseline_set(struct db *, const char *name);
+int db_run_baseline_get(struct db *, char *buf, size_t len);
 /* verify.c: the store checked against its index ------------------------ */
 
 enum verify_kind {

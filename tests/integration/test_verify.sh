@@ -3,6 +3,7 @@
 # altered on disk, an index entry whose file was deleted and an orphan file
 # are all found (exit status not 0), `verify --repair` fixes all three
 # (the altered one quarantined, not deleted) and a second verify is clean.
+# A leftover temp file is found and removed as well.
 # Online (admin API, re-hashing on a worker) and offline (--data).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_net.sh"
@@ -39,13 +40,15 @@ damage() {
 	w=$(store_path "$D" "${BLOB[W]}")
 	mkdir -p "$(dirname "$w")"
 	cp "$T_TMP/W" "$w"
+	# a temp file nothing will finish
+	echo leftover >"$D/tmp/fill-leftover"
 }
 
 check_found() {
 	local prefix=$1 kinds
 	kinds=$(jq -r '.problems[] | "\(.kind) \(.digest)"' "$CLI_OUT" 2>/dev/null | sort | tr '\n' ' ')
-	want=$(printf '%s\n' "corrupt ${BLOB[X]}" "missing ${BLOB[Y]}" "orphan ${BLOB[W]}" | sort | tr '\n' ' ')
-	check_eq "$prefix/finds-all-three" "$kinds" "$want" "problems verify reported"
+	want=$(printf '%s\n' "corrupt ${BLOB[X]}" "missing ${BLOB[Y]}" "orphan ${BLOB[W]}" "temp null" | sort | tr '\n' ' ')
+	check_eq "$prefix/finds-all" "$kinds" "$want" "problems verify reported"
 }
 
 for mode in online offline; do
