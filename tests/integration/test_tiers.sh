@@ -3,8 +3,8 @@
 # One parent ccprewarm in front of the origin (docker-registry), three
 # children whose upstream is the parent, three clients per child pulling the
 # same cold set at once.  The origin's own access log must show each blob
-# fetched exactly once, every pull byte-identical; with the origin stopped
-# every child still serves the set.
+# fetched exactly once, every pull byte-identical; a HEAD at a child warms
+# the parent; with the origin stopped every child still serves the set.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_prewarm.sh"
 t_init tiers
@@ -61,7 +61,19 @@ multi=$(echo "$counts" | awk '$1 > 1' | head -5 | tr '\n' ' ')
 check tiers/origin-each-blob-once "origin served $ngot distinct blobs (want $nwant), more than once: ${multi:-none}" \
 	[ "$ngot" -eq "$nwant" ] && [ -z "$multi" ]
 
+# A client HEADs a blob nobody has at child C1: the parent fills it (a
+# parent that fills only on GET leaves the tier cold).
+hd=$(seed_q '.images[] | select(.ref == "test/multi-docker:v1") | .platforms[0].layers[-1].digest')
+req HEAD "$C1_URL/v2/test/multi-docker/blobs/$hd"
+check tiers/child-head "HEAD at the child answered $R_CODE" [ "$R_CODE" = 200 ]
+end=$((SECONDS + 30))
+until store_has "$P_DATA" "$hd" || [ $SECONDS -ge $end ]; do sleep 0.2; done
+check tiers/parent-fills-on-head "the parent did not store $hd after the child's HEAD" store_has "$P_DATA" "$hd"
+
 stop UP
+req GET "$C2_URL/v2/test/multi-docker/blobs/$hd"
+check tiers/head-warmed-tier "GET at another child with the origin stopped: $R_CODE" \
+	[ "$R_CODE" = 200 ] && [ "sha256:$(sha256_of "$R_BODY")" = "$hd" ]
 bad=
 for c in C1 C2 C3; do
 	hpv="${c}_HOSTPORT"
