@@ -3,7 +3,8 @@
 # One parent ccprewarm in front of the origin (docker-registry), three
 # children whose upstream is the parent, three clients per child pulling the
 # same cold set at once.  The origin's own access log must show each blob
-# fetched exactly once, every pull byte-identical; a HEAD at a child warms
+# fetched exactly once, each tag asked once although the children re-check
+# tags on every request, every pull byte-identical; a HEAD at a child warms
 # the parent; with the origin stopped every child still serves the set.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_prewarm.sh"
@@ -12,8 +13,10 @@ t_init tiers
 start_registry UP || exit 1
 seed_registry "$UP_URL" || exit 1
 start_ccprewarm P "$UP_URL" || exit 1
+# Children re-check tags on every request (--tag-freshness 0), the parent
+# keeps its default window: the origin must see each tag once.
 for c in C1 C2 C3; do
-	start_ccprewarm "$c" "$P_URL" || exit 1
+	start_ccprewarm "$c" "$P_URL" --tag-freshness 0 || exit 1
 done
 REFS=(test/single-oci:v1 test/single-docker:v1 test/shared-a:v1 test/shared-b:v1)
 # Start counting the origin's blob GETs from here.
@@ -58,6 +61,16 @@ done | sort -u)
 nwant=$(echo "$want" | wc -l)
 ngot=$(echo "$counts" | grep -c .)
 multi=$(echo "$counts" | awk '$1 > 1' | head -5 | tr '\n' ' ')
+tagreqs=$(grep -oE '"(GET|HEAD) /v2/[^ ]+/manifests/[^ @:]+ HTTP' "$T_TMP/up.log" |
+	grep -v '/manifests/sha256' | awk '{ n[$2]++ } END { for (k in n) print n[k], k }' | sort -k2)
+ntag=$(echo "$tagreqs" | grep -c .)
+tagmulti=$(echo "$tagreqs" | awk '$1 > 1' | tr '\n' ' ')
+check tiers/tag-freshness-not-stacked "origin saw $ntag tags (want ${#REFS[@]}), more than once: ${tagmulti:-none}" \
+	[ "$ntag" -eq "${#REFS[@]}" ] && [ -z "$tagmulti" ]
+# and the children did re-check: their parent saw more than one request per tag
+nrecheck=$(grep -c '/manifests/v1"' "$P_LOG")
+check tiers/children-rechecked "children made $nrecheck tag requests to the parent" \
+	[ "$nrecheck" -gt $((3 * ${#REFS[@]})) ]
 check tiers/origin-each-blob-once "origin served $ngot distinct blobs (want $nwant), more than once: ${multi:-none}" \
 	[ "$ngot" -eq "$nwant" ] && [ -z "$multi" ]
 
