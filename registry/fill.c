@@ -68,6 +68,7 @@ struct fill {
 	unsigned char *wbuf; /* received, not yet written (FILL_WBUF) */
 	size_t wlen;
 	int persist_failed;
+	char up_cache[32];     /* the tier above's X-Cache, or "" */
 	struct s3_xfer *sxfer; /* reading from the shared store */
 	int shared;	       /* bytes came from the shared store */
 };
@@ -315,6 +316,16 @@ fill_headers_cb(void *arg, const struct upstream_response *resp)
 	f->upstream_ms = resp->duration_ms;
 	if (resp->status != 200 && resp->status != 206)
 		return 0; /* failed in fill_done_cb */
+	if (resp->x_cache != NULL && f->up_cache[0] == '\0' &&
+	    resp->x_cache[strspn(
+		resp->x_cache, "ABCDEFGHIJKLMNOPQRSTUVWXYZ, ")] == '\0') {
+		/* a cache above us (a parent tier): which of its tiers served
+		 */
+		xstrlcpy(f->up_cache, resp->x_cache, sizeof f->up_cache);
+		f->srv->ctr
+		    .tier_fills[strncmp(resp->x_cache, "HIT", 3) == 0 ? 0
+								      : 1]++;
+	}
 	if (f->kind == FILL_MANIFEST) {
 		if (resp->content_length > OCI_MANIFEST_MAX)
 			return -1;
@@ -1064,6 +1075,7 @@ fill_pump_manifest(struct req *r)
 	if (f->state != FILL_DONE)
 		return;
 	fill_detach(r);
+	xstrlcpy(r->up_cache, f->up_cache, sizeof r->up_cache);
 	/* f stays alive: fill_each_waiter holds it while we run */
 	req_reply_mem(r, 200, f->media_type, &f->digest, body, len);
 }
@@ -1080,6 +1092,7 @@ fill_pump_blob(struct req *r)
 		return;
 	written = blobstore_tmp_size(f->tmp);
 	if (r->state == REQ_WAITING) {
+		xstrlcpy(r->up_cache, f->up_cache, sizeof r->up_cache);
 		if (f->size < 0) {
 			if (!fill_verified(f) && r->method == REQ_HEAD)
 				return;

@@ -71,6 +71,7 @@ struct upstream_response {
 	long ratelimit_limit;	  /* -1 if absent */
 	long ratelimit_remaining; /* -1 if absent */
 	int64_t duration_ms;	  /* from start to headers */
+	const char *x_cache; /* a cache upstream's X-Cache (a parent tier) */
 };
 
 struct upstream_cbs {
@@ -537,6 +538,8 @@ struct server_counters {
 	uint64_t bytes_saved;		/* all but MISS */
 	uint64_t upstream_bytes;
 	uint64_t digest_mismatches;
+	uint64_t tier_fills[2]; /* fills a cache upstream served: [0] from its
+				   store (X-Cache HIT), [1] from further up */
 	uint64_t upstream_errors;
 	uint64_t requests;
 	uint64_t http[METRICS_NROUTES][METRICS_NSTATUS];
@@ -657,6 +660,7 @@ struct req {
 	char peer[48];	      /* the client's address, "" if unknown */
 	struct digest served; /* the Docker-Content-Digest replied */
 	int have_served;
+	char up_cache[32]; /* X-Cache of the tier above that filled it, or "" */
 };
 
 /* http.c: struct req's one lifecycle -------------------------------------- */

@@ -137,6 +137,7 @@ struct upstream_resp {
 	char *content_range;
 	char *retry_after;
 	char *www_authenticate;
+	char *x_cache;
 	long ratelimit_limit;
 	long ratelimit_remaining;
 	int has_location;
@@ -205,6 +206,7 @@ static const struct {
 	offsetof(struct upstream_resp, www_authenticate)},
     {"location", UPSTREAM_HDR_PRESENT,
 	offsetof(struct upstream_resp, has_location)},
+    {"x-cache", UPSTREAM_HDR_STR, offsetof(struct upstream_resp, x_cache)},
 };
 
 /* libcurl's global state, initialised with the first client. */
@@ -554,6 +556,7 @@ upstream_resp_reset(struct upstream_resp *resp)
 	free(resp->content_range);
 	free(resp->retry_after);
 	free(resp->www_authenticate);
+	free(resp->x_cache);
 	memset(resp, 0, sizeof *resp);
 	resp->content_length = -1;
 	resp->ratelimit_limit = -1;
@@ -877,6 +880,7 @@ upstream_xfer_deliver_headers(struct upstream_xfer *x)
 	r.retry_after = x->resp.retry_after;
 	r.ratelimit_limit = x->resp.ratelimit_limit;
 	r.ratelimit_remaining = x->resp.ratelimit_remaining;
+	r.x_cache = x->resp.x_cache;
 	r.duration_ms = clock_now_ms() - x->start_ms;
 	if (x->up != NULL)
 		upstream_note_response(x->up, &r);

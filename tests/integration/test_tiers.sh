@@ -83,10 +83,23 @@ end=$((SECONDS + 30))
 until store_has "$P_DATA" "$hd" || [ $SECONDS -ge $end ]; do sleep 0.2; done
 check tiers/parent-fills-on-head "the parent did not store $hd after the child's HEAD" store_has "$P_DATA" "$hd"
 
+# X-Cache says which tier served: a blob cold everywhere is "MISS, MISS"
+# at a child, one the parent has is "MISS, HIT".
+# a layer of multi-docker that no image pulled so far has
+cold=$(seed_q '.images[] | select(.ref == "test/multi-docker:v1") | .platforms[].layers[].digest' |
+	grep -vxF -e "$hd" -f <(echo "$want") | head -n 1)
+req GET "$C1_URL/v2/test/multi-docker/blobs/$cold"
+check tiers/x-cache-cold "X-Cache '$(hdr X-Cache)', HTTP $R_CODE" [ "$(hdr X-Cache)" = "MISS, MISS" ]
+
 stop UP
 req GET "$C2_URL/v2/test/multi-docker/blobs/$hd"
 check tiers/head-warmed-tier "GET at another child with the origin stopped: $R_CODE" \
 	[ "$R_CODE" = 200 ] && [ "sha256:$(sha256_of "$R_BODY")" = "$hd" ]
+check tiers/x-cache-parent "X-Cache '$(hdr X-Cache)'" [ "$(hdr X-Cache)" = "MISS, HIT" ]
+req GET "$C2_URL/v2/test/multi-docker/blobs/$hd"
+check tiers/x-cache-own "X-Cache '$(hdr X-Cache)'" [ "$(hdr X-Cache)" = "HIT" ]
+tf=$(curl -sf "$C2_URL/metrics" | awk '$1 == "ccprewarm_tier_fills_total{tier=\"parent\"}" { print $2 }')
+check tiers/metrics-tier "C2's ccprewarm_tier_fills_total{tier=\"parent\"} is '$tf'" [ "${tf:-0}" -ge 1 ]
 bad=
 for c in C1 C2 C3; do
 	hpv="${c}_HOSTPORT"
