@@ -24,7 +24,7 @@ LIBS    = $(shell pkg-config --libs $(PKGS)) -lpthread
 
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 
-LIB_SRC  = $(wildcard common/*.c storage/*.c registry/*.c prewarm/*.c runs/*.c)
+LIB_SRC  = $(wildcard common/*.c storage/*.c registry/*.c prewarm/*.c)
 CMD_SRC  = $(wildcard cmd/*.c)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)
@@ -73,6 +73,10 @@ fuzz:
 # Installs what is missing (Debian), builds, starts the mirror with defaults.
 run: deps all
 	@mkdir -p $(or $(DATA),var/data)
+	@echo 'ccprewarm: point dockerd at it: add {"registry-mirrors": ["http://127.0.0.1:5000"]}'
+	@echo '  (or the --listen address of ARGS) to /etc/docker/daemon.json and restart dockerd;'
+	@echo '  containerd and podman: see README.md.  `make install` puts ccprewarm on PATH'
+	@echo '  (PREFIX=$(PREFIX)) for the CLI: ccprewarm stats, enroll, ...'
 	exec $(BUILD)/ccprewarm serve --data $(or $(DATA),var/data) $(ARGS)
 
 deps:

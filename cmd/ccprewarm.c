@@ -45,15 +45,21 @@ static const struct cmd {
 	pins_main},
     {"stats", "stats [--server URL] [--json] [--diff BEFORE.json]", stats_main},
     {"enroll",
-	"enroll RECIPE... [--version V] [--all-overlays] "
-	"[--allow-floating]\n        [--recipes-dir DIR] [--platform P]... "
+	"enroll RECIPE... [--versions N | --version V] "
+	"[--catalogue[=FILE]]\n        [--all-overlays] "
+	"[--allow-floating] [--recipes-dir DIR] [--platform P]... "
 	"[--docker[=SOCKET]] [--server URL] "
 	"[--json] [--no-wait]",
 	enroll_main},
-    {"unenroll", "unenroll RECIPE... [--server URL] [--json]", unenroll_main},
+    {"unenroll", "unenroll RECIPE... [--version V] [--server URL] [--json]",
+	unenroll_main},
     {"list", "list [--server URL] [--json]", list_main},
     {"status", "status RECIPE [--server URL] [--json]", status_main},
     {"warm", "warm [--server URL] [--json] [--no-wait]", warm_main},
+    {"catalogue",
+	"catalogue list [RECIPE...] [--catalogue FILE] [--versions N] "
+	"[--json]",
+	catalogue_main},
     {"run",
 	"run begin NAME [--label KEY=VALUE]... [--client ADDR] [--server URL]\n"
 	"        | run end NAME [--server URL] [--json]",
@@ -275,6 +281,7 @@ cmd_serve(int argc, char **argv)
 		goto out;
 	if ((pw = prewarm_new(srv, cfg.platforms, cfg.nplatforms)) == NULL)
 		goto out;
+	prewarm_set_versions(pw, cfg.recipe_versions);
 	if ((runs = runs_new(srv, cfg.opts.runs_keep)) == NULL)
 		goto out;
 	sigterm = evsignal_new(base, SIGTERM, cmd_signal_cb, srv);

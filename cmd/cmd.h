@@ -6,7 +6,6 @@
 #define CMD_H
 
 #include "../prewarm/prewarm.h"
-#include "../runs/runs.h"
 
 #define CONFIG_DEFAULT_LISTEN "127.0.0.1:5000"
 #define CONFIG_DEFAULT_DATA "/var/lib/ccprewarm"
@@ -22,6 +21,7 @@ struct config {
 	char *log_level;
 	const char *platforms[8]; /* pre-warm; none: this machine's */
 	size_t nplatforms;
+	int64_t recipe_versions; /* enroll's default --versions */
 	int errors; /* problems found so far (each already printed) */
 };
 
@@ -58,6 +58,39 @@ int client_request_unix(const char *sock, const char *method, const char *url,
 /* docker.c: --docker: pull an image into dockerd through the mirror. */
 int docker_warm(const char *sock, const char *server, const char *ref);
 
+/* catalogue.c: abra's recipes.json (CLI only) */
+struct catalogue_image {
+	char *service;
+	char *ref;    /* canonical "host/repo:tag" */
+	char *digest; /* NULL when the catalogue says "unknown" */
+};
+struct catalogue_version {
+	char *version;
+	struct catalogue_image *images;
+	size_t nimages;
+};
+struct catalogue_recipe {
+	char *name;
+	struct catalogue_version *versions; /* in catalogue order */
+	size_t nversions;
+};
+struct catalogue {
+	struct catalogue_recipe *recipes;
+	size_t nrecipes;
+};
+/* $ABRA_DIR/catalogue/recipes.json, else ~/.abra/catalogue/recipes.json */
+const char *catalogue_default_path(char *buf, size_t len);
+/* A new catalogue, or NULL with one line in err. */
+struct catalogue *catalogue_load(const char *path, char *err, size_t errlen);
+void catalogue_free(struct catalogue *); /* NULL-safe */
+const struct catalogue_recipe *catalogue_find(
+    const struct catalogue *, const char *name);
+const struct catalogue_version *catalogue_version_find(
+    const struct catalogue_recipe *, const char *version);
+/* The n newest released versions into out (borrowed); how many. */
+size_t catalogue_window(const struct catalogue_recipe *, size_t n,
+    const struct catalogue_version **out);
+int catalogue_main(int, char **);
 /* gc.c, verify.c, pins.c: the store's lifecycle */
 int gc_main(int, char **);
 int verify_main(int, char **);

@@ -37,11 +37,15 @@ config_init(struct config *cfg)
 {
 	memset(cfg, 0, sizeof *cfg);
 	cfg->opts.tag_freshness_s = 300;
+	cfg->recipe_versions = 2;
 	cfg->opts.connect_timeout_ms = 5000;
 	cfg->opts.response_timeout_ms = 10000;
 	cfg->opts.idle_timeout_s = 120;
 	cfg->opts.drain_timeout_s = 10;
 	cfg->opts.max_requests = 4096;
+	cfg->opts.header_timeout_s = 20;
+	cfg->opts.stall_s = 20;
+	cfg->opts.stall_total_s = 60;
 	cfg->opts.access_log = "-";
 	cfg->opts.runs_keep = 50;
 	cfg->opts.shared_pins_s = 60;
@@ -418,7 +422,8 @@ static const char *const config_keys[] = {"listen", "data", "upstream",
     "response_timeout_ms", "idle_timeout_seconds", "drain_timeout_seconds",
     "max_requests", "platforms", "log_level", "access_log", "max_bytes",
     "min_free_bytes", "min_free_percent", "low_water_percent", "runs_keep",
-    "shared_store"};
+    "header_timeout_seconds", "index_map_bytes", "upstream_stall_seconds",
+    "upstream_stall_total_seconds", "recipe_versions", "shared_store"};
 
 /* The store's budget (storage/lru.c): bytes and percentages, 0 is off. */
 static void
@@ -529,8 +534,17 @@ config_load_file(struct config *cfg, const char *path)
 	config_int(
 	    cfg, root, "drain_timeout_seconds", 0, 3600, &o->drain_timeout_s);
 	config_int(cfg, root, "max_requests", 1, 1000000, &o->max_requests);
+	config_int(cfg, root, "recipe_versions", 1, 32, &cfg->recipe_versions);
 	config_budget(cfg, root);
 	config_int(cfg, root, "runs_keep", 1, 100000, &o->runs_keep);
+	config_int(
+	    cfg, root, "header_timeout_seconds", 0, 3600, &o->header_timeout_s);
+	/* LMDB grows the file up to this; a few KiB per blob and tag */
+	config_int(cfg, root, "index_map_bytes", (int64_t)1 << 16,
+	    (int64_t)1 << 40, &o->index_map_bytes);
+	config_int(cfg, root, "upstream_stall_seconds", 1, 3600, &o->stall_s);
+	config_int(cfg, root, "upstream_stall_total_seconds", 1, 86400,
+	    &o->stall_total_s);
 	if ((v = json_object_get(root, "platforms")) != NULL) {
 		if (!json_is_array(v) ||
 		    json_array_size(v) > nitems(cfg->platforms))

@@ -3,8 +3,8 @@
  * pull its images into the local dockerd (Engine API over its unix
  * socket), so the node's layer store is warm too.  docker.io images are
  * pulled by name (dockerd's registry-mirrors sends them to the mirror);
- * images of other registries are pulled through the mirror's path prefix
- * and tagged with their original reference.
+ * images of other registries are pulled through the mirror's path prefix,
+ * tagged with their original reference, and the prefixed name removed.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,5 +83,12 @@ docker_warm(const char *sock, const char *server, const char *canonical)
 	/* the original name, so compose files find it */
 	snprintf(path, sizeof path, "/images/%s:%s/tag?repo=%s/%s&tag=%s", from,
 	    tag, ref.host, ref.repo, tag);
-	return docker_call(sock, "POST", path, canonical);
+	if (docker_call(sock, "POST", path, canonical) == -1)
+		return -1;
+	/*
+	 * Drop the mirror-prefixed name: only a name goes, not the image
+	 * (it has the original name now), and no layer is pruned.
+	 */
+	snprintf(path, sizeof path, "/images/%s:%s?noprune=1", from, tag);
+	return docker_call(sock, "DELETE", path, canonical);
 }

@@ -1,13 +1,13 @@
 /*
- * prewarm/job.c: the daemon side of pre-warming.  An enrolment is a job
- * keyed by recipe name: its image references are resolved through the
- * mirror's own upstream routing (tag -> index -> the configured platforms'
- * manifests -> config + layers), every missing digest is fetched through
- * the same single-flight fills that clients use, with bounded parallelism,
- * and when the closure is complete it is pinned under (recipe, version).
- * Jobs are durable: the record in LMDB is rewritten as images finish, and
- * jobs that were running when the daemon stopped resume at start-up,
- * skipping what is already stored.
+ * prewarm/job.c: one enrolled (recipe, version), fetched and pinned.  Its
+ * image references are resolved through the mirror's own upstream routing
+ * (tag -> index -> the configured platforms' manifests -> config +
+ * layers), every missing digest is fetched through the same single-flight
+ * fills that clients use, with bounded parallelism, and when the closure
+ * is complete it is pinned under (recipe, version).  Jobs are durable: the
+ * record in LMDB (encoded and decoded here) is rewritten as images finish,
+ * and enrol.c resumes interrupted ones at start-up, skipping what is
+ * already stored.
  */
 #include <sys/utsname.h>
 
@@ -22,30 +22,15 @@
 #include <jansson.h>
 
 #include "../common/common.h"
-#include "prewarm.h"
+#include "internal.h"
 
 #define JOB_PARALLEL 4
-#define JOB_MAX_IMAGES 256
-#define JOB_RECORD_VERSION 1
 
-enum job_state { JOB_QUEUED, JOB_RUNNING, JOB_DONE, JOB_FAILED };
-static const char *const job_state_names[] = {
-    "queued", "running", "warm", "failed"};
-
-enum job_image_state { JOB_IMG_PENDING, JOB_IMG_DONE, JOB_IMG_FAILED };
-static const char *const job_image_state_names[] = {
-    "pending", "warm", "failed"};
+const char *const job_state_names[4] = {"queued", "running", "warm", "failed"};
+const char *const job_image_state_names[3] = {"pending", "warm", "failed"};
+const char *const job_reason_names[3] = {"window", "explicit", "checkout"};
 
 enum job_op_kind { JOB_OP_TAG, JOB_OP_MANIFEST, JOB_OP_BLOB };
-
-struct job_image {
-	char ref[REF_STRLEN];
-	struct ref parsed;
-	struct upstream *up;
-	enum job_image_state state;
-	int pending; /* ops not yet finished */
-	char error[200];
-};
 
 struct job_op {
 	TAILQ_ENTRY(job_op) entry;
@@ -58,39 +43,11 @@ struct job_op {
 	struct fill_sub *sub;
 };
 
-struct job {
-	TAILQ_ENTRY(job) entry;
-	struct prewarm *pw;
-	char recipe[128];
-	char version[128];
-	enum job_state state;
-	struct job_image *images;
-	size_t nimages;
-	struct digest *closure;
-	size_t nclosure, closure_cap;
-	uint64_t bytes_total, bytes_fetched, bytes_present;
-	size_t blobs_total, blobs_done;
-	size_t active;
-	TAILQ_HEAD(, job_op) queue; /* waiting for a slot */
-	TAILQ_HEAD(, job_op) running;
-	int64_t started_at, finished_at;
-	char platforms[8][48]; /* the enrolment's own; none: the daemon's */
-	size_t nplatforms;
-};
-
-struct prewarm {
-	struct server *srv;
-	char platforms[8][48];
-	size_t nplatforms;
-	TAILQ_HEAD(, job) jobs;
-	struct event *resume_ev;
-};
-
 static void job_pump(struct job *);
 static void job_op_done(struct job_op *, const char *why);
 
 /* "linux/amd64" for this machine, as docker names it. */
-static void
+void
 job_native_platform(char *buf, size_t len)
 {
 	struct utsname u;
@@ -138,7 +95,7 @@ job_platform_match(const struct job *j, const struct oci_desc *d)
 
 /* Record encoding (fixed layout, versioned; no JSON in LMDB) ------------- */
 
-static void
+void
 job_put_str(struct evbuffer *b, const char *s)
 {
 	uint16_t n = (uint16_t)strlen(s);
@@ -148,7 +105,7 @@ job_put_str(struct evbuffer *b, const char *s)
 	evbuffer_add(b, s, n);
 }
 
-static void
+void
 job_put_u64(struct evbuffer *b, uint64_t v)
 {
 	unsigned char x[8];
@@ -159,11 +116,21 @@ job_put_u64(struct evbuffer *b, uint64_t v)
 	evbuffer_add(b, x, 8);
 }
 
-static void
+/* The record id of a version: "recipe@version" ('@' is no recipe char). */
+void
+job_id(const struct job *j, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s@%s", j->recipe, j->version);
+}
+
+void
 job_save(struct job *j)
 {
 	struct evbuffer *b = evbuffer_new();
 	unsigned char hdr[2] = {JOB_RECORD_VERSION, (unsigned char)j->state};
+	unsigned char tail[2] = {
+	    (unsigned char)j->reasons, (unsigned char)j->pinned};
+	char id[300];
 	size_t i;
 
 	evbuffer_add(b, hdr, 2);
@@ -178,23 +145,21 @@ job_save(struct job *j)
 		job_put_str(b, j->images[i].ref);
 		evbuffer_add(b, &st, 1);
 		job_put_str(b, j->images[i].error);
+		job_put_str(b, j->images[i].want);
+		job_put_str(b, j->images[i].service);
 	}
 	job_put_u64(b, j->nplatforms);
 	for (i = 0; i < j->nplatforms; i++)
 		job_put_str(b, j->platforms[i]);
-	if (db_job_put(j->pw->srv->db, j->recipe, evbuffer_pullup(b, -1),
+	evbuffer_add(b, tail, 2);
+	job_id(j, id, sizeof id);
+	if (db_job_put(j->pw->srv->db, id, evbuffer_pullup(b, -1),
 		evbuffer_get_length(b)) == -1)
-		log_warn("cannot record the progress of '%s'", j->recipe);
+		log_warn("cannot record the progress of '%s'", id);
 	evbuffer_free(b);
 }
 
-struct job_rd {
-	const unsigned char *p;
-	size_t len, off;
-	int bad;
-};
-
-static uint64_t
+uint64_t
 job_get_u64(struct job_rd *r)
 {
 	uint64_t v = 0;
@@ -210,7 +175,7 @@ job_get_u64(struct job_rd *r)
 	return v;
 }
 
-static void
+void
 job_get_str(struct job_rd *r, char *out, size_t size)
 {
 	size_t n;
@@ -234,13 +199,14 @@ job_get_str(struct job_rd *r, char *out, size_t size)
 /* Jobs ----------------------------------------------------------------------
  */
 
-static struct job *
-job_find(struct prewarm *pw, const char *recipe)
+struct job *
+job_find(struct prewarm *pw, const char *recipe, const char *version)
 {
 	struct job *j;
 
 	TAILQ_FOREACH(j, &pw->jobs, entry)
-		if (strcmp(j->recipe, recipe) == 0)
+		if (strcmp(j->recipe, recipe) == 0 &&
+		    strcmp(j->version, version) == 0)
 			return j;
 	return NULL;
 }
@@ -262,7 +228,7 @@ job_cancel_ops(struct job *j)
 	j->active = 0;
 }
 
-static void
+void
 job_free(struct job *j)
 {
 	if (j == NULL)
@@ -270,37 +236,51 @@ job_free(struct job *j)
 	job_cancel_ops(j);
 	free(j->images);
 	free(j->closure);
+	free(j->closure_size);
 	free(j);
 }
 
-static struct job *
+/* Versions of a recipe stay in order, newest first. */
+struct job *
 job_new(struct prewarm *pw, const char *recipe, const char *version)
 {
-	struct job *j = xcalloc(1, sizeof *j);
+	struct job *j = xcalloc(1, sizeof *j), *k;
 
 	j->pw = pw;
 	xstrlcpy(j->recipe, recipe, sizeof j->recipe);
 	xstrlcpy(j->version, version, sizeof j->version);
 	TAILQ_INIT(&j->queue);
 	TAILQ_INIT(&j->running);
-	TAILQ_INSERT_TAIL(&pw->jobs, j, entry);
+	TAILQ_FOREACH(k, &pw->jobs, entry)
+		if (strcmp(k->recipe, recipe) == 0 &&
+		    version_cmp(version, k->version) > 0)
+			break;
+	if (k != NULL)
+		TAILQ_INSERT_BEFORE(k, j, entry);
+	else
+		TAILQ_INSERT_TAIL(&pw->jobs, j, entry);
 	return j;
 }
 
-static void
-job_set_images(struct job *j, char **refs, size_t n)
+void
+job_set_images(struct job *j, const struct job_want *w, size_t n)
 {
 	size_t i;
 
 	free(j->images);
 	j->images = xcalloc(n == 0 ? 1 : n, sizeof *j->images);
 	j->nimages = n;
-	for (i = 0; i < n; i++)
-		xstrlcpy(j->images[i].ref, refs[i], sizeof j->images[i].ref);
+	for (i = 0; i < n; i++) {
+		xstrlcpy(j->images[i].ref, w[i].ref, sizeof j->images[i].ref);
+		xstrlcpy(
+		    j->images[i].want, w[i].want, sizeof j->images[i].want);
+		xstrlcpy(j->images[i].service, w[i].service,
+		    sizeof j->images[i].service);
+	}
 }
 
 /* The daemon's platforms plus those the enrolment adds ("--platform"). */
-static void
+void
 job_set_platforms(struct job *j, json_t *extra)
 {
 	const struct prewarm *pw = j->pw;
@@ -326,9 +306,10 @@ job_set_platforms(struct job *j, json_t *extra)
 	}
 }
 
-/* 1 if d was already in the closure; else adds it. */
+/* 1 if d was already in the closure; else adds it (size: -1 for a
+ * manifest, a blob's size otherwise). */
 static int
-job_closure_add(struct job *j, const struct digest *d)
+job_closure_add(struct job *j, const struct digest *d, int64_t size)
 {
 	size_t i;
 
@@ -339,7 +320,10 @@ job_closure_add(struct job *j, const struct digest *d)
 		j->closure_cap = j->closure_cap ? 2 * j->closure_cap : 64;
 		j->closure = xreallocarray(
 		    j->closure, j->closure_cap, sizeof *j->closure);
+		j->closure_size = xreallocarray(
+		    j->closure_size, j->closure_cap, sizeof *j->closure_size);
 	}
+	j->closure_size[j->nclosure] = size;
 	j->closure[j->nclosure++] = *d;
 	return 0;
 }
@@ -384,6 +368,7 @@ job_finish(struct job *j)
 	    db_pins_set(j->pw->srv->db, j->recipe, j->version, j->closure,
 		j->nclosure) == 0) {
 		j->state = JOB_DONE;
+		j->pinned = 1;
 		log_info("pre-warm '%s'%s%s: warm and pinned: %zu images, %zu "
 			 "digests, %" PRIu64 " bytes (%" PRIu64 " fetched)",
 		    j->recipe, j->version[0] ? " " : "", j->version, j->nimages,
@@ -447,7 +432,7 @@ job_expand(struct job_op *op)
 			if (!job_platform_match(j, &m.descs[i]))
 				continue;
 			chosen++;
-			if (!job_closure_add(j, &m.descs[i].digest))
+			if (!job_closure_add(j, &m.descs[i].digest, -1))
 				job_enqueue(j, op->img, JOB_OP_MANIFEST,
 				    &m.descs[i].digest, m.descs[i].size);
 		}
@@ -456,13 +441,14 @@ job_expand(struct job_op *op)
 			    "no manifest for the "
 			    "configured platforms");
 	} else {
-		if (!job_closure_add(j, &m.config.digest))
+		if (!job_closure_add(j, &m.config.digest, m.config.size))
 			job_enqueue(j, op->img, JOB_OP_BLOB, &m.config.digest,
 			    m.config.size);
 		for (i = 0; i < m.ndescs; i++) {
 			if (m.descs[i].foreign)
 				continue;
-			if (!job_closure_add(j, &m.descs[i].digest))
+			if (!job_closure_add(
+				j, &m.descs[i].digest, m.descs[i].size))
 				job_enqueue(j, op->img, JOB_OP_BLOB,
 				    &m.descs[i].digest, m.descs[i].size);
 		}
@@ -470,11 +456,39 @@ job_expand(struct job_op *op)
 	oci_manifest_release(&m);
 }
 
+/*
+ * A catalogue names the digest a tag had when it was written: what
+ * upstream serves now must be that one (a hex prefix is enough, abra
+ * writes short ones too).  1 with a message on a mismatch.
+ */
+static int
+job_want_mismatch(const struct job *j, size_t img, const struct digest *d,
+    char *msg, size_t len)
+{
+	const struct job_image *im = &j->images[img];
+	char got[DIGEST_STRLEN];
+	const char *want = im->want;
+
+	if (want[0] == '\0')
+		return 0;
+	digest_format(d, got);
+	if (strncmp(want, "sha256:", 7) == 0)
+		want += 7;
+	if (strncmp(got + 7, want, strlen(want)) == 0)
+		return 0;
+	snprintf(msg, len,
+	    "catalogue digest mismatch for service '%s': catalogue has "
+	    "sha256:%.64s, upstream serves %s",
+	    im->service[0] ? im->service : "?", want, got);
+	return 1;
+}
+
 static void
 job_fetched_cb(void *arg, const struct digest *d, const char *why)
 {
 	struct job_op *op = arg;
 	struct job *j = op->job;
+	char msg[300];
 
 	op->sub = NULL;
 	if (d == NULL) {
@@ -485,7 +499,11 @@ job_fetched_cb(void *arg, const struct digest *d, const char *why)
 	case JOB_OP_TAG:
 		/* the fill stored the manifest and the tag mapping */
 		op->digest = *d;
-		if (!job_closure_add(j, d))
+		if (job_want_mismatch(j, op->img, d, msg, sizeof msg)) {
+			job_op_done(op, msg);
+			return;
+		}
+		if (!job_closure_add(j, d, -1))
 			job_expand(op);
 		break;
 	case JOB_OP_MANIFEST:
@@ -587,7 +605,7 @@ job_pump(struct job *j)
 		job_finish(j);
 }
 
-static void
+void
 job_start(struct job *j)
 {
 	struct server *srv = j->pw->srv;
@@ -622,7 +640,7 @@ job_start(struct job *j)
 			continue;
 		}
 		if (im->parsed.has_digest) {
-			job_closure_add(j, &im->parsed.digest);
+			job_closure_add(j, &im->parsed.digest, -1);
 			job_enqueue(
 			    j, i, JOB_OP_MANIFEST, &im->parsed.digest, -1);
 		} else
@@ -638,6 +656,34 @@ job_start(struct job *j)
  */
 
 static json_t *
+job_reasons_json(unsigned reasons)
+{
+	json_t *a = json_array();
+	size_t i;
+
+	for (i = 0; i < nitems(job_reason_names); i++)
+		if (reasons & (1u << i))
+			json_array_append_new(
+			    a, json_string(job_reason_names[i]));
+	return a;
+}
+
+json_t *
+job_platforms_json(const struct job *j)
+{
+	json_t *a = json_array();
+	size_t i;
+
+	for (i = 0; i < (j->nplatforms ? j->nplatforms : j->pw->nplatforms);
+	     i++)
+		json_array_append_new(a,
+		    json_string(
+			j->nplatforms ? j->platforms[i] : j->pw->platforms[i]));
+	return a;
+}
+
+/* One version. */
+json_t *
 job_json(const struct job *j)
 {
 	json_t *o, *imgs;
@@ -649,9 +695,10 @@ job_json(const struct job *j)
 
 		done += im->state == JOB_IMG_DONE;
 		json_array_append_new(imgs,
-		    json_pack("{s:s,s:s,s:s*}", "ref", im->ref, "state",
+		    json_pack("{s:s,s:s,s:s*,s:s*}", "ref", im->ref, "state",
 			job_image_state_names[im->state], "error",
-			im->error[0] ? im->error : NULL));
+			im->error[0] ? im->error : NULL, "service",
+			im->service[0] ? im->service : NULL));
 	}
 	o = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
 		      "s:o}",
@@ -666,211 +713,36 @@ job_json(const struct job *j)
 	    (json_int_t)j->finished_at, "images", imgs);
 	if (o == NULL)
 		fatal("out of memory building job status");
-	imgs = json_array();
-	for (i = 0; i < (j->nplatforms ? j->nplatforms : j->pw->nplatforms);
-	     i++)
-		json_array_append_new(imgs,
-		    json_string(
-			j->nplatforms ? j->platforms[i] : j->pw->platforms[i]));
-	json_object_set_new(o, "platforms", imgs);
+	json_object_set_new(o, "platforms", job_platforms_json(j));
+	json_object_set_new(o, "pinned", json_boolean(j->pinned));
+	json_object_set_new(o, "reasons", job_reasons_json(j->reasons));
 	return o;
 }
 
-static void
-job_reply(struct req *r, int status, json_t *o)
+/* Loading a record ------------------------------------------------------ */
+
+void
+job_load(struct prewarm *pw, const char *id, const void *val, size_t len)
 {
-	char *s = json_dumps(o, JSON_COMPACT);
-
-	if (s == NULL)
-		fatal("out of memory serialising job status");
-	req_reply_mem(r, status, "application/json", NULL, s, strlen(s));
-	free(s);
-	json_decref(o);
-}
-
-/* Admin API -----------------------------------------------------------------
- */
-
-static int
-job_valid_recipe(const char *s)
-{
-	size_t n = strlen(s);
-
-	return n > 0 && n < 128 && s[0] != '.' && s[0] != '-' &&
-	    strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789._-") == n;
-}
-
-/* POST enroll {"recipe", "version", "images": [...]} */
-static void
-job_admin_enroll(struct req *r, void *arg)
-{
-	struct prewarm *pw = arg;
-	const char *body, *recipe, *version, *s;
-	char *refs[JOB_MAX_IMAGES];
-	json_t *root, *images, *v;
-	struct ref ref;
-	char canon[REF_STRLEN], msg[300];
-	size_t n = 0, i;
-	struct job *j;
-
-	body = req_body(r, NULL);
-	root = body != NULL ? json_loads(body, 0, NULL) : NULL;
-	recipe = json_string_value(json_object_get(root, "recipe"));
-	version = json_string_value(json_object_get(root, "version"));
-	images = json_object_get(root, "images");
-	if (recipe == NULL || !job_valid_recipe(recipe) ||
-	    !json_is_array(images) || json_array_size(images) == 0 ||
-	    json_array_size(images) > JOB_MAX_IMAGES) {
-		json_decref(root);
-		req_error(r, OCI_ERR_NAME_INVALID,
-		    "enroll needs {\"recipe\": NAME, "
-		    "\"images\": [REF, ...]}");
-		return;
-	}
-	json_array_foreach(images, i, v) {
-		s = json_string_value(v);
-		if (s == NULL || ref_parse(&ref, s, &body) == -1) {
-			snprintf(msg, sizeof msg,
-			    "invalid image reference "
-			    "'%.200s': %s",
-			    s != NULL ? s : "(not a string)",
-			    s != NULL ? body : "");
-			while (n > 0)
-				free(refs[--n]);
-			json_decref(root);
-			req_error(r, OCI_ERR_NAME_INVALID, msg);
-			return;
-		}
-		ref_format(&ref, canon, sizeof canon);
-		refs[n++] = xstrdup(canon);
-	}
-	if ((j = job_find(pw, recipe)) == NULL)
-		j = job_new(pw, recipe, version != NULL ? version : "");
-	if (j->state != JOB_RUNNING) {
-		xstrlcpy(j->version, version != NULL ? version : "",
-		    sizeof j->version);
-		job_set_images(j, refs, n);
-		job_set_platforms(j, json_object_get(root, "platforms"));
-		job_start(j);
-	}
-	for (i = 0; i < n; i++)
-		free(refs[i]);
-	json_decref(root);
-	job_reply(r, 202, job_json(j));
-}
-
-static void
-job_admin_unenroll(struct req *r, void *arg)
-{
-	struct prewarm *pw = arg;
-	const char *recipe = req_admin_arg(r);
-	struct job *j;
-
-	if ((j = job_find(pw, recipe)) == NULL) {
-		req_error(r, OCI_ERR_NAME_UNKNOWN, "recipe is not enrolled");
-		return;
-	}
-	TAILQ_REMOVE(&pw->jobs, j, entry);
-	if (db_job_del(pw->srv->db, j->recipe) == -1 ||
-	    db_pins_del(pw->srv->db, j->recipe) == -1) {
-		job_free(j);
-		req_error(r, OCI_ERR_INTERNAL, "cannot remove the enrolment");
-		return;
-	}
-	log_info("pre-warm '%s': unenrolled; its pins are released", j->recipe);
-	job_free(j);
-	req_reply_mem(r, 200, "application/json", NULL, "{}", 2);
-}
-
-static void
-job_admin_status(struct req *r, void *arg)
-{
-	struct prewarm *pw = arg;
-	struct job *j;
-	json_t *o;
-
-	if ((j = job_find(pw, req_admin_arg(r))) == NULL) {
-		req_error(r, OCI_ERR_NAME_UNKNOWN, "recipe is not enrolled");
-		return;
-	}
-	o = job_json(j);
-	/* the store cannot hold every pin within its budget (all kept) */
-	json_object_set_new(
-	    o, "pins_over_budget", json_boolean(evict_pins_over(pw->srv)));
-	job_reply(r, 200, o);
-}
-
-static void
-job_admin_list(struct req *r, void *arg)
-{
-	struct prewarm *pw = arg;
-	json_t *a = json_array();
-	struct job *j;
-
-	TAILQ_FOREACH(j, &pw->jobs, entry)
-		json_array_append_new(a, job_json(j));
-	job_reply(r, 200, a);
-}
-
-/* POST warm: re-resolve every enrolled recipe and fetch what is new. */
-static void
-job_admin_warm(struct req *r, void *arg)
-{
-	struct prewarm *pw = arg;
-	json_t *a = json_array();
-	struct job *j;
-
-	TAILQ_FOREACH(j, &pw->jobs, entry) {
-		if (j->state != JOB_RUNNING)
-			job_start(j);
-		json_array_append_new(a, job_json(j));
-	}
-	job_reply(r, 202, a);
-}
-
-static void
-job_metrics(struct evbuffer *b, void *arg)
-{
-	struct prewarm *pw = arg;
-	struct job *j;
-	size_t i, c[3];
-
-	evbuffer_add_printf(b,
-	    "# HELP ccprewarm_recipe_images Images of "
-	    "enrolled recipes by state.\n# TYPE ccprewarm_recipe_images "
-	    "gauge\n");
-	TAILQ_FOREACH(j, &pw->jobs, entry) {
-		memset(c, 0, sizeof c);
-		for (i = 0; i < j->nimages; i++)
-			c[j->images[i].state]++;
-		for (i = 0; i < 3; i++)
-			evbuffer_add_printf(b,
-			    "ccprewarm_recipe_images{recipe="
-			    "\"%s\",state=\"%s\"} %zu\n",
-			    j->recipe, job_image_state_names[i], c[i]);
-	}
-}
-
-/* Start-up -------------------------------------------------------------- */
-
-static void
-job_load_cb(void *arg, const char *id, const void *val, size_t len)
-{
-	struct prewarm *pw = arg;
 	struct job_rd rd = {val, len, 0, 0};
-	char version[128], buf[REF_STRLEN], err[200];
+	char version[128], buf[REF_STRLEN], err[200], recipe[128];
 	struct job *j;
 	uint64_t n, i;
-	int state;
+	int state, v2;
 
-	if (len < 2 || rd.p[0] != JOB_RECORD_VERSION) {
+	if (len < 2 ||
+	    (rd.p[0] != JOB_RECORD_VERSION && rd.p[0] != JOB_RECORD_V1)) {
 		log_warn("ignoring job record '%s' of an unknown layout", id);
 		return;
 	}
+	v2 = rd.p[0] == JOB_RECORD_VERSION;
+	xstrlcpy(recipe, id, sizeof recipe);
+	if (v2 && strchr(recipe, '@') != NULL)
+		*strchr(recipe, '@') = '\0';
 	state = rd.p[1];
 	rd.off = 2;
 	job_get_str(&rd, version, sizeof version);
-	j = job_new(pw, id, version);
+	j = job_new(pw, recipe, version);
 	j->state = state <= JOB_FAILED ? (enum job_state)state : JOB_FAILED;
 	j->started_at = (int64_t)job_get_u64(&rd);
 	j->finished_at = (int64_t)job_get_u64(&rd);
@@ -888,6 +760,12 @@ job_load_cb(void *arg, const char *id, const void *val, size_t len)
 			    : JOB_IMG_FAILED;
 		job_get_str(&rd, err, sizeof err);
 		xstrlcpy(j->images[i].error, err, sizeof j->images[i].error);
+		if (v2) {
+			job_get_str(
+			    &rd, j->images[i].want, sizeof j->images[i].want);
+			job_get_str(&rd, j->images[i].service,
+			    sizeof j->images[i].service);
+		}
 		j->nimages++;
 	}
 	/* platforms came later: absent in older records */
@@ -896,71 +774,21 @@ job_load_cb(void *arg, const char *id, const void *val, size_t len)
 		for (i = 0; i < n && i < nitems(j->platforms) && !rd.bad; i++)
 			job_get_str(&rd, j->platforms[j->nplatforms++], 48);
 	}
+	if (v2 && !rd.bad && rd.off + 2 <= rd.len) {
+		j->reasons = rd.p[rd.off] & 0x7;
+		j->pinned = rd.p[rd.off + 1] != 0;
+	}
+	if (!v2) {
+		/* one job per recipe, keyed by the recipe: now one version
+		 * (pinned when it was warm), keyed "recipe@version" */
+		j->reasons = JOB_PIN_CHECKOUT;
+		j->pinned = j->state == JOB_DONE;
+		if (db_job_del(pw->srv->db, id) == -1)
+			log_warn("cannot rewrite the old job record '%s'", id);
+		job_save(j);
+	}
+	if (j->reasons == 0)
+		j->reasons = JOB_PIN_EXPLICIT;
 	if (rd.bad)
 		log_warn("job record '%s' is damaged; re-enroll it", id);
-}
-
-/* Jobs that were running when the daemon stopped carry on. */
-static void
-job_resume_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct prewarm *pw = arg;
-	struct job *j;
-
-	(void)fd;
-	(void)what;
-	TAILQ_FOREACH(j, &pw->jobs, entry) {
-		if (j->state == JOB_RUNNING || j->state == JOB_QUEUED) {
-			log_info("pre-warm '%s': resuming an interrupted job",
-			    j->recipe);
-			job_start(j);
-		}
-	}
-}
-
-struct prewarm *
-prewarm_new(struct server *srv, const char *const *platforms, size_t n)
-{
-	struct prewarm *pw = xcalloc(1, sizeof *pw);
-	size_t i;
-
-	pw->srv = srv;
-	TAILQ_INIT(&pw->jobs);
-	for (i = 0; i < n && i < nitems(pw->platforms); i++)
-		xstrlcpy(
-		    pw->platforms[i], platforms[i], sizeof pw->platforms[i]);
-	pw->nplatforms = i;
-	if (pw->nplatforms == 0)
-		job_native_platform(
-		    pw->platforms[pw->nplatforms++], sizeof pw->platforms[0]);
-	if (db_job_list(srv->db, job_load_cb, pw) == -1) {
-		prewarm_free(pw);
-		return NULL;
-	}
-	admin_add(srv, "enroll", REQ_POST, job_admin_enroll, pw);
-	admin_add(srv, "recipes", REQ_GET, job_admin_list, pw);
-	admin_add(srv, "recipes/", REQ_GET, job_admin_status, pw);
-	admin_add(srv, "recipes/", REQ_DELETE, job_admin_unenroll, pw);
-	admin_add(srv, "warm", REQ_POST, job_admin_warm, pw);
-	metrics_add(srv, job_metrics, pw);
-	if ((pw->resume_ev = evtimer_new(srv->base, job_resume_cb, pw)) == NULL)
-		fatal("out of memory creating the resume timer");
-	event_active(pw->resume_ev, EV_TIMEOUT, 0);
-	return pw;
-}
-
-void
-prewarm_free(struct prewarm *pw)
-{
-	struct job *j;
-
-	if (pw == NULL)
-		return;
-	while ((j = TAILQ_FIRST(&pw->jobs)) != NULL) {
-		TAILQ_REMOVE(&pw->jobs, j, entry);
-		job_free(j);
-	}
-	if (pw->resume_ev != NULL)
-		event_free(pw->resume_ev);
-	free(pw);
 }

@@ -1347,3 +1347,37 @@ recipe_load(const char *dir, const char *version, enum recipe_flags flags,
 	free(g.paths);
 	return r;
 }
+
+int
+recipe_tags(const char *dir, char ***tags, size_t *n, char *err, size_t errlen)
+{
+	const char *args[] = {"tag", "--list", NULL};
+	struct stat st;
+	char *out = NULL, *p, *nl, *git = NULL;
+	size_t len = 0;
+
+	*tags = NULL;
+	*n = 0;
+	/* dir itself, not a parent: a plain directory inside some other
+	 * checkout must not borrow that checkout's tags */
+	xasprintf(&git, "%s/.git", dir);
+	if (stat(git, &st) == -1) {
+		free(git);
+		return 1;
+	}
+	free(git);
+	if (recipe_git_run(dir, args, &out, &len, err, errlen) == -1)
+		return -1;
+	for (p = out; *p != '\0'; p = nl) {
+		if ((nl = strchr(p, '\n')) != NULL)
+			*nl++ = '\0';
+		else
+			nl = p + strlen(p);
+		if (*p == '\0')
+			continue;
+		*tags = xreallocarray(*tags, *n + 1, sizeof **tags);
+		(*tags)[(*n)++] = xstrdup(p);
+	}
+	free(out);
+	return 0;
+}

@@ -156,20 +156,23 @@ auth_host_tail(const char *host)
 	return dot;
 }
 
-/* scheme and host of url, new strings; -1 if it does not parse. */
+/* scheme, host and port (the scheme's default if none) of url, new
+ * strings; -1 if it does not parse. */
 static int
-auth_url_host(const char *url, char **scheme, char **host)
+auth_url_host(const char *url, char **scheme, char **host, char **port)
 {
 	CURLU *u;
 	char *user = NULL;
 	int rc = -1;
 
-	*scheme = *host = NULL;
+	*scheme = *host = *port = NULL;
 	if ((u = curl_url()) == NULL)
 		fatal("cannot allocate a curl url");
 	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
 	    curl_url_get(u, CURLUPART_SCHEME, scheme, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_HOST, host, 0) != CURLUE_OK)
+	    curl_url_get(u, CURLUPART_HOST, host, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_PORT, port, CURLU_DEFAULT_PORT) !=
+		CURLUE_OK)
 		goto out;
 	/* Credentials inside a realm are nobody's business. */
 	if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK)
@@ -185,17 +188,29 @@ int
 auth_realm_check(const char *realm, const char *upstream_url)
 {
 	char *rscheme = NULL, *rhost = NULL, *uscheme = NULL, *uhost = NULL;
+	char *rport = NULL, *uport = NULL;
 	const char *rtail, *utail;
 	int rc = -1;
 
-	if (auth_url_host(realm, &rscheme, &rhost) == -1 ||
-	    auth_url_host(upstream_url, &uscheme, &uhost) == -1)
+	if (auth_url_host(realm, &rscheme, &rhost, &rport) == -1 ||
+	    auth_url_host(upstream_url, &uscheme, &uhost, &uport) == -1)
 		goto out;
 	if (strcasecmp(rscheme, "https") != 0 &&
 	    strcasecmp(rscheme, "http") != 0)
 		goto out;
+	/* never from https down to http: the credentials would be clear */
+	if (strcasecmp(uscheme, "https") == 0 &&
+	    strcasecmp(rscheme, "https") != 0)
+		goto out;
+	/*
+	 * The same host is the same service only on the same scheme and
+	 * port: another port on it may be anyone's (any local user can bind
+	 * one), and the token request carries the credentials.
+	 */
 	if (strcasecmp(rhost, uhost) == 0) {
-		rc = 0;
+		if (strcasecmp(rscheme, uscheme) == 0 &&
+		    strcmp(rport, uport) == 0)
+			rc = 0;
 		goto out;
 	}
 	/*
@@ -212,8 +227,10 @@ auth_realm_check(const char *realm, const char *upstream_url)
 out:
 	curl_free(rscheme);
 	curl_free(rhost);
+	curl_free(rport);
 	curl_free(uscheme);
 	curl_free(uhost);
+	curl_free(uport);
 	return rc;
 }
 

@@ -60,6 +60,17 @@ blob_handle(struct req *r)
 		    r, fd, (uint64_t)size, "application/octet-stream", d);
 		return;
 	}
+	/*
+	 * Upstream said 429: until its Retry-After has passed, a miss is
+	 * answered here (with the time left) rather than asked again.
+	 * With a shared store the fill asks the bucket first.
+	 */
+	if (!fill_in_flight(r, FILL_BLOB) && shared_s3(r->srv) == NULL &&
+	    upstream_retry_after_s(r->up) > 0) {
+		req_error(r, OCI_ERR_TOOMANYREQUESTS,
+		    "upstream registry is rate limiting; retry later");
+		return;
+	}
 	if (r->method == REQ_HEAD && !fill_in_flight(r, FILL_BLOB) &&
 	    !blob_from_child(r)) {
 		digest_format(d, hex);

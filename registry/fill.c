@@ -62,6 +62,7 @@ struct fill {
 	struct event *retry_ev;
 	struct event *wake_ev;
 	int64_t start_ms;
+	int64_t progress_ms; /* last body byte (or the start) */
 	int64_t upstream_ms;
 	char why[96];	     /* failure, for subscribers */
 	int persist_rc;	     /* set by the worker */
@@ -364,6 +365,7 @@ fill_body_cb(void *arg, const void *buf, size_t len)
 	struct fill *f = arg;
 	const unsigned char *p = buf;
 
+	f->progress_ms = clock_now_ms();
 	metrics_upstream_bytes(f->srv, len);
 	if (f->kind == FILL_MANIFEST) {
 		if (f->mlen + len > OCI_MANIFEST_MAX)
@@ -503,7 +505,12 @@ fill_store_manifest(struct fill *f, const struct digest *d)
 		if (db_blob_put(f->srv->db, d, &meta) == -1)
 			return -1;
 	}
-	if (!f->by_digest) {
+	/*
+	 * The tag's mapping is what upstream serves for the full Accept
+	 * list; a narrower list may get one platform's manifest, which must
+	 * not become the tag's meaning for everyone.
+	 */
+	if (!f->by_digest && oci_accepts_indexes(f->accept)) {
 		struct db_tag t;
 
 		memset(&t, 0, sizeof t);
@@ -632,9 +639,17 @@ fill_done_cb(void *arg, enum upstream_result res, const char *why)
 	 * A blob that was arriving: resume from the byte reached, with
 	 * backoff on a timer.  Manifests are small; refetch them whole.
 	 */
+	/*
+	 * ...unless nothing has arrived for stall_total_s across attempts:
+	 * an upstream that stalls every time would otherwise hold clients
+	 * for FILL_MAX_ATTEMPTS stall timeouts.
+	 */
 	if ((res == UPSTREAM_EBODY ||
 		(res == UPSTREAM_ECONNECT && f->state == FILL_STREAMING)) &&
-	    f->attempts < FILL_MAX_ATTEMPTS) {
+	    f->attempts < FILL_MAX_ATTEMPTS &&
+	    (f->srv->opts->stall_total_s <= 0 ||
+		clock_now_ms() - f->progress_ms <
+		    f->srv->opts->stall_total_s * 1000)) {
 		fill_retry_later(f, why);
 		return;
 	}
@@ -850,7 +865,9 @@ fill_find(struct server *srv, const struct fill_key *k)
 			if (digest_equal(&f->digest, k->digest))
 				return f;
 		} else if (f->up == k->up && strcmp(f->repo, k->repo) == 0 &&
-		    strcmp(f->tag, k->tag) == 0)
+		    strcmp(f->tag, k->tag) == 0 &&
+		    oci_accepts_indexes(f->accept) ==
+			oci_accepts_indexes(k->accept))
 			return f;
 	}
 	return NULL;
@@ -875,7 +892,7 @@ fill_new(struct server *srv, const struct fill_key *k)
 	f->accept = xstrdup(k->accept != NULL && k->accept[0] != '\0'
 		? k->accept
 		: oci_accept_all());
-	f->start_ms = clock_now_ms();
+	f->start_ms = f->progress_ms = clock_now_ms();
 	TAILQ_INIT(&f->waiters);
 	TAILQ_INIT(&f->subs);
 	f->retry_ev = evtimer_new(srv->base, fill_retry_cb, f);
@@ -1121,8 +1138,13 @@ fill_pump_blob(struct req *r)
 			    &f->digest, (uint64_t)f->size);
 		}
 	}
+	/*
+	 * Length unknown when the reply started (chunked upstream): r->end
+	 * is UINT64_MAX, and ends where the verified file ends.  f->size is
+	 * no guide here: the commit fills it in once the digest matches.
+	 */
 	end = r->end;
-	if (f->size < 0 && fill_verified(f))
+	if (end == UINT64_MAX && fill_verified(f))
 		end = written;
 	limit = written < end ? written : end;
 	if (!fill_verified(f) && limit == end && limit > 0)

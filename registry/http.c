@@ -271,6 +271,68 @@ http_file_buffer(void)
 	return buf;
 }
 
+static void http_retire(struct req *, const char *);
+
+/* evhttp is done with the reply: no more callbacks for r. */
+static void
+http_unhand(struct req *r)
+{
+	if (r->handed == NULL)
+		return;
+	evhttp_request_set_on_complete_cb(r->handed, NULL, NULL);
+	if (r->evcon != NULL)
+		conn_set_closecb(r->srv->conns, r->evcon, NULL, NULL);
+	r->handed = NULL;
+	r->handed_done = 1;
+}
+
+/* evhttp has written the reply's last byte to the socket. */
+static void
+http_complete_cb(struct evhttp_request *ev, void *arg)
+{
+	struct req *r = arg;
+
+	(void)ev;
+	if (r->state != REQ_DONE) {
+		/* from inside evhttp_send_reply_end: req_finish retires it */
+		http_unhand(r);
+		return;
+	}
+	http_retire(r, r->why);
+}
+
+/* The connection ended before the reply was all written. */
+static void
+http_handed_close_cb(struct evhttp_connection *evcon, void *arg)
+{
+	struct req *r = arg;
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+	size_t unsent =
+	    bev != NULL ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
+
+	r->sent = unsent < r->sent ? r->sent - unsent : 0;
+	if (r->state != REQ_DONE) {
+		http_unhand(r);
+		return;
+	}
+	http_retire(r, "client closed the connection before the end");
+}
+
+/*
+ * The reply is evhttp's from here.  With a connection, the request stays
+ * listed (the access line's duration and bytes are until the last byte is
+ * handed to the kernel, and a drain waits for it) until evhttp completes it.
+ */
+static void
+http_hand_over(struct req *r)
+{
+	if (r->evcon == NULL)
+		return;
+	r->handed = r->ev;
+	evhttp_request_set_on_complete_cb(r->ev, http_complete_cb, r);
+	conn_set_closecb(r->srv->conns, r->evcon, http_handed_close_cb, r);
+}
+
 /* Hands the finished reply to evhttp; the request is evhttp's from here. */
 static void
 http_send(struct req *r, int status, struct evbuffer *body)
@@ -278,8 +340,7 @@ http_send(struct req *r, int status, struct evbuffer *body)
 	r->status = status;
 	if (body != NULL && r->method != REQ_HEAD)
 		r->sent += evbuffer_get_length(body);
-	if (r->evcon != NULL)
-		evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+	http_hand_over(r);
 	evhttp_send_reply(r->ev, status, http_reason(status),
 	    r->method == REQ_HEAD ? NULL : body);
 	r->ev = NULL;
@@ -304,6 +365,15 @@ req_error(struct req *r, enum oci_err err, const char *detail)
 	if (err == OCI_ERR_UNAUTHORIZED)
 		evhttp_add_header(evhttp_request_get_output_headers(r->ev),
 		    "WWW-Authenticate", "Bearer realm=\"ccprewarm\"");
+	if (err == OCI_ERR_TOOMANYREQUESTS && r->up != NULL &&
+	    upstream_retry_after_s(r->up) > 0) {
+		char secs[24];
+
+		snprintf(
+		    secs, sizeof secs, "%ld", upstream_retry_after_s(r->up));
+		evhttp_add_header(evhttp_request_get_output_headers(r->ev),
+		    "Retry-After", secs);
+	}
 	http_send(r, status, buf);
 	evbuffer_free(buf);
 	free(body);
@@ -541,8 +611,7 @@ req_stream_file(struct req *r, int fd, uint64_t off, uint64_t len,
 void
 req_stream_end(struct req *r)
 {
-	if (r->evcon != NULL)
-		evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+	http_hand_over(r);
 	evhttp_send_reply_end(r->ev);
 	r->ev = NULL;
 	req_finish(r, r->status, NULL);
@@ -559,7 +628,7 @@ req_abort(struct req *r, const char *why)
 			 * client sees a broken transfer, never a clean reply.
 			 * It also frees the request.
 			 */
-			evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+			conn_set_closecb(r->srv->conns, r->evcon, NULL, NULL);
 			evhttp_connection_free(r->evcon);
 			r->evcon = NULL;
 		} else
@@ -607,9 +676,11 @@ http_access_log(struct req *r, const char *why)
 	fprintf(f,
 	    ",\"status\":%d,\"bytes\":%" PRIu64 ",\"duration_ms\":%" PRId64,
 	    r->status, r->sent, clock_now_ms() - r->start_ms);
+	/* as X-Cache says: a local reply or an error is a MISS too */
 	fprintf(f, ",\"cache\":");
-	http_json_str(
-	    f, http_cache_names[r->cache] ? http_cache_names[r->cache] : "");
+	http_json_str(f,
+	    http_cache_names[r->cache != REQ_CACHE_NONE ? r->cache
+							: REQ_CACHE_MISS]);
 	if (r->upstream_ms >= 0)
 		fprintf(f, ",\"upstream_ms\":%" PRId64, r->upstream_ms);
 	if (why != NULL) {
@@ -620,13 +691,36 @@ http_access_log(struct req *r, const char *why)
 	fflush(f);
 }
 
+/* The end of r: its access line, and free. */
+static void
+http_retire(struct req *r, const char *why)
+{
+	struct server *srv = r->srv;
+
+	http_unhand(r);
+	if (srv->req_hook != NULL)
+		srv->req_hook(srv->req_hook_arg, r);
+	http_access_log(r, why);
+	TAILQ_REMOVE(&srv->reqs, r, entry);
+	srv->nreqs--;
+	free(r->why);
+	free(r->path);
+	free(r->accept);
+	free(r->body);
+	free(r);
+}
+
 void
 req_finish(struct req *r, int status, const char *why)
 {
 	struct server *srv = r->srv;
 
-	if (r->state == REQ_DONE)
+	if (r->state == REQ_DONE) {
+		/* again (shutting down): evhttp's writing is over too */
+		if (r->handed != NULL)
+			http_retire(r, "shutting down");
 		return;
+	}
 	if (r->ev != NULL) {
 		/*
 		 * Not handed to evhttp yet.  Nothing went out: the reply is
@@ -653,20 +747,17 @@ req_finish(struct req *r, int status, const char *why)
 	}
 	if (r->fill != NULL)
 		fill_detach(r);
-	if (r->evcon != NULL)
-		evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+	if (r->evcon != NULL && r->handed == NULL && !r->handed_done)
+		conn_set_closecb(r->srv->conns, r->evcon, NULL, NULL);
 	if (r->xbody != NULL)
 		evbuffer_free(r->xbody);
+	r->xbody = NULL;
 	metrics_request_done(srv, r);
-	if (srv->req_hook != NULL)
-		srv->req_hook(srv->req_hook_arg, r);
-	http_access_log(r, why);
-	TAILQ_REMOVE(&srv->reqs, r, entry);
-	srv->nreqs--;
-	free(r->path);
-	free(r->accept);
-	free(r->body);
-	free(r);
+	if (r->handed != NULL) {
+		r->why = why != NULL ? xstrdup(why) : NULL;
+		return;
+	}
+	http_retire(r, why);
 }
 
 static void
@@ -716,6 +807,29 @@ http_failed_request(struct server *srv, struct evhttp_request *ev)
 	evhttp_send_error(ev, 400, NULL);
 }
 
+/*
+ * Two Content-Length headers that disagree leave the request's framing
+ * ambiguous (the classic request-smuggling set-up); evhttp reads the first.
+ * 1 if so.
+ */
+static int
+http_length_conflict(struct evhttp_request *ev)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(ev);
+	struct evkeyval *kv;
+	const char *first = NULL;
+
+	TAILQ_FOREACH(kv, h, next) {
+		if (strcasecmp(kv->key, "Content-Length") != 0)
+			continue;
+		if (first == NULL)
+			first = kv->value;
+		else if (strcmp(first, kv->value) != 0)
+			return 1;
+	}
+	return 0;
+}
+
 static void
 http_request_cb(struct evhttp_request *ev, void *arg)
 {
@@ -752,7 +866,8 @@ http_request_cb(struct evhttp_request *ev, void *arg)
 	srv->nreqs++;
 	http_peer(r);
 	http_nodelay(r->evcon);
-	evhttp_connection_set_closecb(r->evcon, http_close_cb, r);
+	conn_dispatched(srv->conns, r->evcon);
+	conn_set_closecb(srv->conns, r->evcon, http_close_cb, r);
 	/*
 	 * evhttp 2.1 has no connection cap; live requests are what hold
 	 * fds, transfers and temp files, so they are capped here, and idle
@@ -770,6 +885,13 @@ http_request_cb(struct evhttp_request *ev, void *arg)
 		return;
 	}
 
+	if (http_length_conflict(ev)) {
+		evhttp_add_header(evhttp_request_get_output_headers(ev),
+		    "Connection", "close");
+		req_error(r, OCI_ERR_SIZE_INVALID,
+		    "conflicting Content-Length headers");
+		return;
+	}
 	uri = evhttp_request_get_evhttp_uri(ev);
 	path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
 	if (path == NULL ||
@@ -847,6 +969,8 @@ http_start(struct server *srv)
 		    o->listen_port, strerror(errno));
 		return -1;
 	}
+	srv->conns = conn_guard_new(
+	    srv->base, srv->http, srv->bound, o->header_timeout_s);
 	return 0;
 }
 
@@ -855,6 +979,7 @@ void
 http_stop(struct server *srv)
 {
 	if (srv->bound != NULL) {
+		conn_guard_stop(srv->conns);
 		evhttp_del_accept_socket(srv->http, srv->bound);
 		srv->bound = NULL;
 	}

@@ -5,6 +5,7 @@
  * it; an unreachable or failing upstream gets the cached mapping (STALE).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -96,6 +97,64 @@ manifest_revalidated(struct req *r, enum upstream_result res)
 	fill_attach(r, FILL_MANIFEST);
 }
 
+/*
+ * A client whose Accept list admits no index asks for a tag whose fresh
+ * mapping is an index: answer what upstream (distribution, Docker Hub)
+ * answers then, the linux/amd64 manifest, by digest, from the stored
+ * index; the mapping stays the index.  0 if handled, -1 to fetch instead.
+ */
+static int
+manifest_from_index(struct req *r)
+{
+	struct oci_manifest m;
+	const struct oci_desc *pick = NULL;
+	const char *why;
+	off_t size;
+	ssize_t n;
+	char *buf;
+	size_t i;
+	int fd;
+
+	if ((fd = blobstore_open_blob(
+		 r->srv->store, &r->stale.digest, &size)) == -1)
+		return -1;
+	if (size > OCI_MANIFEST_MAX) {
+		close(fd);
+		return -1;
+	}
+	buf = xmalloc((size_t)size + 1);
+	n = pread(fd, buf, (size_t)size, 0);
+	close(fd);
+	if (n != size ||
+	    oci_manifest_parse(buf, (size_t)size, &m, &why) == -1) {
+		free(buf);
+		return -1;
+	}
+	free(buf);
+	for (i = 0; m.kind == OCI_KIND_INDEX && i < m.ndescs; i++) {
+		if (strcmp(m.descs[i].os, "linux") == 0 &&
+		    strcmp(m.descs[i].arch, "amd64") == 0 &&
+		    oci_accepts(req_accept(r), m.descs[i].media_type)) {
+			pick = &m.descs[i];
+			break;
+		}
+	}
+	if (pick == NULL) {
+		oci_manifest_release(&m);
+		return -1;
+	}
+	r->route.by_digest = 1;
+	r->route.digest = pick->digest;
+	oci_manifest_release(&m);
+	r->have_stale = 0;
+	r->cache = REQ_CACHE_HIT;
+	if (manifest_serve_stored(r, &r->route.digest) == 0)
+		return 0;
+	r->cache = REQ_CACHE_NONE;
+	fill_attach(r, FILL_MANIFEST);
+	return 0;
+}
+
 void
 manifest_handle(struct req *r)
 {
@@ -116,6 +175,12 @@ manifest_handle(struct req *r)
 	}
 	rc = db_tag_get(srv->db, upstream_name(r->up), r->route.name,
 	    r->route.tag, &r->stale);
+	if (rc == 0 && db_blob_get(srv->db, &r->stale.digest, &meta) == 0 &&
+	    !oci_accepts(req_accept(r), r->stale.media_type) &&
+	    clock_wall_s() - r->stale.confirmed_at <
+		srv->opts->tag_freshness_s &&
+	    manifest_from_index(r) == 0)
+		return;
 	if (rc == 0 && db_blob_get(srv->db, &r->stale.digest, &meta) == 0 &&
 	    oci_accepts(req_accept(r), r->stale.media_type)) {
 		r->have_stale = 1;

@@ -35,6 +35,8 @@ static const struct oci_err_def {
     /* Not in the spec's table; the spec only says 416. */
     [OCI_ERR_RANGE_INVALID] = {"RANGE_INVALID", 416,
 	"requested range not satisfiable"},
+    [OCI_ERR_SIZE_INVALID] = {"SIZE_INVALID", 400,
+	"provided length did not match content length"},
     [OCI_ERR_UNAVAILABLE] = {"UNAVAILABLE", 503,
 	"upstream registry unavailable"},
     [OCI_ERR_NOT_FOUND] = {"NOT_FOUND", 404, "not found"},
@@ -100,6 +102,14 @@ oci_accepts(const char *accept, const char *mt)
 		p += strcspn(p, ",");
 	}
 	return 0;
+}
+
+int
+oci_accepts_indexes(const char *accept)
+{
+	return oci_accepts(accept, "application/vnd.oci.image.index.v1+json") &&
+	    oci_accepts(accept,
+		"application/vnd.docker.distribution.manifest.list.v2+json");
 }
 
 int

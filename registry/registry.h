@@ -117,6 +117,8 @@ struct upstream_stats {
 void upstream_stats(const struct upstream *, struct upstream_stats *);
 /* 0 while the circuit is open or a 429's Retry-After has not passed. */
 int upstream_usable(const struct upstream *);
+/* Seconds left of a 429's Retry-After window (rounded up); 0 if none. */
+long upstream_retry_after_s(const struct upstream *);
 size_t upstream_code_count(void);
 const char *upstream_code_label(size_t, char *buf, size_t len);
 const double *upstream_duration_bounds(void); /* UPSTREAM_NBUCKETS */
@@ -348,6 +350,7 @@ enum oci_err {
 	OCI_ERR_UNSUPPORTED,
 	OCI_ERR_TOOMANYREQUESTS,
 	OCI_ERR_RANGE_INVALID,
+	OCI_ERR_SIZE_INVALID,
 	OCI_ERR_UNAVAILABLE,
 	OCI_ERR_NOT_FOUND,
 	OCI_ERR_INTERNAL,
@@ -366,6 +369,9 @@ const char *oci_accept_all(void);
 /* 1 if media_type is one of the Accept list's types (or the list is empty
  * or has a wildcard), else 0. */
 int oci_accepts(const char *accept, const char *media_type);
+/* 1 if the Accept list admits both index types (OCI index, Docker list):
+ * what upstream answers then is the tag's meaning for every client. */
+int oci_accepts_indexes(const char *accept);
 /*
  * Reads the top-level "mediaType" of a manifest; 0 and out filled, or -1
  * if the bytes are not a JSON object (MANIFEST_INVALID).  A manifest
@@ -476,6 +482,13 @@ struct server_opts {
 	int64_t idle_timeout_s;	     /* client connections */
 	int64_t drain_timeout_s;     /* SIGTERM: wait this long for requests */
 	int64_t max_requests;	     /* live requests; more get 503 */
+	int64_t index_map_bytes;     /* LMDB map size; 0: db.c's default */
+	int64_t stall_s;	     /* an upstream body this long without a
+					byte is cut (and resumed) */
+	int64_t stall_total_s;	     /* no resume after this long without
+					a byte, over all attempts */
+	int64_t header_timeout_s;    /* a request's headers, from its first
+					byte; 0: no limit */
 	const char *access_log;	     /* path, "-" for stderr, NULL for none */
 	/* the store's budget (storage/lru.c); 0 is off */
 	uint64_t max_bytes;
@@ -561,6 +574,7 @@ struct server {
 	const struct server_opts *opts;
 	struct evhttp *http;
 	struct evhttp_bound_socket *bound;
+	struct conn_guard *conns; /* fd exhaustion, header deadline */
 	struct blobstore *store;
 	struct db *db;
 	struct upstream_client *uc;
@@ -583,7 +597,7 @@ struct server {
 		enum req_method method;
 		admin_fn fn;
 		void *arg;
-	} admin[16];
+	} admin[32]; /* 16 are taken (stats, gc, verify, runs, recipes) */
 	size_t nadmin;
 	struct server_metrics {
 		metrics_fn fn;
@@ -593,6 +607,23 @@ struct server {
 	req_hook_fn req_hook; /* runs/: attributes requests to open runs */
 	void *req_hook_arg;
 };
+
+/* conn.c: client connections (fd exhaustion, header deadline) ---------- */
+struct evhttp;
+struct evhttp_bound_socket;
+struct evhttp_connection;
+struct conn_guard *conn_guard_new(struct event_base *, struct evhttp *,
+    struct evhttp_bound_socket *, int64_t header_timeout_s);
+/* Before the listener goes (evhttp_del_accept_socket). */
+void conn_guard_stop(struct conn_guard *);
+/* After evhttp_free. */
+void conn_guard_free(struct conn_guard *);
+/* A client connection's close callback (conn.c holds evhttp's); NULL
+ * clears it.  Use instead of evhttp_connection_set_closecb. */
+void conn_set_closecb(struct conn_guard *, struct evhttp_connection *,
+    void (*)(struct evhttp_connection *, void *), void *);
+/* A request on evcon was dispatched: its header deadline is met. */
+void conn_dispatched(struct conn_guard *, struct evhttp_connection *);
 
 /* X-Cache: what the cache did for this request. */
 enum req_cache {
@@ -633,6 +664,11 @@ struct req {
 	int status;
 	uint64_t sent;	 /* body bytes handed to evhttp */
 	int client_gone; /* connection closed under us */
+	/* finished, but evhttp is still writing the reply: the access line
+	 * waits for its last byte (or the connection's end) */
+	struct evhttp_request *handed;
+	int handed_done; /* evhttp finished it before req_finish returned */
+	char *why;	 /* req_finish's cause, kept for that line */
 	/* streaming from a fill */
 	struct fill *fill;
 	uint64_t off; /* next byte to send */
@@ -795,9 +831,9 @@ const char *req_admin_arg(struct req *);
 /* The request body, NUL-terminated (owned by the request), or NULL. */
 const char *req_body(struct req *, size_t *len);
 /*
- * The one request hook (NULL to remove): fn sees every finished request in
- * req_finish(), after the reply and before the request is freed.  Higher
- * layers (runs/) plug in here, so registry/ never includes their headers.
+ * The one request hook (NULL to remove): fn sees every finished request once
+ * its last byte was handed to the kernel, before the request is freed.  Higher
+ * layers (prewarm/) plug in here, so registry/ never includes their headers.
  */
 void req_hook_set(struct server *, req_hook_fn, void *arg);
 /* Metrics text written by a higher layer, appended to /metrics. */

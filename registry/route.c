@@ -124,6 +124,24 @@ route_query_ns(const char *query, char *out, size_t outlen)
 	return rc;
 }
 
+/* Why ref (which failed digest_parsen) is not a digest we can serve. */
+static const char *
+route_digest_why(const char *ref, size_t len)
+{
+	const char *colon = memchr(ref, ':', len);
+	size_t alen = colon != NULL ? (size_t)(colon - ref) : len;
+
+	if (colon == NULL || alen == 0)
+		return "invalid digest: want 'sha256:' and 64 hex digits";
+	if (alen != 6 || memcmp(ref, "sha256", 6) != 0)
+		return "unsupported digest algorithm: only sha256 is supported";
+	if (len - alen - 1 != 64)
+		return "invalid sha256 digest: want 64 hex digits after "
+		       "'sha256:'";
+	return "invalid sha256 digest: want lower-case hex digits "
+	       "(0-9, a-f) after 'sha256:'";
+}
+
 #define ROUTE_FAIL(e, w) \
 	do { \
 		*err = (e); \
@@ -150,8 +168,11 @@ route_parse(const char *path, const char *query, struct route *rt,
 	if (strncmp(path, ROUTE_ADMIN_PREFIX, sizeof ROUTE_ADMIN_PREFIX - 1) ==
 	    0) {
 		rest = path + sizeof ROUTE_ADMIN_PREFIX - 1;
+		/* recipe names and "recipe@<version>" (0.5.0+v5.7.0) */
 		if (strlen(rest) >= sizeof rt->admin ||
-		    strspn(rest, "abcdefghijklmnopqrstuvwxyz0123456789-_/") !=
+		    strspn(rest,
+			"abcdefghijklmnopqrstuvwxyz"
+			"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_/.@+") !=
 			strlen(rest))
 			ROUTE_FAIL(OCI_ERR_NOT_FOUND, "unknown admin path");
 		rt->kind = ROUTE_ADMIN;
@@ -216,16 +237,25 @@ route_parse(const char *path, const char *query, struct route *rt,
 		return 0;
 	ref = m + strlen(rule->marker);
 	reflen = strlen(ref);
+	/*
+	 * distribution-spec: a manifest GET/HEAD answers 200 or 404; a
+	 * reference that cannot exist is simply unknown (TAG_INVALID is a
+	 * schema1 push-era code).  Blobs keep DIGEST_INVALID.
+	 */
 	if (rt->kind == ROUTE_BLOB || memchr(ref, ':', reflen) != NULL) {
 		if (digest_parsen(&rt->digest, ref, reflen) == -1)
-			ROUTE_FAIL(OCI_ERR_DIGEST_INVALID,
-			    "invalid digest (only sha256 is supported)");
+			ROUTE_FAIL(rt->kind == ROUTE_BLOB
+				? OCI_ERR_DIGEST_INVALID
+				: OCI_ERR_MANIFEST_UNKNOWN,
+			    route_digest_why(ref, reflen));
 		rt->by_digest = 1;
 		return 0;
 	}
 	if (reflen == 0 || reflen > ROUTE_TAG_MAX ||
 	    !ref_valid_tag(ref, reflen))
-		ROUTE_FAIL(OCI_ERR_TAG_INVALID, "invalid tag");
+		ROUTE_FAIL(OCI_ERR_MANIFEST_UNKNOWN,
+		    "invalid tag: up to 128 of [A-Za-z0-9_.-], not starting "
+		    "with '.' or '-'");
 	memcpy(rt->tag, ref, reflen);
 	rt->tag[reflen] = '\0';
 	return 0;

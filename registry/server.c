@@ -110,12 +110,15 @@ server_new(struct event_base *base, const struct server_opts *o)
 	xasprintf(&index, "%s/index", o->data_dir);
 	if (server_mkdir(index) == -1 || (srv->db = db_open(index)) == NULL)
 		goto fail;
+	if (o->index_map_bytes > 0 &&
+	    db_set_map_size(srv->db, (uint64_t)o->index_map_bytes) == -1)
+		goto fail;
 	if (metrics_open(srv) == -1)
 		goto fail;
 	memset(&uo, 0, sizeof uo);
 	uo.connect_timeout_ms = (long)o->connect_timeout_ms;
 	uo.response_timeout_ms = (long)o->response_timeout_ms;
-	uo.low_speed_time_s = 30;
+	uo.low_speed_time_s = o->stall_s > 0 ? (long)o->stall_s : 30;
 	uo.user_agent = "ccprewarm/" CCPREWARM_VERSION;
 	if ((srv->uc = upstream_client_new(base, &uo)) == NULL)
 		goto fail;
@@ -237,6 +240,7 @@ server_free(struct server *srv)
 		evhttp_free(srv->http);
 	evict_free(srv->evict); /* after evhttp: its readers call back */
 	srv->evict = NULL;
+	conn_guard_free(srv->conns);
 	for (i = 0; i < srv->nupstreams; i++)
 		upstream_free(srv->upstreams[i]);
 	shared_close(srv);

@@ -6,7 +6,12 @@
  * from the caller, who sees headers -> body -> done.
  */
 #include <sys/queue.h>
+#include <sys/socket.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,6 +130,7 @@ struct upstream {
 	enum upstream_breaker breaker;
 	int64_t open_ms; /* how long it stays open this time */
 	struct event *probe_ev;
+	int local; /* it is itself on a loopback or link-local address */
 	struct upstream_stats stats;
 };
 
@@ -157,6 +163,9 @@ struct upstream_xfer {
 	const char *password;
 	char *token; /* bearer token sent, or NULL */
 	int attempts;
+	int redirected;	 /* this attempt follows a redirect */
+	int refused;	 /* we refused a connection (SSRF guard) */
+	int local_errno; /* socket() failed here: not the upstream's fault */
 	struct auth_wait *wait;
 	struct event *answer_ev; /* response timeout */
 	CURL *easy;
@@ -834,6 +843,14 @@ upstream_usable(const struct upstream *up)
 	    up->stats.ratelimited_until_ms <= clock_now_ms();
 }
 
+long
+upstream_retry_after_s(const struct upstream *up)
+{
+	int64_t left = up->stats.ratelimited_until_ms - clock_now_ms();
+
+	return left > 0 ? (long)((left + 999) / 1000) : 0;
+}
+
 size_t
 upstream_code_count(void)
 {
@@ -927,6 +944,7 @@ upstream_xfer_headers_end(struct upstream_xfer *x)
 	}
 	if (x->method == UPSTREAM_GET && status >= 300 && status < 400 &&
 	    x->resp.has_location) {
+		x->redirected = 1;
 		upstream_xfer_set_state(x, UPSTREAM_XFER_SKIP);
 		return 0;
 	}
@@ -1004,6 +1022,94 @@ upstream_write_cb(char *buf, size_t size, size_t n, void *arg)
 	}
 }
 
+/* 1 for loopback, link-local and unspecified addresses (v4, v6, mapped). */
+static int
+upstream_addr_is_local(const struct sockaddr *sa)
+{
+	const struct sockaddr_in *in4;
+	const struct sockaddr_in6 *in6;
+	const unsigned char *b;
+	uint32_t a;
+
+	if (sa->sa_family == AF_INET) {
+		in4 = (const struct sockaddr_in *)(const void *)sa;
+		a = ntohl(in4->sin_addr.s_addr);
+	} else if (sa->sa_family == AF_INET6) {
+		in6 = (const struct sockaddr_in6 *)(const void *)sa;
+		b = in6->sin6_addr.s6_addr;
+		if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
+		    IN6_IS_ADDR_LINKLOCAL(&in6->sin6_addr) ||
+		    IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr))
+			return 1;
+		if (!IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+			return 0;
+		a = (uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 |
+		    (uint32_t)b[14] << 8 | b[15];
+	} else
+		return 0;
+	return (a >> 24) == 127 || (a >> 24) == 0 || (a >> 16) == 0xa9fe;
+}
+
+/*
+ * CURLOPT_OPENSOCKETFUNCTION: every new connection.  An upstream may be on
+ * loopback (tests, a local registry), which its first connection tells us;
+ * otherwise a redirect to a loopback or link-local address (the node's own
+ * services, a cloud metadata endpoint) is refused: an upstream must not
+ * make the mirror fetch from the node.  A socket() that fails for lack of
+ * fds or memory is recorded as local, so it never opens a breaker.
+ */
+static curl_socket_t
+upstream_opensocket_cb(
+    void *arg, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+	struct upstream_xfer *x = arg;
+	int local = upstream_addr_is_local(&addr->addr);
+	curl_socket_t fd;
+
+	(void)purpose;
+	if (local && x->up != NULL && !x->redirected)
+		x->up->local = 1;
+	if (local && x->redirected && (x->up == NULL || !x->up->local)) {
+		x->refused = 1;
+		return CURL_SOCKET_BAD;
+	}
+	fd = socket(addr->family, addr->socktype, addr->protocol);
+	if (fd == CURL_SOCKET_BAD)
+		x->local_errno = errno;
+	return fd;
+}
+
+/*
+ * CURLOPT_PREREQFUNCTION: before every request, on a new or a reused
+ * connection.  A connection from curl's pool (opened for another upstream
+ * that is local) is never seen by upstream_opensocket_cb; the same rule
+ * holds here, by the connection's address.
+ */
+static int
+upstream_prereq_cb(void *arg, char *primary_ip, char *local_ip,
+    int primary_port, int local_port)
+{
+	struct upstream_xfer *x = arg;
+	struct sockaddr_storage ss;
+	struct sockaddr_in *in4 = (struct sockaddr_in *)(void *)&ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)(void *)&ss;
+
+	(void)local_ip;
+	(void)primary_port;
+	(void)local_port;
+	if (!x->redirected || (x->up != NULL && x->up->local))
+		return CURL_PREREQFUNC_OK;
+	memset(&ss, 0, sizeof ss);
+	if (inet_pton(AF_INET, primary_ip, &in4->sin_addr) == 1)
+		ss.ss_family = AF_INET;
+	else if (inet_pton(AF_INET6, primary_ip, &in6->sin6_addr) == 1)
+		ss.ss_family = AF_INET6;
+	if (!upstream_addr_is_local((struct sockaddr *)(void *)&ss))
+		return CURL_PREREQFUNC_OK;
+	x->refused = 1;
+	return CURL_PREREQFUNC_ABORT;
+}
+
 /* The easy handle's options that hold for every attempt. */
 static int
 upstream_xfer_setup(struct upstream_xfer *x)
@@ -1020,6 +1126,20 @@ upstream_xfer_setup(struct upstream_xfer *x)
 	bad |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK;
+	/*
+	 * A transfer removed while its name lookup still runs would join the
+	 * threaded resolver's thread on the loop (curl's Curl_resolver_kill),
+	 * freezing every request until getaddrinfo gives up (10 s with
+	 * glibc's defaults).  With QUICK_EXIT curl detaches the thread, which
+	 * frees its own state when the lookup ends (curl >= 7.87).
+	 */
+	bad |= curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION,
+		   upstream_opensocket_cb) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, x) != CURLE_OK;
+	bad |= curl_easy_setopt(
+		   e, CURLOPT_PREREQFUNCTION, upstream_prereq_cb) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_PREREQDATA, x) != CURLE_OK;
 	/* Bigger reads: fewer write callbacks, pwrites and wake-ups per blob.
 	 */
 	bad |= curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024) != CURLE_OK;
@@ -1157,6 +1277,7 @@ upstream_xfer_begin(struct upstream_xfer *x)
 	}
 	upstream_resp_reset(&x->resp);
 	x->swallowed = 0;
+	x->redirected = x->refused = x->local_errno = 0;
 	x->errbuf[0] = '\0';
 	if (curl_multi_add_handle(x->client->multi, x->easy) != CURLM_OK) {
 		log_error("cannot add a transfer for '%s' to curl", x->url);
@@ -1219,13 +1340,66 @@ upstream_xfer_auth(struct upstream_xfer *x)
 		upstream_xfer_finish(x, UPSTREAM_EAUTH, why);
 }
 
+/*
+ * Failures that say the upstream is down: it could not be reached, or it
+ * accepted and said nothing (a timeout before any status line).  Anything
+ * else (a redirect loop, an unsupported protocol, HTTP/0.9, an empty
+ * reply, TLS trouble) is one request's fault and fails that request only.
+ */
+static const CURLcode upstream_down_codes[] = {
+    CURLE_COULDNT_RESOLVE_PROXY,
+    CURLE_COULDNT_RESOLVE_HOST,
+    CURLE_COULDNT_CONNECT,
+    CURLE_OPERATION_TIMEDOUT,
+};
+
+/* 1 if this failed attempt counts against the upstream's breaker. */
+static int
+upstream_xfer_says_down(const struct upstream_xfer *x, CURLcode code)
+{
+	size_t i;
+
+	if (x->refused || x->local_errno != 0 ||
+	    x->state != UPSTREAM_XFER_CONNECT)
+		return 0;
+	for (i = 0; i < nitems(upstream_down_codes); i++)
+		if (upstream_down_codes[i] == code)
+			return 1;
+	return 0;
+}
+
+static void
+upstream_xfer_failed(struct upstream_xfer *x, CURLcode code)
+{
+	enum upstream_result result;
+	const char *why = curl_easy_strerror(code);
+
+	result =
+	    x->state == UPSTREAM_XFER_BODY ? UPSTREAM_EBODY : UPSTREAM_ECONNECT;
+	if (x->refused) {
+		why = "redirect to a loopback or link-local address refused";
+		log_warn("upstream '%s': %s ('%s')", upstream_xfer_name(x), why,
+		    x->url);
+	} else if (x->local_errno != 0) {
+		why = "no local resources for an upstream connection";
+		log_warn("upstream '%s': cannot open a socket for '%s': %s",
+		    upstream_xfer_name(x), x->url, strerror(x->local_errno));
+	} else
+		log_warn("upstream '%s': transfer of '%s' failed: %s",
+		    upstream_xfer_name(x), x->url,
+		    x->errbuf[0] != '\0' ? x->errbuf : why);
+	if (x->up != NULL && x->local_errno == 0) {
+		x->up->stats.requests[nitems(upstream_codes) + 1]++;
+		if (upstream_xfer_says_down(x, code))
+			upstream_breaker_trip(x->up, why);
+	}
+	upstream_xfer_finish(x, result, why);
+}
+
 /* curl is done with x's attempt (CURLMSG_DONE). */
 static void
 upstream_xfer_complete(struct upstream_xfer *x, CURLcode code)
 {
-	enum upstream_result result;
-	const char *why;
-
 	curl_multi_remove_handle(x->client->multi, x->easy);
 	x->in_multi = 0;
 	switch (x->state) {
@@ -1240,18 +1414,7 @@ upstream_xfer_complete(struct upstream_xfer *x, CURLcode code)
 		return;
 	}
 	if (code != CURLE_OK) {
-		result = x->state == UPSTREAM_XFER_BODY ? UPSTREAM_EBODY
-							: UPSTREAM_ECONNECT;
-		why = curl_easy_strerror(code);
-		log_warn("upstream '%s': transfer of '%s' failed: %s",
-		    upstream_xfer_name(x), x->url,
-		    x->errbuf[0] != '\0' ? x->errbuf : why);
-		if (x->up != NULL) {
-			x->up->stats.requests[nitems(upstream_codes) + 1]++;
-			if (result == UPSTREAM_ECONNECT)
-				upstream_breaker_trip(x->up, why);
-		}
-		upstream_xfer_finish(x, result, why);
+		upstream_xfer_failed(x, code);
 		return;
 	}
 	if (x->state == UPSTREAM_XFER_SKIP && x->resp.status == 401) {

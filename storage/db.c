@@ -240,9 +240,10 @@ static void
 db_log(const struct db *db, const char *what, const char *subject, int err)
 {
 	if (err == MDB_MAP_FULL) {
-		log_error(
-		    "index full in '%s' (map size %zu MiB) while trying "
-		    "to %s '%s': free space with gc or raise the map size",
+		log_error("index full in '%s' (map size %zu MiB) while trying "
+			  "to %s '%s': run `ccprewarm gc` to drop unpinned "
+			  "entries, or raise index_map_bytes in the config "
+			  "and restart",
 		    db->dir, db->mapsize >> 20, what, subject);
 		return;
 	}
@@ -289,6 +290,19 @@ db_txn_abort(MDB_txn **txn)
 /* Lifecycle ---------------------------------------------------------------- */
 
 static int db_totals_walk(struct db *);
+
+int
+db_set_map_size(struct db *db, uint64_t bytes)
+{
+	int err;
+
+	if ((err = mdb_env_set_mapsize(db->env, (size_t)bytes)) != 0) {
+		db_log(db, "set the map size of index", db->dir, err);
+		return -1;
+	}
+	db->mapsize = (size_t)bytes;
+	return 0;
+}
 
 struct db *
 db_open(const char *dir)
@@ -1187,6 +1201,42 @@ db_pins_set(struct db *db, const char *recipe, const char *version,
 out:
 	db_txn_abort(&txn);
 	free(buf);
+	return rc;
+}
+
+int
+db_pins_unset(struct db *db, const char *recipe, const char *version)
+{
+	char key[DB_KEY_BUF];
+	size_t klen;
+	MDB_txn *txn = NULL;
+	MDB_val k;
+	int err, rc = -1;
+
+	klen =
+	    (size_t)snprintf(key, sizeof key, "%s%c%s", recipe, '\0', version);
+	if (klen >= sizeof key) {
+		log_error("pin key too long: '%s'", recipe);
+		return -1;
+	}
+	if (db_txn_begin(db, 0, &txn) == -1)
+		return -1;
+	k = db_val(key, klen);
+	if (db_pins_old(db, txn, &k, -1) == -1)
+		goto out;
+	if ((err = mdb_del(txn, db->pins, &k, NULL)) == MDB_NOTFOUND) {
+		rc = 1;
+		goto out;
+	}
+	if (err != 0) {
+		db_log(db, "remove pins of", recipe, err);
+		goto out;
+	}
+	if (db_txn_commit(db, &txn, "remove pins of", recipe) == -1)
+		goto out;
+	rc = 0;
+out:
+	db_txn_abort(&txn);
 	return rc;
 }
 

@@ -183,6 +183,9 @@ struct db_tag {
  */
 struct db *db_open(const char *dir);
 void db_free(struct db *); /* flushes pending touches; NULL-safe */
+/* Sets the LMDB map size (the index's upper bound; 1 GiB by default),
+ * with no transaction open.  0 or -1 (logged). */
+int db_set_map_size(struct db *, uint64_t bytes);
 
 /* 0 found (copied into *out), 1 absent, -1 error (logged). */
 int db_blob_get(struct db *, const struct digest *, struct db_blob *out);
@@ -230,6 +233,8 @@ int db_counter_get(struct db *, const char *name, uint64_t *out);
 int db_pins_set(struct db *, const char *recipe, const char *version,
     const struct digest *, size_t n);
 int db_pins_del(struct db *, const char *recipe);
+/* One version's pins only: 0, 1 if it had none, -1.  The blobs stay. */
+int db_pins_unset(struct db *, const char *recipe, const char *version);
 
 /*
  * Store lifecycle.  db_store_bytes: the running total of the sizes of all
@@ -266,8 +271,8 @@ int db_job_list(struct db *,
     void *arg);
 
 /*
- * Run records (`ccprewarm run`): opaque bytes encoded by runs/, by name.
- * db_run_get: 0 and a new *val (caller frees), 1 absent, -1 error.
+ * Run records (`ccprewarm run`): opaque bytes encoded by prewarm/record.c, by
+ * name. db_run_get: 0 and a new *val (caller frees), 1 absent, -1 error.
  * db_run_del: 0, 1 absent, -1.  db_run_list as db_job_list.
  */
 int db_run_put(struct db *, const char *name, const void *, size_t);

@@ -16,7 +16,7 @@ S3_PKGS="ceph-mon ceph-osd ceph-mgr radosgw ceph-common"
 TEST_PKGS="$RUN_PKGS git clang libclang-rt-14-dev clang-format
 	docker-registry skopeo docker.io containerd runc
 	python3 curl jq nginx-light prometheus procps iproute2 util-linux
-	chromium
+	chromium nix-bin systemd
 	$S3_PKGS"
 
 usage() {

@@ -428,25 +428,32 @@ start_blackhole() {
 	done
 }
 
-# start_dockerd NAME MIRROR_URL: a private dockerd (root only) beside any
-# other: own data/exec roots, socket, containerd namespaces, no networking
-# changes.  Sets NAME_HOST (for DOCKER_HOST) NAME_ROOT NAME_PID NAME_LOG
-# NAME_CONTAINERD (its containerd socket).  Use: dockercli NAME ARGS...
+# start_dockerd NAME MIRROR_URL [DAEMON_JSON]: a private dockerd (root only)
+# beside any other: own data/exec roots, socket, containerd namespaces, no
+# networking changes.  With DAEMON_JSON (a file), that is its daemon.json and
+# MIRROR_URL may be empty (the file names the mirror).  Sets NAME_HOST (for
+# DOCKER_HOST) NAME_ROOT NAME_PID NAME_LOG NAME_CONTAINERD (its containerd
+# socket).  Use: dockercli NAME ARGS...
 start_dockerd() {
-	local name=$1 mirror=$2 d
+	local name=$1 mirror=$2 d mflag=()
 	if ! is_root; then
 		return 2
 	fi
 	d=$T_TMP/dockerd-$name
 	mkdir -p "$d/data" "$d/exec" "$d/cli"
-	echo '{}' >"$d/daemon.json"
+	if [ -n "${3:-}" ]; then
+		cp "$3" "$d/daemon.json"
+	else
+		echo '{}' >"$d/daemon.json"
+	fi
+	[ -n "$mirror" ] && mflag=(--registry-mirror "$mirror")
 	echo '{}' >"$d/cli/config.json"
 	printf -v "${name}_HOST" 'unix://%s/docker.sock' "$d"
 	printf -v "${name}_ROOT" '%s' "$d"
 	printf -v "${name}_CONTAINERD" '%s/exec/containerd/containerd.sock' "$d"
 	_spawn "$name" "$T_OUT/dockerd-$name.log" dockerd \
 		--config-file "$d/daemon.json" \
-		--registry-mirror "$mirror" \
+		"${mflag[@]}" \
 		--storage-driver=vfs \
 		--iptables=false --ip6tables=false --ip-masq=false --bridge=none \
 		--userland-proxy=false \

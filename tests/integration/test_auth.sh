@@ -10,7 +10,9 @@
 # Basic credentials; a credentials file readable by others stops start-up;
 # the password never shows in the mirror's output; a blob redirect to
 # another host does not carry the Authorization header; a token realm on an
-# unrelated host is refused without a request to it.
+# unrelated host, or on the registry's host but another port, is refused
+# without a request to it (the bearer proxies therefore serve /token
+# themselves, forwarding it to the token server).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_net.sh"
 t_init auth
@@ -37,9 +39,22 @@ bearer_proxy() {	# bearer_proxy NAME REALM [MODE ARGS...]
 	start_proxy "$name" "$UP_URL" "$mode" --realm "$realm" --service test \
 		--token-secret "$SECRET" "$@"
 }
-bearer_proxy PXA "$TOK_URL/token" || exit 1
-bearer_proxy PXB "$TOKB_URL/token" || exit 1
-bearer_proxy PXR "$TOK_URL/token" redirect --redirect "$CDN_URL" || exit 1
+# own_realm_proxy NAME TOKENSERVER [MODE ARGS...]: the realm is the proxy's
+# own address (a realm elsewhere on the host, another port, is refused),
+# and the proxy forwards /token to the token server.
+own_realm_proxy() {
+	local name=$1 tok=$2 port urlvar="${2}_URL"
+	shift 2
+	port=$(free_port)
+	printf -v "CCP_PORT_$name" '%s' "$port"
+	bearer_proxy "$name" "http://127.0.0.1:$port/token" "${@:-bearer}" \
+		--token-upstream "${!urlvar}"
+}
+own_realm_proxy PXA TOK || exit 1
+own_realm_proxy PXB TOKB || exit 1
+own_realm_proxy PXR TOK redirect --redirect "$CDN_URL" || exit 1
+# A realm on the registry's host but another port: refused (issue 10).
+bearer_proxy PXP "$TOKB_URL/token" || exit 1
 bearer_proxy PXE "http://$EVIL_HOSTPORT/token" || exit 1
 bearer_proxy PXE2 "http://evil.example/token" || exit 1
 
@@ -66,7 +81,8 @@ cat >"$CFG" <<EOF
     "badcreds.test": {"url": "$PXB_URL", "credentials_file": "$BADCREDS"},
     "cdn.test": "$PXR_URL",
     "evil.test": "$PXE_URL",
-    "evil2.test": "$PXE2_URL"
+    "evil2.test": "$PXE2_URL",
+    "otherport.test": {"url": "$PXP_URL", "credentials_file": "$CREDS"}
   }
 }
 EOF
@@ -214,6 +230,14 @@ if grep -q "token realm 'http://evil.example/token' refused" "$CCP_LOG"; then
 else
 	fail auth/realm/evil.example-logged "no 'token realm ... refused' line in the log: $(grep -i realm "$CCP_LOG" | tail -n 2 | tr '\n' '|')"
 fi
+
+# A realm on the registry's own host but another port: refused, and the
+# credentials never reach it.
+before=$(token_stats TOKB | jq '.total')
+foreign_realm auth/realm/other-port-refused otherport.test
+after=$(token_stats TOKB | jq '.total')
+check auth/realm/other-port-no-credentials "the other port's token server got $((after - before)) requests; want 0" \
+	[ "$after" = "$before" ]
 
 # ------------------------------------------------------------ secrets
 b64=$(printf '%s:%s' "$USER_NAME" "$PASSWORD" | base64 -w0)

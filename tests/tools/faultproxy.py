@@ -22,6 +22,10 @@ POST /_proxy/mode?m=MODE[&seconds=N] at run time):
   redirect   blob GETs are answered 307 to --redirect + the same path (a
              CDN); with --realm, every request is first checked as in bearer
 
+With --token-upstream URL, GET /token (query kept, Authorization passed on)
+is forwarded there in every mode: the token realm can then be this proxy's
+own address, as a registry's usually is.
+
 Every request (method + path, query stripped) is counted; GET /_proxy/stats
 returns {"mode", "total", "requests": {"GET /v2/...": n}, "faults": n,
 "ranged": requests with a Range header} (in bearer and redirect modes,
@@ -184,12 +188,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
             st.fault()
             return self._json(503, {"errors": [{
                 "code": "UNAVAILABLE", "message": "faultproxy: error mode"}]})
-        if mode in EXTRA_MODES and extra_answer(self, mode, path):
+        # --token-upstream: the token service on this same host and port,
+        # as a registry's realm usually is (never challenged itself).
+        tok = self.server.token_upstream if path == "/token" else None
+        if mode in EXTRA_MODES and tok is None and \
+                extra_answer(self, mode, path):
             return
         m = BLOB_RE.match(path)
-        is_blob_get = bool(m) and self.command == "GET"
+        is_blob_get = bool(m) and self.command == "GET" and tok is None
 
-        up = self.server.upstream
+        up = tok or self.server.upstream
         conn = http.client.HTTPConnection(up.hostname, up.port or 80,
                                           timeout=300)
         try:
@@ -420,12 +428,16 @@ def main():
     ap.add_argument("--token-secret", default="ccprewarm-test",
                     help="bearer: HMAC key shared with tokenserver.py")
     ap.add_argument("--redirect", help="redirect: base URL blobs go to")
+    ap.add_argument("--token-upstream",
+                    help="forward GET /token here (tokenserver.py)")
     a = ap.parse_args()
     host, _, port = a.listen.rpartition(":")
     srv = Server((host or "127.0.0.1", int(port)), Handler)
     srv.state = State(a.mode, a.stall)
     srv.extra = a
     srv.upstream = urllib.parse.urlsplit(a.upstream.rstrip("/"))
+    srv.token_upstream = urllib.parse.urlsplit(a.token_upstream.rstrip("/")) \
+        if a.token_upstream else None
     if srv.upstream.scheme != "http":
         ap.error("--upstream must be http://")
     h, p = srv.server_address[:2]

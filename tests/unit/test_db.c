@@ -292,6 +292,47 @@ test_reopen(void)
 	free(dir);
 }
 
+/* Two versions of a recipe share a blob: its pin count is 2; unpinning
+ * one version leaves 1; the recipe's removal leaves 0; blobs stay. */
+static void
+test_pins_versions(void)
+{
+	char *index, *dir = test_mkdtemp(&index);
+	struct digest d[3];
+	struct db_blob b, out;
+	struct db *db;
+	size_t i;
+
+	for (i = 0; i < 3; i++)
+		digest_buf(&"abc"[i], 1, &d[i]);
+	db = db_open(index);
+	CHECK(db != NULL);
+	test_blob_fill(&b, 10, "");
+	b.pins = 0;
+	for (i = 0; i < 3; i++)
+		CHECK(db_blob_put(db, &d[i], &b) == 0);
+	CHECK(db_pins_set(db, "r", "0.1.0+1", &d[0], 2) == 0); /* a, b */
+	CHECK(db_pins_set(db, "r", "0.2.0+1", &d[1], 2) == 0); /* b, c */
+	CHECK(db_blob_get(db, &d[1], &out) == 0 && out.pins == 2);
+	CHECK(db_blob_get(db, &d[0], &out) == 0 && out.pins == 1);
+	/* setting the same version again does not count twice */
+	CHECK(db_pins_set(db, "r", "0.2.0+1", &d[1], 2) == 0);
+	CHECK(db_blob_get(db, &d[1], &out) == 0 && out.pins == 2);
+	CHECK(db_pins_unset(db, "r", "0.1.0+1") == 0);
+	CHECK(db_blob_get(db, &d[0], &out) == 0 && out.pins == 0);
+	CHECK(db_blob_get(db, &d[1], &out) == 0 && out.pins == 1);
+	CHECK(db_pins_unset(db, "r", "0.1.0+1") == 1);
+	CHECK(db_blob_get(db, &d[1], &out) == 0 && out.pins == 1);
+	CHECK(db_pins_unset(db, "rr", "0.2.0+1") == 1);
+	CHECK(db_pins_del(db, "r") == 0);
+	for (i = 0; i < 3; i++)
+		CHECK(db_blob_get(db, &d[i], &out) == 0 && out.pins == 0);
+	db_free(db);
+	test_rmrf(dir);
+	free(index);
+	free(dir);
+}
+
 /*
  * The store lifecycle's calls: the running total, pin counts derived from
  * the pins table (also for a record written after its pins), eviction only
@@ -381,6 +422,7 @@ static const struct unit_test tests[] = {
     {"touch", test_touch},
     {"counters", test_counters},
     {"reopen", test_reopen},
+    {"pins-versions", test_pins_versions},
 };
 
 UNIT_MAIN("db", tests)

@@ -5,7 +5,7 @@
  */
 #include <string.h>
 
-#include "../../runs/runs.h"
+#include "../../prewarm/prewarm.h"
 #include "unit.h"
 
 static void

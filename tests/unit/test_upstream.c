@@ -794,7 +794,18 @@ test_realm_check(void)
 	CHECK(
 	    auth_realm_check("https://ghcr.io/token", "https://ghcr.io") == 0);
 	CHECK(auth_realm_check(
-		  "http://127.0.0.1:5001/token", "http://127.0.0.1:5000") == 0);
+		  "http://127.0.0.1:5000/token", "http://127.0.0.1:5000") == 0);
+	/* the same host is the same service only on the same port and
+	 * scheme: another port may be anyone's */
+	CHECK(auth_realm_check("http://127.0.0.1:5001/token",
+		  "http://127.0.0.1:5000") == -1);
+	CHECK(auth_realm_check(
+		  "https://ghcr.io:8443/token", "https://ghcr.io") == -1);
+	CHECK(auth_realm_check(
+		  "https://ghcr.io:443/token", "https://ghcr.io") == 0);
+	CHECK(
+	    auth_realm_check("http://ghcr.io/token", "https://ghcr.io") == -1);
+	CHECK(auth_realm_check("http://auth.docker.io/token", hub) == -1);
 	CHECK(auth_realm_check("https://evil.example/token", hub) == -1);
 	CHECK(auth_realm_check("ftp://auth.docker.io/token", hub) == -1);
 	CHECK(auth_realm_check("auth.docker.io/token", hub) == -1);

@@ -1,5 +1,5 @@
 /*
- * runs/run.c: the daemon side of `ccprewarm run`.  While a run is open the
+ * prewarm/run.c: the daemon side of `ccprewarm run`.  While a run is open the
  * request hook copies what each manifest and blob request did (route,
  * X-Cache, bytes, times); at `run end` the requests are attributed to
  * images through the manifests they fetched and the record is written to
@@ -15,7 +15,7 @@
 #include <event2/buffer.h>
 
 #include "../common/common.h"
-#include "runs.h"
+#include "prewarm.h"
 
 /* Requests kept per open run; beyond this they are counted as dropped. */
 #define RUN_REQS_MAX 200000

@@ -1,5 +1,5 @@
 /*
- * runs/record.c: a run's record.  The binary layout kept in LMDB
+ * prewarm/record.c: a run's record.  The binary layout kept in LMDB
  * (versioned, little-endian, every length checked on decode), the JSON the
  * admin API answers with, and the comparison `runs compare` prints.  Pure
  * functions: no I/O, no event loop.
@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "../common/common.h"
-#include "runs.h"
+#include "prewarm.h"
 
 #define RECORD_VERSION 1
 

@@ -1,0 +1,2 @@
+# Not a size: refused by evaluation, naming the option.
+{ maxBytes = "20 gigabytes"; }

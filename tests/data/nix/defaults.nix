@@ -1,0 +1,2 @@
+# Only enable: every default.
+{ }
