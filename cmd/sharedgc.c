@@ -106,8 +106,9 @@ sharedgc_blob_cb(void *arg, const char *key, int64_t size, int64_t mtime)
 	if (digest_parse(&d, ds) == -1)
 		return 0; /* not one of ours */
 	gc->blobs++;
-	if (bsearch(&d, gc->keep, gc->nkeep, sizeof d, sharedgc_digest_cmp) !=
-	    NULL) {
+	if (gc->nkeep > 0 &&
+	    bsearch(&d, gc->keep, gc->nkeep, sizeof d, sharedgc_digest_cmp) !=
+		NULL) {
 		gc->kept++;
 		return 0;
 	}
@@ -229,8 +230,10 @@ sharedgc_next(struct sharedgc *gc)
 				return;
 			}
 			if (gc->pin_next == gc->npins) {
-				qsort(gc->keep, gc->nkeep, sizeof *gc->keep,
-				    sharedgc_digest_cmp);
+				if (gc->nkeep > 0) /* NULL when empty */
+					qsort(gc->keep, gc->nkeep,
+					    sizeof *gc->keep,
+					    sharedgc_digest_cmp);
 				gc->phase++;
 				continue;
 			}

@@ -144,7 +144,7 @@ check shared/corrupt-repaired "the bucket still holds $repaired" [ "$repaired" =
 # set; shared-gc keeps exactly the pinned blobs and deletes the rest.
 PINNED=("library/alpine:3.19" "test/single-oci:v1" "test/shared-a:v1")
 body=$(printf '"%s",' "${PINNED[@]}")
-curl -sf -o /dev/null -X POST -d "{\"recipe\": \"gc-test\", \"images\": [${body%,}]}" \
+curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' -d "{\"recipe\": \"gc-test\", \"images\": [${body%,}]}" \
 	"$A_URL/_ccprewarm/v1/enroll" || fail shared/gc-enroll "POST enroll to node A failed"
 end=$((SECONDS + 120))
 until [ "$(curl -sf "$A_URL/_ccprewarm/v1/recipes/gc-test" | jq -r .state)" = warm ] ||
@@ -186,6 +186,15 @@ for d in $(ls "$SEED_BLOBS"); do
 done
 check shared/gc-keeps-pinned "shared-gc exited $rc; $kept_bad pinned blobs missing after it" [ "$rc" -eq 0 ] && [ "$kept_bad" -eq 0 ]
 check shared/gc-deletes-unpinned "$gone_bad unpinned blobs still in the bucket" [ "$gone_bad" -eq 0 ]
+# Pin sets that are all empty: nothing is pinned, everything old goes.
+sed 's|"prefix": "ci/"|"prefix": "nopins/"|' "$T_TMP/A.json" >"$T_TMP/N.json"
+: >"$T_TMP/empty"
+s3_cli -o /dev/null -T "$T_TMP/empty" "$S3_URL/$BUCKET/nopins/pins/node-x.txt"
+s3_cli -o /dev/null -T "$SEED_BLOBS/$big" "$S3_URL/$BUCKET/nopins/blobs/sha256/$big"
+"$GC" shared-gc --config "$T_TMP/N.json" --min-age 0 >"$T_TMP/gc-n.out" 2>>"$T_OUT/gc.log"
+rc=$?
+check shared/gc-empty-pin-sets "exit $rc: $(cat "$T_TMP/gc-n.out")" \
+	[ "$rc" -eq 0 ] && [ "$(s3_cli -o /dev/null -w '%{http_code}' -I "$S3_URL/$BUCKET/nopins/blobs/sha256/$big")" = 404 ]
 # No pin set under another prefix: shared-gc refuses, deletes nothing.
 sed 's|"prefix": "ci/"|"prefix": "empty/"|' "$T_TMP/A.json" >"$T_TMP/E.json"
 s3_cli -o /dev/null -T "$SEED_BLOBS/$big" "$S3_URL/$BUCKET/empty/blobs/sha256/$big"
