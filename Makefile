@@ -57,13 +57,17 @@ unit: $(UNIT_BIN)
 	@for t in $(UNIT_BIN); do $$t || exit 1; done
 
 # Everything: both build flavours, unit tests under each, integration tests
-# against real docker-registry, skopeo and dockerd.  Ends with
-# "N passed, N failed".
+# against real docker-registry, skopeo and dockerd.  Installs the missing
+# test packages first (tests/deps.sh test: as root it installs them, else it
+# names them and stops).  Ends with "N passed, N failed".
 test:
+	@tests/deps.sh test
 	@tests/run.sh
 
+# The benchmark, then the soak (SOAK_SECONDS, default 1800; 0 skips it).
 bench: all
 	@tests/bench/run.sh
+	@[ "$${SOAK_SECONDS:-1800}" = 0 ] || tests/bench/soak.sh
 
 # libFuzzer targets (clang); each runs for FUZZ_SECONDS.
 FUZZ_SECONDS ?= 30

@@ -29,6 +29,8 @@ void config_init(struct config *);
 void config_release(struct config *);
 /* Reads a JSON config file into cfg (later command-line flags override). */
 int config_load_file(struct config *, const char *path);
+/* The same from len bytes of JSON in memory (the fuzzer's entry point). */
+int config_load_string(struct config *, const char *buf, size_t len);
 /* --listen HOST:PORT */
 int config_set_listen(struct config *, const char *);
 /* --upstream URL (the default registry, docker.io) or HOST=URL */

@@ -484,15 +484,13 @@ config_set_bytes(
 	return 0;
 }
 
+static int config_load_root(struct config *, json_t *, const char *);
+
 int
 config_load_file(struct config *cfg, const char *path)
 {
-	struct server_opts *o = &cfg->opts;
 	json_error_t jerr;
-	const char *key, *s;
-	json_t *root, *v;
-	size_t i;
-	int known;
+	json_t *root;
 
 	if ((root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr)) ==
 	    NULL) {
@@ -500,6 +498,35 @@ config_load_file(struct config *cfg, const char *path)
 		    jerr.line, jerr.text);
 		return -1;
 	}
+	return config_load_root(cfg, root, path);
+}
+
+int
+config_load_string(struct config *cfg, const char *buf, size_t len)
+{
+	json_error_t jerr;
+	json_t *root;
+
+	if ((root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr)) ==
+	    NULL) {
+		config_problem(cfg,
+		    "cannot parse the configuration: line %d: %s", jerr.line,
+		    jerr.text);
+		return -1;
+	}
+	return config_load_root(cfg, root, "(string)");
+}
+
+/* Takes root (a new reference); path names it in messages. */
+static int
+config_load_root(struct config *cfg, json_t *root, const char *path)
+{
+	struct server_opts *o = &cfg->opts;
+	const char *key, *s;
+	json_t *v;
+	size_t i;
+	int known;
+
 	if (!json_is_object(root)) {
 		config_problem(
 		    cfg, "'%s': the top level must be an object", path);

@@ -129,6 +129,12 @@ auth_param(const char *h, const char *key)
 	}
 }
 
+char *
+auth_challenge_param(const char *challenge, const char *key)
+{
+	return auth_param(challenge, key);
+}
+
 /* Realms ----------------------------------------------------------------- */
 
 /* 1 for an IP literal, which has no registrable domain. */
@@ -425,6 +431,13 @@ auth_reply_parse(const char *body, size_t len, char **token, long *expires_in)
 out:
 	json_decref(root);
 	return rc;
+}
+
+int
+auth_token_reply_parse(
+    const char *body, size_t len, char **token, long *expires_in)
+{
+	return auth_reply_parse(body, len, token, expires_in);
 }
 
 static int

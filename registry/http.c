@@ -398,47 +398,29 @@ int
 req_range(struct req *r, uint64_t size, uint64_t *start, uint64_t *end)
 {
 	const char *h = req_header(r, "Range");
-	unsigned long long a, b;
-	char *ep;
+	const char *ir = req_header(r, "If-Range");
+	char etag[DIGEST_STRLEN + 2];
+	enum range_result rr;
 
 	*start = 0;
 	*end = size;
-	if (h == NULL || strncmp(h, "bytes=", 6) != 0)
+	/* RFC 9110 14.2: GET is the only method with range handling. */
+	if (h == NULL || r->method != REQ_GET)
 		return 0;
-	h += 6;
-	if (strchr(h, ',') != NULL)
-		return 0; /* multiple ranges: RFC 9110 lets us send all */
-	if (*h == '-') {  /* suffix: the last N bytes */
-		errno = 0;
-		b = strtoull(h + 1, &ep, 10);
-		if (errno != 0 || ep == h + 1 || *ep != '\0')
+	/* If-Range (13.1.5): only our strong ETag keeps the Range; a date
+	 * or another validator asks for the whole representation. */
+	if (ir != NULL && r->routed && r->route.kind == ROUTE_BLOB) {
+		etag[0] = '"';
+		digest_format(&r->route.digest, etag + 1);
+		strcat(etag, "\"");
+		if (strcmp(ir, etag) != 0)
 			return 0;
-		if (b == 0 || size == 0)
-			return -1;
-		*start = b >= size ? 0 : size - b;
+	} else if (ir != NULL)
+		return 0;
+	rr = range_parse(h, size, start, end);
+	if (rr == RANGE_PARTIAL)
 		r->ranged = 1;
-		return 1;
-	}
-	errno = 0;
-	a = strtoull(h, &ep, 10);
-	if (errno != 0 || ep == h || *ep != '-')
-		return 0;
-	h = ep + 1;
-	if (*h == '\0')
-		b = size == 0 ? 0 : size - 1;
-	else {
-		b = strtoull(h, &ep, 10);
-		if (errno != 0 || *ep != '\0' || b < a)
-			return 0;
-		if (b >= size)
-			b = size - 1;
-	}
-	if (a >= size)
-		return -1;
-	*start = a;
-	*end = b + 1;
-	r->ranged = 1;
-	return 1;
+	return rr == RANGE_UNSATISFIABLE ? -1 : rr == RANGE_PARTIAL;
 }
 
 static void

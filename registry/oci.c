@@ -144,6 +144,10 @@ oci_desc_parse(json_t *o, struct oci_desc *d)
 	d->size = json_is_integer(json_object_get(o, "size"))
 	    ? json_integer_value(json_object_get(o, "size"))
 	    : -1;
+	/* image-spec: size is the number of bytes, an int64 >= 0. */
+	if (d->size < -1 ||
+	    (d->size == -1 && json_object_get(o, "size") != NULL))
+		return -1;
 	if ((s = json_string_value(json_object_get(o, "mediaType"))) != NULL)
 		xstrlcpy(d->media_type, s, sizeof d->media_type);
 	if ((plat = json_object_get(o, "platform")) != NULL) {

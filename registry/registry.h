@@ -162,6 +162,13 @@ struct auth_cache;
 struct auth_wait;
 
 enum auth_scheme auth_scheme_parse(const char *www_authenticate);
+/* Pure: the value of auth-param key (case-insensitive) in a challenge,
+ * token or quoted-string unescaped; new string, or NULL if absent. */
+char *auth_challenge_param(const char *challenge, const char *key);
+/* Pure: a token server's JSON reply ("token" or "access_token", optional
+ * "expires_in"); 0 with *token a new string, or -1. */
+int auth_token_reply_parse(
+    const char *body, size_t len, char **token, long *expires_in);
 /*
  * 0 if a token realm may be used for the upstream at upstream_url: http(s)
  * on the same host, or a host sharing its last two labels
@@ -440,6 +447,22 @@ int route_parse(const char *path, const char *query, struct route *rt,
 /* 1 if a first path component names a registry host ("quay.io",
  * "localhost:5000"). */
 int route_is_host(const char *component, size_t len);
+
+/* range.c: the Range header against a size (RFC 9110 section 14) ------- */
+
+enum range_result {
+	RANGE_UNSATISFIABLE = -1, /* 416, Content-Range: bytes * /size */
+	RANGE_WHOLE = 0,	  /* absent, other unit, bad syntax: 200 */
+	RANGE_PARTIAL = 1,	  /* 206 with [*start, *end) */
+};
+
+/* Pure: header (NULL-able) against a representation of size bytes.  Sets
+ * *start and *end (exclusive; 0 and size unless RANGE_PARTIAL).  Numbers
+ * too large for 64 bits saturate (a first-pos past the end is still a
+ * 416); several ranges are coalesced when they overlap or touch, else
+ * ignored (no multipart replies); more than 16 ranges are ignored. */
+enum range_result range_parse(
+    const char *header, uint64_t size, uint64_t *start, uint64_t *end);
 
 /* pool.c: worker threads for blocking work, completions on the loop ---- */
 

@@ -15,7 +15,7 @@ RUN_PKGS="$BUILD_PKGS ca-certificates"
 S3_PKGS="ceph-mon ceph-osd ceph-mgr radosgw ceph-common"
 TEST_PKGS="$RUN_PKGS git clang libclang-rt-14-dev clang-format
 	docker-registry skopeo docker.io containerd runc
-	python3 curl jq nginx-light prometheus procps iproute2 util-linux
+	python3 curl jq nginx-light prometheus procps iproute2 util-linux strace
 	chromium nix-bin systemd
 	$S3_PKGS"
 

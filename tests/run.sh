@@ -7,14 +7,16 @@
 # Exit status 0 only if nothing failed.  A program that exits non-zero
 # without printing a FAIL: line counts as one failure named after it.
 #
-#   tests/run.sh [--no-build] [--unit] [--integration] [PATTERN...]
+#   tests/run.sh [--no-build] [--unit] [--integration] [--no-fuzz] [PATTERN...]
 #     --no-build      use the binaries as they are
-#     --unit          unit tests only;  --integration  integration tests only
+#     --unit          unit tests (and fuzzers) only;  --integration
+#                     integration tests only;  --no-fuzz  skip the fuzzers
 #     PATTERN         run only integration tests whose name contains it
 #   CCPREWARM_BIN     binary for the integration tests (default
 #                     build-san/ccprewarm, or build/ccprewarm if the
 #                     sanitizer build failed)
 #   TEST_TIMEOUT      seconds per test program (default 600)
+#   FUZZ_SECONDS      seconds per fuzz target (default 30; 0 skips them)
 #
 # Output of each program is also kept in tests/out/<name>.log; the exit
 # status is written to tests/out/run.status (for .ci/run).
@@ -28,14 +30,16 @@ rm -f "$OUT/run.status"
 build=1
 unit=1
 integ=1
+fuzz=1
 patterns=()
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--no-build) build=0 ;;
 	--unit) integ=0 ;;
 	--integration) unit=0 ;;
+	--no-fuzz) fuzz=0 ;;
 	-h | --help)
-		sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	-*)
@@ -164,6 +168,20 @@ if [ "$unit" = 1 ]; then
 			echo "# no unit-test binaries in $flavour/tests"
 		fi
 	done
+fi
+
+# Fuzzers (clang's libFuzzer, ASan+UBSan): former crashers replayed, then
+# FUZZ_SECONDS (default 30) per target; a crash is a failure.
+if [ "$unit" = 1 ] && [ "$fuzz" = 1 ] && [ "${FUZZ_SECONDS:-30}" != 0 ]; then
+	if command -v "${FUZZ_CC:-clang}" >/dev/null 2>&1; then
+		echo "# tests/fuzz/run.sh ${FUZZ_SECONDS:-30}"
+		t0=$SECONDS
+		run fuzz "$OUT/fuzz.log" tests/fuzz/run.sh "${FUZZ_SECONDS:-30}"
+		echo "# fuzz: $((SECONDS - t0))s"
+	else
+		echo "SKIP: fuzz (clang is not installed: tests/deps.sh test installs it)"
+		skipped=$((skipped + 1))
+	fi
 fi
 
 if [ "$integ" = 1 ]; then
