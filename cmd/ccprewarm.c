@@ -71,6 +71,8 @@ static const struct cmd {
 	"[--json]\n"
 	"        | runs baseline NAME",
 	runs_main},
+    {"shared-gc", "shared-gc --config FILE [--min-age SECONDS] [--dry-run]",
+	sharedgc_main},
     {"version", "version", cmd_version},
     {"help", "help", cmd_help},
 };

@@ -15,7 +15,7 @@
 /* Everything serve needs; owns the strings server_opts points at. */
 struct config {
 	struct server_opts opts;
-	char *strings[4 * SERVER_MAX_UPSTREAMS + 8];
+	char *strings[4 * SERVER_MAX_UPSTREAMS + 16];
 	size_t nstrings;
 	char *listen;
 	char *log_level;
@@ -100,6 +100,9 @@ int pins_main(int, char **);
 
 /* stats.c */
 int stats_main(int, char **);
+
+/* sharedgc.c: shared-gc */
+int sharedgc_main(int, char **);
 
 /* enroll.c: enroll, unenroll, list, status, warm */
 int enroll_main(int, char **);

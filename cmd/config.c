@@ -48,6 +48,7 @@ config_init(struct config *cfg)
 	cfg->opts.stall_total_s = 60;
 	cfg->opts.access_log = "-";
 	cfg->opts.runs_keep = 50;
+	cfg->opts.shared_pins_s = 60;
 }
 
 void
@@ -304,13 +305,125 @@ config_upstreams(struct config *cfg, json_t *ups)
 	}
 }
 
+/*
+ * shared_store: {url, bucket, region, credentials_file, prefix,
+ * multipart_min_bytes, part_size_bytes}.  The credentials file is JSON,
+ * {"access_key_id": ..., "secret_access_key": ...}, mode 600.
+ */
+static void
+config_shared_store(struct config *cfg, json_t *v)
+{
+	static const char *const keys[] = {"url", "bucket", "region",
+	    "credentials_file", "prefix", "multipart_min_bytes",
+	    "part_size_bytes", "node", "pins_publish_seconds",
+	    "connect_timeout_ms", "response_timeout_ms"};
+	struct s3_conf *c = &cfg->opts.shared_store;
+	const char *url, *key, *s, *ak, *sk;
+	int64_t n;
+	json_error_t jerr;
+	json_t *field, *root;
+	struct stat st;
+	size_t i;
+	int known;
+
+	if (!json_is_object(v)) {
+		config_problem(cfg,
+		    "shared_store: must be an object with "
+		    "\"url\" and \"bucket\"");
+		return;
+	}
+	json_object_foreach(v, key, field) {
+		known = 0;
+		for (i = 0; i < nitems(keys); i++)
+			known |= strcmp(key, keys[i]) == 0;
+		if (!known)
+			config_problem(
+			    cfg, "shared_store.%s: unknown key", key);
+	}
+	url = config_string(cfg, v, "shared_store.", "url");
+	if (url == NULL || !config_url_ok(url))
+		config_problem(cfg, "shared_store.url: must be an http(s) URL");
+	else
+		c->url = config_str(cfg, url);
+	if ((s = config_string(cfg, v, "shared_store.", "bucket")) == NULL ||
+	    s[0] == '\0' || strchr(s, '/') != NULL)
+		config_problem(
+		    cfg, "shared_store.bucket: must be a bucket name");
+	else
+		c->bucket = config_str(cfg, s);
+	if ((s = config_string(cfg, v, "shared_store.", "region")) != NULL)
+		c->region = config_str(cfg, s);
+	if ((s = config_string(cfg, v, "shared_store.", "prefix")) != NULL)
+		c->prefix = config_str(cfg, s);
+	if ((s = config_string(cfg, v, "shared_store.", "node")) != NULL) {
+		if (!shared_node_valid(s))
+			config_problem(cfg,
+			    "shared_store.node: '%s' must be letters, digits, "
+			    "'.', '_' or '-'",
+			    s);
+		else
+			cfg->opts.shared_node = config_str(cfg, s);
+	}
+	config_int(
+	    cfg, v, "pins_publish_seconds", 0, 86400, &cfg->opts.shared_pins_s);
+	n = 0;
+	config_int(cfg, v, "connect_timeout_ms", 0, 600000, &n);
+	c->connect_timeout_ms = (long)n;
+	n = 0;
+	config_int(cfg, v, "response_timeout_ms", 0, 600000, &n);
+	c->response_timeout_ms = (long)n;
+	n = 0;
+	config_int(cfg, v, "multipart_min_bytes", 5 << 20, INT64_MAX / 2, &n);
+	c->multipart_min = (uint64_t)n;
+	n = 0;
+	config_int(cfg, v, "part_size_bytes", 5 << 20, 5LL << 30, &n);
+	c->part_size = (uint64_t)n;
+	s = config_string(cfg, v, "shared_store.", "credentials_file");
+	if (s == NULL) {
+		config_problem(cfg, "shared_store.credentials_file: required");
+		return;
+	}
+	if (stat(s, &st) == -1) {
+		config_problem(cfg,
+		    "shared_store.credentials_file: cannot read "
+		    "'%s': %s",
+		    s, strerror(errno));
+		return;
+	}
+	if ((st.st_mode & 077) != 0) {
+		config_problem(cfg,
+		    "shared_store.credentials_file: '%s' is readable by others "
+		    "(mode %03o); chmod 600 it",
+		    s, (unsigned)(st.st_mode & 0777));
+		return;
+	}
+	if ((root = json_load_file(s, 0, &jerr)) == NULL) {
+		config_problem(cfg,
+		    "shared_store.credentials_file: '%s' line %d: %s", s,
+		    jerr.line, jerr.text);
+		return;
+	}
+	ak = json_string_value(json_object_get(root, "access_key_id"));
+	sk = json_string_value(json_object_get(root, "secret_access_key"));
+	if (ak == NULL || sk == NULL)
+		config_problem(cfg,
+		    "shared_store.credentials_file: '%s' needs string keys "
+		    "\"access_key_id\" and \"secret_access_key\"",
+		    s);
+	else {
+		c->access_key = config_str(cfg, ak);
+		c->secret_key = config_str(cfg, sk);
+	}
+	json_decref(root);
+}
+
 static const char *const config_keys[] = {"listen", "data", "upstream",
     "upstreams", "tag_freshness_seconds", "connect_timeout_ms",
     "response_timeout_ms", "idle_timeout_seconds", "drain_timeout_seconds",
     "max_requests", "platforms", "log_level", "access_log", "max_bytes",
     "min_free_bytes", "min_free_percent", "low_water_percent", "runs_keep",
     "header_timeout_seconds", "index_map_bytes", "upstream_stall_seconds",
-    "upstream_stall_total_seconds", "recipe_versions"};
+    "upstream_stall_total_seconds", "recipe_versions", "shared_store"};
 
 /* The store's budget (storage/lru.c): bytes and percentages, 0 is off. */
 static void
@@ -435,6 +548,8 @@ config_load_root(struct config *cfg, json_t *root, const char *path)
 		config_add_upstream(cfg, s);
 	if ((v = json_object_get(root, "upstreams")) != NULL)
 		config_upstreams(cfg, v);
+	if ((v = json_object_get(root, "shared_store")) != NULL)
+		config_shared_store(cfg, v);
 	config_int(cfg, root, "tag_freshness_seconds", 0, 86400 * 365,
 	    &o->tag_freshness_s);
 	config_int(cfg, root, "connect_timeout_ms", 100, 600000,

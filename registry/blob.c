@@ -2,9 +2,11 @@
  * registry/blob.c: GET/HEAD /v2/<name>/blobs/<digest>.  A stored blob is
  * sent with sendfile (Range honoured); anything else joins or starts the
  * fill for its digest.  A HEAD for a blob we neither have nor are fetching
- * is asked upstream and not stored.
+ * is asked upstream and not stored, unless it comes from a ccprewarm child
+ * (a tier): then it starts the fill and is answered from it.
  */
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "../common/common.h"
@@ -25,6 +27,19 @@ blob_head_done(struct req *r, enum upstream_result res)
 	r->cache = REQ_CACHE_MISS;
 	req_reply_mem(r, 200, "application/octet-stream", &r->route.digest,
 	    NULL, r->xlength >= 0 ? (size_t)r->xlength : 0);
+}
+
+/*
+ * A ccprewarm below us (a child in a tier) asks HEAD first when its own
+ * client did: fill then, so that the chain warms from a HEAD too (a parent
+ * that only filled on GET would leave the tier cold).
+ */
+static int
+blob_from_child(struct req *r)
+{
+	const char *ua = req_header(r, "User-Agent");
+
+	return ua != NULL && strncmp(ua, "ccprewarm/", 10) == 0;
 }
 
 void
@@ -48,14 +63,16 @@ blob_handle(struct req *r)
 	/*
 	 * Upstream said 429: until its Retry-After has passed, a miss is
 	 * answered here (with the time left) rather than asked again.
+	 * With a shared store the fill asks the bucket first.
 	 */
-	if (!fill_in_flight(r, FILL_BLOB) &&
+	if (!fill_in_flight(r, FILL_BLOB) && shared_s3(r->srv) == NULL &&
 	    upstream_retry_after_s(r->up) > 0) {
 		req_error(r, OCI_ERR_TOOMANYREQUESTS,
 		    "upstream registry is rate limiting; retry later");
 		return;
 	}
-	if (r->method == REQ_HEAD && !fill_in_flight(r, FILL_BLOB)) {
+	if (r->method == REQ_HEAD && !fill_in_flight(r, FILL_BLOB) &&
+	    !blob_from_child(r)) {
 		digest_format(d, hex);
 		snprintf(
 		    path, sizeof path, "/v2/%s/blobs/%s", r->route.name, hex);

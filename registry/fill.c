@@ -69,6 +69,9 @@ struct fill {
 	unsigned char *wbuf; /* received, not yet written (FILL_WBUF) */
 	size_t wlen;
 	int persist_failed;
+	char up_cache[32];     /* the tier above's X-Cache, or "" */
+	struct s3_xfer *sxfer; /* reading from the shared store */
+	int shared;	       /* bytes came from the shared store */
 };
 
 /* A caller that wants the result, not the bytes (pre-warm jobs). */
@@ -82,6 +85,8 @@ struct fill_sub {
 static void fill_start_xfer(struct fill *);
 static void fill_fail(struct fill *, enum oci_err, const char *);
 static void fill_pump(struct req *);
+static int fill_shared_start(struct fill *);
+static int fill_shared_refetch(struct fill *, int discarded);
 
 static void
 fill_set_state(struct fill *f, enum fill_state st)
@@ -119,6 +124,7 @@ fill_free(struct fill *f)
 {
 	fill_unlist(f);
 	upstream_xfer_cancel(f->xfer);
+	s3_xfer_cancel(f->sxfer);
 	if (f->retry_ev != NULL)
 		event_free(f->retry_ev);
 	if (f->wake_ev != NULL)
@@ -257,6 +263,8 @@ fill_fail(struct fill *f, enum oci_err err, const char *why)
 	fill_unlist(f); /* the next request starts afresh */
 	upstream_xfer_cancel(f->xfer);
 	f->xfer = NULL;
+	s3_xfer_cancel(f->sxfer);
+	f->sxfer = NULL;
 	blobstore_tmp_free(f->tmp);
 	f->tmp = NULL;
 	TAILQ_FOREACH(r, &f->waiters, wentry) {
@@ -309,6 +317,16 @@ fill_headers_cb(void *arg, const struct upstream_response *resp)
 	f->upstream_ms = resp->duration_ms;
 	if (resp->status != 200 && resp->status != 206)
 		return 0; /* failed in fill_done_cb */
+	if (resp->x_cache != NULL && f->up_cache[0] == '\0' &&
+	    resp->x_cache[strspn(
+		resp->x_cache, "ABCDEFGHIJKLMNOPQRSTUVWXYZ, ")] == '\0') {
+		/* a cache above us (a parent tier): which of its tiers served
+		 */
+		xstrlcpy(f->up_cache, resp->x_cache, sizeof f->up_cache);
+		f->srv->ctr
+		    .tier_fills[strncmp(resp->x_cache, "HIT", 3) == 0 ? 0
+								      : 1]++;
+	}
 	if (f->kind == FILL_MANIFEST) {
 		if (resp->content_length > OCI_MANIFEST_MAX)
 			return -1;
@@ -412,6 +430,8 @@ fill_persist_done(void *arg)
 	}
 	fill_set_state(f, FILL_DONE);
 	fill_unlist(f);
+	if (!f->persist_failed && !f->shared)
+		shared_upload_blob(f->srv, &f->digest);
 	fill_notify_subs(f, f->persist_failed ? f->why : NULL);
 	fill_wake(f);
 	evict_check(f->srv, 0);
@@ -425,10 +445,14 @@ fill_commit_blob(struct fill *f)
 	char want[DIGEST_STRLEN], have[DIGEST_STRLEN];
 
 	if (f->size >= 0 && blobstore_tmp_size(f->tmp) != (uint64_t)f->size) {
+		if (f->shared && fill_shared_refetch(f, 0) == 0)
+			return;
 		fill_fail(f, OCI_ERR_UNAVAILABLE, "upstream body too short");
 		return;
 	}
 	if (blobstore_tmp_verify(f->tmp, &f->digest, &got) == -1) {
+		if (f->shared && fill_shared_refetch(f, 1) == 0)
+			return;
 		digest_format(&f->digest, want);
 		digest_format(&got, have);
 		f->srv->ctr.digest_mismatches++;
@@ -509,6 +533,8 @@ fill_commit_manifest(struct fill *f)
 	digest_buf(f->mbuf, f->mlen, &got);
 	if ((f->by_digest && !digest_equal(&got, &f->digest)) ||
 	    (f->have_claimed && !digest_equal(&got, &f->claimed))) {
+		if (f->shared && fill_shared_refetch(f, 0) == 0)
+			return;
 		f->srv->ctr.digest_mismatches++;
 		log_warn("digest mismatch from '%s' for manifest %s:%s; "
 			 "nothing stored",
@@ -533,6 +559,9 @@ fill_commit_manifest(struct fill *f)
 	if (fill_store_manifest(f, &got) == -1)
 		log_warn("cannot store manifest %s:%s; serving it uncached",
 		    f->repo, f->tag);
+	else if (!f->shared)
+		shared_upload_mem(
+		    f->srv, &got, f->media_type, f->mbuf, f->mlen);
 	fill_set_state(f, FILL_DONE);
 	fill_unlist(f);
 	fill_notify_subs(f, NULL);
@@ -661,6 +690,157 @@ fill_start_xfer(struct fill *f)
 		    f, OCI_ERR_INTERNAL, "cannot start upstream transfer");
 }
 
+/* The shared store ------------------------------------------------------ */
+
+static int
+fill_shared_headers_cb(void *arg, int64_t length, const char *ctype)
+{
+	struct fill *f = arg;
+
+	if (f->kind == FILL_MANIFEST) {
+		if (length > OCI_MANIFEST_MAX)
+			return -1;
+		/* only a manifest type; else the mediaType field decides */
+		if (ctype != NULL &&
+		    strncmp(ctype, "application/vnd.", 16) == 0)
+			xstrlcpy(f->media_type, ctype, sizeof f->media_type);
+	} else if (length >= 0) {
+		f->size = length;
+		/* make room before the bytes arrive, as for upstream */
+		evict_check(f->srv, (uint64_t)length);
+	}
+	f->shared = 1;
+	f->status = 200;
+	if (f->state == FILL_CONNECTING)
+		fill_set_state(f, FILL_STREAMING);
+	fill_wake(f);
+	return 0;
+}
+
+static int
+fill_shared_body_cb(void *arg, const void *buf, size_t len)
+{
+	struct fill *f = arg;
+
+	if (f->kind == FILL_MANIFEST) {
+		if (f->mlen + len > OCI_MANIFEST_MAX)
+			return -1;
+		f->mbuf = xreallocarray(f->mbuf, f->mlen + len, 1);
+		memcpy(f->mbuf + f->mlen, buf, len);
+		f->mlen += len;
+		return 0;
+	}
+	if (f->size >= 0 &&
+	    blobstore_tmp_size(f->tmp) + f->wlen + len > (uint64_t)f->size)
+		return -1;
+	if (f->wlen + len > FILL_WBUF && fill_flush(f) == -1)
+		return -1;
+	if (len > FILL_WBUF)
+		return blobstore_tmp_write(f->tmp, buf, len);
+	memcpy(f->wbuf + f->wlen, buf, len);
+	f->wlen += len;
+	fill_wake(f);
+	return 0;
+}
+
+/*
+ * The bucket answered, or failed.  A complete object is verified like an
+ * upstream body (fill_commit_*; a mismatch comes back through
+ * fill_shared_refetch); anything else goes upstream, resuming after the
+ * bytes already here, which the final digest check covers too.
+ */
+static void
+fill_shared_done_cb(void *arg, enum s3_result res, const char *why)
+{
+	struct fill *f = arg;
+	struct s3_stats *st = s3_counters(shared_s3(f->srv));
+
+	(void)why;
+	f->sxfer = NULL;
+	if (fill_flush(f) == -1 ||
+	    (f->tmp != NULL && blobstore_tmp_nospace(f->tmp))) {
+		fill_write_failed(f);
+		return;
+	}
+	if (res == S3_OK) {
+		if (f->kind == FILL_BLOB)
+			fill_commit_blob(f);
+		else
+			fill_commit_manifest(f);
+		if (f->shared &&
+		    (f->state == FILL_VERIFIED || f->state == FILL_DONE))
+			st->hits++;
+		return;
+	}
+	if (res == S3_ENOTFOUND)
+		st->misses++;
+	if (f->kind == FILL_MANIFEST) {
+		f->mlen = 0;
+		f->shared = 0;
+	} else if (f->tmp != NULL && blobstore_tmp_size(f->tmp) == 0)
+		f->shared = 0;
+	fill_start_xfer(f);
+}
+
+/* 0 if the bucket was asked for f's digest; -1: go upstream. */
+static int
+fill_shared_start(struct fill *f)
+{
+	static const struct s3_cbs cbs = {
+	    fill_shared_headers_cb, fill_shared_body_cb, fill_shared_done_cb};
+	struct s3 *s3 = shared_s3(f->srv);
+
+	if (s3 == NULL || !f->by_digest ||
+	    (f->tmp != NULL && blobstore_tmp_size(f->tmp) > 0))
+		return -1;
+	f->sxfer = s3_blob_get(s3, &f->digest, 0, &cbs, f);
+	return f->sxfer != NULL ? 0 : -1;
+}
+
+/* A waiter that got bytes from the bad object: cut, it may retry. */
+static void
+fill_shared_cut(struct req *r)
+{
+	if (r->state == REQ_STREAMING)
+		req_abort(r, "shared store object did not match its digest");
+}
+
+/*
+ * The bucket's object did not hash to its name: treated as absent (and
+ * reported); the fill starts over from upstream.  discarded: the temp
+ * file was already thrown away by the digest check.  0, or -1 to fail.
+ */
+static int
+fill_shared_refetch(struct fill *f, int discarded)
+{
+	char d[DIGEST_STRLEN];
+
+	s3_counters(shared_s3(f->srv))->corrupt++;
+	digest_format(&f->digest, d);
+	log_warn("shared store object for %s does not match its digest; "
+		 "treated as absent, fetching it from upstream",
+	    f->by_digest ? d : f->tag);
+	f->shared = 0;
+	if (f->kind == FILL_MANIFEST) {
+		f->mlen = 0;
+		fill_start_xfer(f);
+		return 0;
+	}
+	fill_each_waiter(f, fill_shared_cut);
+	if (discarded || blobstore_tmp_reset(f->tmp) == -1) {
+		blobstore_tmp_free(f->tmp);
+		if ((f->tmp = blobstore_tmp_resume(
+			 f->srv->store, &f->digest)) == NULL)
+			return -1;
+	}
+	f->size = -1;
+	f->skip = 0;
+	f->wlen = 0;
+	fill_set_state(f, FILL_CONNECTING);
+	fill_start_xfer(f);
+	return 0;
+}
+
 /* What a fill fetches: its identity for single flight. */
 struct fill_key {
 	enum fill_kind kind;
@@ -733,7 +913,7 @@ fill_new(struct server *srv, const struct fill_key *k)
 		/* an earlier run had all of it: no upstream request at all */
 		f->state = FILL_STREAMING;
 		fill_commit_blob(f);
-	} else
+	} else if (fill_shared_start(f) == -1)
 		fill_start_xfer(f);
 	f->hold--;
 	if (f->state == FILL_FAILED) {
@@ -912,6 +1092,7 @@ fill_pump_manifest(struct req *r)
 	if (f->state != FILL_DONE)
 		return;
 	fill_detach(r);
+	xstrlcpy(r->up_cache, f->up_cache, sizeof r->up_cache);
 	/* f stays alive: fill_each_waiter holds it while we run */
 	req_reply_mem(r, 200, f->media_type, &f->digest, body, len);
 }
@@ -928,6 +1109,7 @@ fill_pump_blob(struct req *r)
 		return;
 	written = blobstore_tmp_size(f->tmp);
 	if (r->state == REQ_WAITING) {
+		xstrlcpy(r->up_cache, f->up_cache, sizeof r->up_cache);
 		if (f->size < 0) {
 			if (!fill_verified(f) && r->method == REQ_HEAD)
 				return;

@@ -225,7 +225,7 @@ http_headers(
 {
 	struct evkeyvalq *h = evhttp_request_get_output_headers(r->ev);
 	char buf[DIGEST_STRLEN + 2];
-	char num[32];
+	char num[32], xc[64];
 
 	evhttp_add_header(h, "Docker-Distribution-API-Version", "registry/2.0");
 	if (ctype != NULL && ctype[0] != '\0')
@@ -245,9 +245,13 @@ http_headers(
 	}
 	/* Not served from the store (an error, a pass-through, a local
 	 * reply) is a MISS too: every response says where it came from. */
-	evhttp_add_header(h, "X-Cache",
+	/* Filled through a cache above (a parent tier): its X-Cache after
+	 * ours, "MISS, HIT" (as CDNs chain it). */
+	snprintf(xc, sizeof xc, "%s%s%s",
 	    http_cache_names[r->cache != REQ_CACHE_NONE ? r->cache
-							: REQ_CACHE_MISS]);
+							: REQ_CACHE_MISS],
+	    r->up_cache[0] != '\0' ? ", " : "", r->up_cache);
+	evhttp_add_header(h, "X-Cache", xc);
 }
 
 /*

@@ -338,6 +338,13 @@ metrics_handle(struct req *r)
 	metrics_one(b, "ccprewarm_digest_mismatches_total", "counter",
 	    "Upstream bodies that did not match their digest",
 	    c->digest_mismatches);
+	metrics_head(b, "ccprewarm_tier_fills_total", "counter",
+	    "Fills from a cache upstream (a parent ccprewarm), by the tier "
+	    "that had it: parent (its X-Cache HIT) or above");
+	evbuffer_add_printf(b,
+	    "ccprewarm_tier_fills_total{tier=\"parent\"} %" PRIu64 "\n"
+	    "ccprewarm_tier_fills_total{tier=\"above\"} %" PRIu64 "\n",
+	    c->tier_fills[0], c->tier_fills[1]);
 	metrics_one(b, "ccprewarm_inflight_fetches", "gauge",
 	    "Upstream fetches in progress", fill_count(srv));
 	metrics_one(b, "ccprewarm_inflight_requests", "gauge",

@@ -71,6 +71,7 @@ struct upstream_response {
 	long ratelimit_limit;	  /* -1 if absent */
 	long ratelimit_remaining; /* -1 if absent */
 	int64_t duration_ms;	  /* from start to headers */
+	const char *x_cache; /* a cache upstream's X-Cache (a parent tier) */
 };
 
 struct upstream_cbs {
@@ -139,6 +140,18 @@ struct upstream_xfer *upstream_xfer_start_url(struct upstream *,
     const char *url, const char *username, const char *password,
     const struct upstream_cbs *, void *arg);
 
+/*
+ * For s3.c: runs an easy handle it set up (a CURL *, void * here) on the
+ * client's multi.  done gets curl's result code, once, from the loop, after
+ * the handle has left the multi; the handle is the caller's again then.
+ * Cancelling hands the handle over (freed outside curl's callbacks); no
+ * callback after that.  NULL-safe.
+ */
+struct upstream_ext;
+struct upstream_ext *upstream_ext_start(struct upstream_client *, void *easy,
+    void (*done)(void *arg, int code), void *arg);
+void upstream_ext_cancel(struct upstream_ext *);
+
 /* auth.c: WWW-Authenticate challenges and the token cache (for upstream.c) */
 
 enum auth_scheme { AUTH_NONE, AUTH_BASIC, AUTH_BEARER };
@@ -190,6 +203,105 @@ struct auth_wait *auth_token_wait(struct auth_cache *, const char *challenge,
     void *arg, const char **why);
 /* No callback after this.  NULL-safe. */
 void auth_wait_cancel(struct auth_wait *);
+
+/* s3.c: the shared blob store on an S3-compatible bucket ---------------- */
+
+/* A bucket several nodes share; objects "<prefix>/blobs/sha256/<hex>". */
+struct s3;
+struct s3_xfer;	  /* one request */
+struct s3_upload; /* one blob upload (single PUT or multipart) */
+
+struct s3_conf {
+	const char *url;    /* endpoint, "http://127.0.0.1:7480" (path style) */
+	const char *bucket; /* must exist */
+	const char *region; /* NULL: us-east-1 */
+	const char *access_key;
+	const char *secret_key;
+	const char *prefix;	  /* NULL or "" for none */
+	uint64_t multipart_min;	  /* 0: 64 MiB */
+	uint64_t part_size;	  /* 0: 16 MiB; at least 5 MiB */
+	long connect_timeout_ms;  /* 0: 3000 */
+	long response_timeout_ms; /* blob GET/HEAD status line; 0: 2000 */
+};
+
+enum s3_result {
+	S3_OK,
+	S3_ENOTFOUND, /* 404: no such object */
+	S3_EFAIL,     /* no answer, 5xx, refused (logged, breaker fed) */
+	S3_EABORT,    /* a callback returned -1 */
+};
+
+struct s3_cbs {
+	/* 2xx only, before any body: length -1 if unknown, content_type
+	 * NULL if none; -1 aborts. */
+	int (*headers)(void *arg, int64_t length, const char *content_type);
+	int (*body)(void *arg, const void *, size_t);
+	/* Exactly once, last, from the loop; never cancel the request here. */
+	void (*done)(void *arg, enum s3_result, const char *why);
+};
+
+struct s3_stats {
+	int available;			/* 0 while the breaker is open */
+	uint64_t hits, misses, corrupt; /* counted by fill.c */
+	uint64_t bytes_in, bytes_out;
+	uint64_t errors;  /* failed requests */
+	uint64_t skipped; /* not tried: breaker open */
+	uint64_t uploads; /* blobs stored in the bucket */
+	uint64_t breaker_opens;
+};
+
+struct s3 *s3_new(
+    struct event_base *, struct upstream_client *, const struct s3_conf *);
+/* Cancels everything in flight, without callbacks; NULL-safe. */
+void s3_free(struct s3 *);
+/* 0 while the breaker is open: callers go straight to upstream. */
+int s3_usable(const struct s3 *);
+void s3_stats(const struct s3 *, struct s3_stats *);
+/* The counters fill.c keeps (hits, misses, corrupt), by field. */
+struct s3_stats *s3_counters(struct s3 *);
+const char *s3_bucket(const struct s3 *);
+const char *s3_prefix(const struct s3 *); /* "" or "ci/" */
+/*
+ * GET (or HEAD) of the blob object for d.  NULL (no callback) when the
+ * breaker is open or the request cannot be made.
+ */
+struct s3_xfer *s3_blob_get(struct s3 *, const struct digest *, int head,
+    const struct s3_cbs *, void *arg);
+/*
+ * Uploads [0, size) of fd (dup'ed) as the object for d, which the caller
+ * has verified: one PUT signed with d as the payload hash, or a multipart
+ * upload from conf->multipart_min.  NULL (no callback) when it cannot
+ * start.  cbs->done ends it.
+ */
+struct s3_upload *s3_blob_put(struct s3 *, const struct digest *, int fd,
+    uint64_t size, const struct s3_cbs *, void *arg);
+/* The same from memory (manifests), stored with ctype as Content-Type. */
+struct s3_upload *s3_blob_put_mem(struct s3 *, const struct digest *,
+    const char *ctype, const void *, size_t, const struct s3_cbs *, void *arg);
+/* No callback after this; NULL-safe. */
+void s3_upload_cancel(struct s3_upload *);
+/* Small objects by name under the prefix ("pins/node-a.json"). */
+struct s3_xfer *s3_object_get(
+    struct s3 *, const char *name, const struct s3_cbs *, void *arg);
+struct s3_xfer *s3_object_put(struct s3 *, const char *name, const void *,
+    size_t, const struct s3_cbs *, void *arg);
+struct s3_xfer *s3_object_delete(
+    struct s3 *, const char *name, const struct s3_cbs *, void *arg);
+/* ListObjectsV2 under "<prefix><under>"; read s3_xfer_xml() in done. */
+struct s3_xfer *s3_list(struct s3 *, const char *under, const char *token,
+    const struct s3_cbs *, void *arg);
+/* A listing's XML answer, borrowed until done returns; NULL if none. */
+const char *s3_xfer_xml(const struct s3_xfer *);
+/*
+ * Calls fn for every key (full, with the prefix) of a listing, with its
+ * size and LastModified (epoch seconds, 0 if unreadable); token gets the
+ * continuation token, "" when the listing is complete.  -1 if fn did.
+ */
+int s3_list_each(const char *xml,
+    int (*fn)(void *, const char *key, int64_t size, int64_t mtime), void *arg,
+    char *token, size_t tokenlen);
+/* No callback after this; NULL-safe. */
+void s3_xfer_cancel(struct s3_xfer *);
 
 /* ref.c: image references ------------------------------------------------ */
 
@@ -366,6 +478,7 @@ void pool_free(struct pool *);
 /* server.c: the one top-level context ------------------------------------- */
 
 struct server;
+struct shared;
 struct fill;
 struct req;
 
@@ -404,8 +517,11 @@ struct server_opts {
 	uint64_t max_bytes;
 	uint64_t min_free_bytes;
 	int64_t min_free_percent;
-	int64_t low_water_percent; /* 0: the default, 90 */
-	int64_t runs_keep;	   /* `ccprewarm run`: finished runs kept */
+	int64_t low_water_percent;   /* 0: the default, 90 */
+	int64_t runs_keep;	     /* `ccprewarm run`: finished runs kept */
+	struct s3_conf shared_store; /* .url NULL: no shared store */
+	const char *shared_node;     /* pin set name; NULL: the host name */
+	int64_t shared_pins_s;	     /* publish the pin set this often */
 };
 
 /* Opens the store and index, binds the listener.  NULL (logged) on error. */
@@ -458,6 +574,8 @@ struct server_counters {
 	uint64_t bytes_saved;		/* all but MISS */
 	uint64_t upstream_bytes;
 	uint64_t digest_mismatches;
+	uint64_t tier_fills[2]; /* fills a cache upstream served: [0] from its
+				   store (X-Cache HIT), [1] from further up */
 	uint64_t upstream_errors;
 	uint64_t requests;
 	uint64_t http[METRICS_NROUTES][METRICS_NSTATUS];
@@ -490,6 +608,7 @@ struct server {
 	TAILQ_HEAD(, req) reqs; /* every live request */
 	size_t nreqs;
 	TAILQ_HEAD(, fill) fills; /* in-flight fills (single flight) */
+	struct shared *shared;	  /* NULL: no shared store */
 	struct event *flush_ev;	  /* periodic db_flush */
 	struct event *drain_ev;	  /* shutdown deadline / poll */
 	int64_t drain_deadline_ms;
@@ -600,6 +719,7 @@ struct req {
 	char peer[48];	      /* the client's address, "" if unknown */
 	struct digest served; /* the Docker-Content-Digest replied */
 	int have_served;
+	char up_cache[32]; /* X-Cache of the tier above that filled it, or "" */
 };
 
 /* http.c: struct req's one lifecycle -------------------------------------- */
@@ -753,6 +873,20 @@ void metrics_flush(struct server *);
 char *metrics_json(struct server *);
 /* Serves a stored manifest (by digest) from the store; 0, or -1 if absent. */
 int manifest_serve_stored(struct req *, const struct digest *);
+
+/* shared.c: the shared store as the server uses it ---------------------- */
+
+/* Opens the configured bucket (none configured: 0, nothing done). */
+int shared_open(struct server *);
+void shared_close(struct server *);
+/* The bucket, or NULL if none is configured. */
+struct s3 *shared_s3(struct server *);
+/* Background uploads of what this node verified; errors are logged. */
+void shared_upload_blob(struct server *, const struct digest *);
+void shared_upload_mem(struct server *, const struct digest *,
+    const char *media_type, const void *, size_t);
+/* 1 if name may name a node's pin set ("ci-runner-3": [A-Za-z0-9._-]). */
+int shared_node_valid(const char *name);
 
 /* server.c */
 /* The upstream for a registry host ("" = the default); NULL if unknown. */

@@ -136,7 +136,8 @@ server_new(struct event_base *base, const struct server_opts *o)
 		if (c->ca_file != NULL)
 			upstream_set_ca_file(srv->upstreams[i], c->ca_file);
 	}
-	if (server_open_access_log(srv, o->access_log) == -1)
+	if (server_open_access_log(srv, o->access_log) == -1 ||
+	    shared_open(srv) == -1)
 		goto fail;
 	admin_add(srv, "stats", REQ_GET, admin_stats, NULL);
 	if (http_start(srv) == -1)
@@ -242,6 +243,7 @@ server_free(struct server *srv)
 	conn_guard_free(srv->conns);
 	for (i = 0; i < srv->nupstreams; i++)
 		upstream_free(srv->upstreams[i]);
+	shared_close(srv);
 	upstream_client_free(srv->uc);
 	if (srv->flush_ev != NULL)
 		event_free(srv->flush_ev);

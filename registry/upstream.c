@@ -89,6 +89,17 @@ struct upstream_sock {
 
 TAILQ_HEAD(upstream_xfer_list, upstream_xfer);
 
+/* A transfer another file (s3.c) set up, run on this multi. */
+struct upstream_ext {
+	struct upstream_client *client;
+	CURL *easy;
+	void (*done)(void *, int);
+	void *arg;
+	int in_multi;
+	int cancelled; /* the handle is ours; freed when the client idles */
+	LIST_ENTRY(upstream_ext) link;
+};
+
 struct upstream_client {
 	struct event_base *base;
 	CURLM *multi;
@@ -103,6 +114,7 @@ struct upstream_client {
 	struct upstream_xfer_list dead; /* done or cancelled, to free */
 	LIST_HEAD(, upstream) upstreams;
 	LIST_HEAD(, upstream_sock) socks;
+	LIST_HEAD(, upstream_ext) exts; /* upstream_ext_start() */
 };
 
 struct upstream {
@@ -131,6 +143,7 @@ struct upstream_resp {
 	char *content_range;
 	char *retry_after;
 	char *www_authenticate;
+	char *x_cache;
 	long ratelimit_limit;
 	long ratelimit_remaining;
 	int has_location;
@@ -202,6 +215,7 @@ static const struct {
 	offsetof(struct upstream_resp, www_authenticate)},
     {"location", UPSTREAM_HDR_PRESENT,
 	offsetof(struct upstream_resp, has_location)},
+    {"x-cache", UPSTREAM_HDR_STR, offsetof(struct upstream_resp, x_cache)},
 };
 
 /* libcurl's global state, initialised with the first client. */
@@ -219,6 +233,7 @@ upstream_client_enter(struct upstream_client *client)
 }
 
 static void upstream_xfer_free(struct upstream_xfer *);
+static void upstream_ext_reap(struct upstream_client *);
 
 /*
  * Transfers that ended while we were inside curl or a callback wait on the
@@ -236,6 +251,7 @@ upstream_client_leave(struct upstream_client *client)
 		TAILQ_REMOVE(&client->dead, x, link);
 		upstream_xfer_free(x);
 	}
+	upstream_ext_reap(client);
 }
 
 static void
@@ -248,6 +264,7 @@ upstream_sock_free(struct upstream_sock *sock)
 }
 
 static void upstream_xfer_complete(struct upstream_xfer *, CURLcode);
+static int upstream_ext_complete(struct upstream_client *, CURL *, CURLcode);
 
 /* Hands every finished transfer to its completion. */
 static void
@@ -263,6 +280,8 @@ upstream_client_drain(struct upstream_client *client)
 		if (msg->msg != CURLMSG_DONE)
 			continue;
 		code = msg->data.result;
+		if (upstream_ext_complete(client, msg->easy_handle, code))
+			continue;
 		priv = NULL;
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
 		x = (struct upstream_xfer *)priv;
@@ -360,6 +379,7 @@ upstream_curl_timer_cb(CURLM *multi, long timeout_ms, void *userp)
 }
 
 static void upstream_xfer_begin(struct upstream_xfer *);
+static void upstream_ext_begin(struct upstream_client *);
 
 static void
 upstream_kick_event_cb(evutil_socket_t fd, short what, void *arg)
@@ -374,6 +394,7 @@ upstream_kick_event_cb(evutil_socket_t fd, short what, void *arg)
 		TAILQ_REMOVE(&client->queued, x, qlink);
 		upstream_xfer_begin(x);
 	}
+	upstream_ext_begin(client);
 	upstream_client_leave(client);
 }
 
@@ -402,6 +423,7 @@ upstream_client_new(struct event_base *base, const struct upstream_opts *opts)
 	TAILQ_INIT(&client->dead);
 	LIST_INIT(&client->upstreams);
 	LIST_INIT(&client->socks);
+	LIST_INIT(&client->exts);
 	if ((client->multi = curl_multi_init()) == NULL)
 		fatal("cannot create the curl multi handle");
 	curl_multi_setopt(
@@ -418,6 +440,7 @@ upstream_client_new(struct event_base *base, const struct upstream_opts *opts)
 }
 
 static void upstream_detach(struct upstream *);
+static void upstream_ext_abandon(struct upstream_client *);
 
 void
 upstream_client_free(struct upstream_client *client)
@@ -429,6 +452,7 @@ upstream_client_free(struct upstream_client *client)
 		return;
 	while ((up = LIST_FIRST(&client->upstreams)) != NULL)
 		upstream_detach(up);
+	upstream_ext_abandon(client);
 	/* Every easy handle is out of the multi now, as curl requires. */
 	curl_multi_cleanup(client->multi);
 	while ((sock = LIST_FIRST(&client->socks)) != NULL)
@@ -541,6 +565,7 @@ upstream_resp_reset(struct upstream_resp *resp)
 	free(resp->content_range);
 	free(resp->retry_after);
 	free(resp->www_authenticate);
+	free(resp->x_cache);
 	memset(resp, 0, sizeof *resp);
 	resp->content_length = -1;
 	resp->ratelimit_limit = -1;
@@ -872,6 +897,7 @@ upstream_xfer_deliver_headers(struct upstream_xfer *x)
 	r.retry_after = x->resp.retry_after;
 	r.ratelimit_limit = x->resp.ratelimit_limit;
 	r.ratelimit_remaining = x->resp.ratelimit_remaining;
+	r.x_cache = x->resp.x_cache;
 	r.duration_ms = clock_now_ms() - x->start_ms;
 	if (x->up != NULL)
 		upstream_note_response(x->up, &r);
@@ -1491,4 +1517,106 @@ upstream_xfer_cancel(struct upstream_xfer *x)
 	upstream_client_enter(client);
 	upstream_xfer_bury(x, UPSTREAM_XFER_CANCELLED);
 	upstream_client_leave(client);
+}
+
+/* Foreign transfers (s3.c) ------------------------------------------------ */
+
+/* Adds the transfers started since the last kick to the multi. */
+static void
+upstream_ext_begin(struct upstream_client *client)
+{
+	struct upstream_ext *e, *next;
+
+	for (e = LIST_FIRST(&client->exts); e != NULL; e = next) {
+		next = LIST_NEXT(e, link);
+		if (e->in_multi || e->cancelled)
+			continue;
+		if (curl_multi_add_handle(client->multi, e->easy) != CURLM_OK) {
+			log_error("cannot add a shared-store transfer to curl");
+			LIST_REMOVE(e, link);
+			e->done(e->arg, (int)CURLE_FAILED_INIT);
+			free(e);
+			continue;
+		}
+		e->in_multi = 1;
+	}
+}
+
+/* 1 if easy was a foreign transfer (now done and freed), else 0. */
+static int
+upstream_ext_complete(struct upstream_client *client, CURL *easy, CURLcode code)
+{
+	struct upstream_ext *e;
+
+	LIST_FOREACH(e, &client->exts, link)
+		if (e->easy == easy)
+			break;
+	if (e == NULL)
+		return 0;
+	curl_multi_remove_handle(client->multi, easy);
+	e->in_multi = 0;
+	if (e->cancelled)
+		return 1; /* reaped when the client idles */
+	LIST_REMOVE(e, link);
+	e->done(e->arg, (int)code);
+	free(e);
+	return 1;
+}
+
+/* Frees the cancelled ones, outside curl's callbacks. */
+static void
+upstream_ext_reap(struct upstream_client *client)
+{
+	struct upstream_ext *e, *next;
+
+	for (e = LIST_FIRST(&client->exts); e != NULL; e = next) {
+		next = LIST_NEXT(e, link);
+		if (!e->cancelled)
+			continue;
+		LIST_REMOVE(e, link);
+		if (e->in_multi)
+			curl_multi_remove_handle(client->multi, e->easy);
+		curl_easy_cleanup(e->easy);
+		free(e);
+	}
+}
+
+/* Shutdown: every foreign transfer ends without a callback. */
+static void
+upstream_ext_abandon(struct upstream_client *client)
+{
+	struct upstream_ext *e;
+
+	LIST_FOREACH(e, &client->exts, link)
+		e->cancelled = 1;
+	upstream_ext_reap(client);
+}
+
+struct upstream_ext *
+upstream_ext_start(struct upstream_client *client, void *easy,
+    void (*done)(void *arg, int code), void *arg)
+{
+	struct upstream_ext *e;
+
+	e = xcalloc(1, sizeof *e);
+	e->client = client;
+	e->easy = easy;
+	e->done = done;
+	e->arg = arg;
+	LIST_INSERT_HEAD(&client->exts, e, link);
+	event_active(client->kick, 0, 0);
+	return e;
+}
+
+void
+upstream_ext_cancel(struct upstream_ext *e)
+{
+	struct upstream_client *client;
+
+	if (e == NULL || e->cancelled)
+		return;
+	client = e->client;
+	e->cancelled = 1;
+	if (client->busy == 0)
+		upstream_ext_reap(client);
 }

@@ -906,6 +906,56 @@ out:
 	return rc;
 }
 
+/*
+ * The digests of every blob record with a pin count above zero, in key
+ * order (new array, caller frees; *n may be 0).
+ */
+int
+db_pinned(struct db *db, struct digest **out, size_t *n)
+{
+	struct db_blob b;
+	MDB_cursor *cur = NULL;
+	MDB_txn *txn = NULL;
+	MDB_val k, v;
+	int err, rc = -1;
+
+	*out = NULL;
+	*n = 0;
+	if (db_txn_begin(db, MDB_RDONLY, &txn) == -1)
+		return -1;
+	if ((err = mdb_cursor_open(txn, db->blobs, &cur)) != 0) {
+		db_log(db, "walk blob records in", db->dir, err);
+		goto out;
+	}
+	while ((err = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+		if (db_blob_decode(&v, &b) == -1 || k.mv_size != DIGEST_LEN) {
+			log_error("corrupt blob record in '%s'", db->dir);
+			goto out;
+		}
+		if (b.pins == 0)
+			continue;
+		*out = xreallocarray(*out, *n + 1, sizeof **out);
+		memset(&(*out)[*n], 0, sizeof **out);
+		memcpy((*out)[*n].b, k.mv_data, DIGEST_LEN);
+		(*n)++;
+	}
+	if (err != MDB_NOTFOUND) {
+		db_log(db, "walk blob records in", db->dir, err);
+		goto out;
+	}
+	rc = 0;
+out:
+	if (cur != NULL)
+		mdb_cursor_close(cur);
+	db_txn_abort(&txn);
+	if (rc == -1) {
+		free(*out);
+		*out = NULL;
+		*n = 0;
+	}
+	return rc;
+}
+
 int
 db_blob_totals(struct db *db, uint64_t *count, uint64_t *bytes)
 {

@@ -205,6 +205,8 @@ struct db_totals {
 	uint64_t pinned_blobs, pinned_bytes;
 };
 int db_totals(struct db *, struct db_totals *);
+/* Digests with a pin count above zero (new array; 0 or -1). */
+int db_pinned(struct db *, struct digest **, size_t *n);
 
 /* As db_blob_get: 0 found, 1 absent, -1 error.  db_tag_put: 0 or -1. */
 int db_tag_get(struct db *, const char *upstream, const char *repo,

@@ -2,17 +2,22 @@
 # tests/deps.sh: install the Debian packages ccprewarm needs, only those
 # missing.  `deps.sh run`: building and running (make run);  `deps.sh test`:
 # also what the tests drive (docker-registry, skopeo, dockerd, ...).
-# `deps.sh list [run|test]` prints the package names.  apt-get update runs
+# `deps.sh list [run|test|s3]` prints the package names (s3: the part of
+# test that the shared-store tests need).  apt-get update runs
 # only when something is missing.  Debian 12 (bookworm) package names.
 set -eu
 
 BUILD_PKGS="build-essential pkg-config libevent-dev libcurl4-openssl-dev
 	liblmdb-dev libjansson-dev libyaml-dev libssl-dev"
 RUN_PKGS="$BUILD_PKGS ca-certificates"
+# The shared-store tests' S3 server: a one-node Ceph cluster with radosgw
+# (tests/integration/lib_s3.sh); about 2 minutes to install, once.
+S3_PKGS="ceph-mon ceph-osd ceph-mgr radosgw ceph-common"
 TEST_PKGS="$RUN_PKGS git clang libclang-rt-14-dev clang-format
 	docker-registry skopeo docker.io containerd runc
 	python3 curl jq nginx-light prometheus procps iproute2 util-linux strace
-	chromium nix-bin systemd"
+	chromium nix-bin systemd
+	$S3_PKGS"
 
 usage() {
 	echo "usage: tests/deps.sh run|test|list [run|test]" >&2
@@ -23,6 +28,7 @@ want() {
 	case "$1" in
 	run) echo $RUN_PKGS ;;
 	test) echo $TEST_PKGS ;;
+	s3) echo $S3_PKGS ;;
 	*) usage ;;
 	esac
 }

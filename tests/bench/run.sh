@@ -8,7 +8,9 @@
 # Environment: BENCH_SIZE_MB (750) BENCH_REPS (3) BENCH_CLIENTS (8)
 # BENCH_WRK_SECONDS (10) BENCH_CACHE (build/bench-cache) BENCH_OUT
 # (build/bench-out: daemon logs) BENCH_REPORT=0 (no docs/perf files)
-# BENCH_KEEP=1 (keep the scratch directory) CCPREWARM_BIN (build/ccprewarm).
+# BENCH_KEEP=1 (keep the scratch directory) CCPREWARM_BIN (build/ccprewarm)
+# BENCH_TWO_NODES=0 (skip the two-nodes figure, tests/bench/two_nodes.sh)
+# BENCH_TWO_NODES_MB (100).
 
 set -u
 
@@ -92,4 +94,9 @@ BENCH_PID=$!
 wait "$BENCH_PID"
 rc=$?
 BENCH_PID=
+# The "two nodes" figure (shared store on radosgw): its own script, which
+# starts and stops its daemons itself (tests/integration/lib.sh).
+if [ "${BENCH_TWO_NODES:-1}" != 0 ]; then
+	CCPREWARM_BIN=$BENCH_TMP/ccprewarm "$TOP/tests/bench/two_nodes.sh" || rc=1
+fi
 exit "$rc"
