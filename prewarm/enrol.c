@@ -54,7 +54,7 @@ enrol_recipe_save(struct prewarm *pw, const struct job_recipe *rec)
 	job_put_u64(b, rec->flags);
 	job_put_str(b, rec->source);
 	job_put_str(b, rec->path);
-	if (db_job_put(pw->srv->db, rec->name, evbuffer_pullup(b, -1),
+	if (db_job_put(server_db(pw->srv), rec->name, evbuffer_pullup(b, -1),
 		evbuffer_get_length(b)) == -1)
 		log_warn("cannot record the enrolment of '%s'", rec->name);
 	evbuffer_free(b);
@@ -191,8 +191,8 @@ enrol_drop(struct prewarm *pw, struct job *j)
 
 	TAILQ_REMOVE(&pw->jobs, j, entry);
 	job_id(j, id, sizeof id);
-	if (db_pins_unset(pw->srv->db, j->recipe, j->version) == -1 ||
-	    db_job_del(pw->srv->db, id) == -1)
+	if (db_pins_unset(server_db(pw->srv), j->recipe, j->version) == -1 ||
+	    db_job_del(server_db(pw->srv), id) == -1)
 		rc = -1;
 	log_info("pre-warm '%s' %s: unpinned, no reason left to keep it; its "
 		 "blobs stay until evicted",
@@ -527,13 +527,13 @@ enrol_admin_unenroll(struct req *r, void *arg)
 			continue;
 		TAILQ_REMOVE(&pw->jobs, j, entry);
 		job_id(j, id, sizeof id);
-		if (db_job_del(pw->srv->db, id) == -1)
+		if (db_job_del(server_db(pw->srv), id) == -1)
 			rc = -1;
 		job_free(j);
 	}
 	TAILQ_REMOVE(&pw->recipes, rec, entry);
-	if (db_job_del(pw->srv->db, rec->name) == -1 ||
-	    db_pins_del(pw->srv->db, rec->name) == -1)
+	if (db_job_del(server_db(pw->srv), rec->name) == -1 ||
+	    db_pins_del(server_db(pw->srv), rec->name) == -1)
 		rc = -1;
 	log_info("pre-warm '%s': unenrolled; its pins are released", rec->name);
 	free(rec);
@@ -724,7 +724,7 @@ prewarm_new(struct server *srv, const char *const *platforms, size_t n)
 	if (pw->nplatforms == 0)
 		job_native_platform(
 		    pw->platforms[pw->nplatforms++], sizeof pw->platforms[0]);
-	if (db_job_list(srv->db, enrol_load_cb, pw) == -1) {
+	if (db_job_list(server_db(srv), enrol_load_cb, pw) == -1) {
 		prewarm_free(pw);
 		return NULL;
 	}
@@ -743,8 +743,8 @@ prewarm_new(struct server *srv, const char *const *platforms, size_t n)
 	admin_add(srv, "warm", REQ_POST, enrol_admin_warm, pw);
 	admin_add(srv, "settings", REQ_GET, enrol_admin_settings, pw);
 	metrics_add(srv, enrol_metrics, pw);
-	if ((pw->resume_ev = evtimer_new(srv->base, enrol_resume_cb, pw)) ==
-	    NULL)
+	if ((pw->resume_ev =
+		    evtimer_new(server_base(srv), enrol_resume_cb, pw)) == NULL)
 		fatal("out of memory creating the resume timer");
 	event_active(pw->resume_ev, EV_TIMEOUT, 0);
 	return pw;

@@ -16,7 +16,7 @@
 #include <event2/http.h>
 
 #include "../common/common.h"
-#include "registry.h"
+#include "internal.h"
 
 static int
 admin_peer_is_loopback(struct req *r)

@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "../common/common.h"
-#include "registry.h"
+#include "internal.h"
 
 static void
 blob_head_done(struct req *r, enum upstream_result res)

@@ -22,7 +22,7 @@
 #include <event2/listener.h>
 
 #include "../common/common.h"
-#include "registry.h"
+#include "internal.h"
 
 #define CONN_RESERVE 8	      /* fds held back for live requests */
 #define CONN_PAUSE_MIN_MS 250 /* first pause; doubles while it lasts */

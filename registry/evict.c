@@ -20,7 +20,7 @@
 #include <event2/event.h>
 
 #include "../common/common.h"
-#include "registry.h"
+#include "internal.h"
 
 #define EVICT_BATCH 32		      /* index deletions per loop pass */
 #define EVICT_TICK_S 10		      /* periodic check */

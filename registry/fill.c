@@ -15,7 +15,7 @@
 #include <event2/event.h>
 
 #include "../common/common.h"
-#include "registry.h"
+#include "internal.h"
 
 #define FILL_CHUNK_MAX (16 * 1024 * 1024)
 #define FILL_MAX_ATTEMPTS 4

@@ -26,7 +26,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "../common/common.h"
-#include "registry.h"
+#include "internal.h"
 
 enum http_methods {
 	HTTP_M_GET = 1 << 0,
@@ -676,8 +676,23 @@ http_retire(struct req *r, const char *why)
 	struct server *srv = r->srv;
 
 	http_unhand(r);
-	if (srv->req_hook != NULL)
-		srv->req_hook(srv->req_hook_arg, r);
+	if (srv->req_hook != NULL) {
+		struct req_summary sum = {
+		    .method = r->method,
+		    .cache = r->cache,
+		    .routed = r->routed,
+		    .route = r->routed ? &r->route : NULL,
+		    .up = r->up,
+		    .status = r->status,
+		    .sent = r->sent,
+		    .start_ms = r->start_ms,
+		    .upstream_ms = r->upstream_ms,
+		    .peer = r->peer,
+		    .served = r->have_served ? &r->served : NULL,
+		};
+
+		srv->req_hook(srv->req_hook_arg, &sum);
+	}
 	http_access_log(r, why);
 	TAILQ_REMOVE(&srv->reqs, r, entry);
 	srv->nreqs--;

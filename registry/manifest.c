@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "../common/common.h"
-#include "registry.h"
+#include "internal.h"
 
 /* Serves a stored manifest whose index record the caller has read. */
 static int

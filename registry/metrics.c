@@ -12,7 +12,7 @@
 #include <event2/buffer.h>
 
 #include "../common/common.h"
-#include "registry.h"
+#include "internal.h"
 
 static const char *const metrics_routes[METRICS_NROUTES] = {"base", "manifest",
     "blob", "tags", "upload", "catalog", "metrics", "admin", "invalid"};

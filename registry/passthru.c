@@ -8,7 +8,7 @@
 #include <event2/buffer.h>
 
 #include "../common/common.h"
-#include "registry.h"
+#include "internal.h"
 
 struct passthru {
 	struct req *r;

@@ -5,6 +5,8 @@
  */
 #include <string.h>
 
+#include <sys/queue.h>
+
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 

@@ -18,7 +18,7 @@
 #include <event2/http.h>
 
 #include "../common/common.h"
-#include "registry.h"
+#include "internal.h"
 
 #define SERVER_FLUSH_S 5
 #define SERVER_POOL_THREADS 2
@@ -168,6 +168,30 @@ server_port(const struct server *srv)
 	if (ss.ss_family == AF_INET)
 		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 	return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+struct event_base *
+server_base(struct server *srv)
+{
+	return srv->base;
+}
+
+struct db *
+server_db(struct server *srv)
+{
+	return srv->db;
+}
+
+struct blobstore *
+server_store(struct server *srv)
+{
+	return srv->store;
+}
+
+const struct server_opts *
+server_opts(const struct server *srv)
+{
+	return srv->opts;
 }
 
 struct upstream *

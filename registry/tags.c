@@ -7,7 +7,7 @@
 #include <event2/buffer.h>
 
 #include "../common/common.h"
-#include "registry.h"
+#include "internal.h"
 
 static void
 tags_done(struct req *r, enum upstream_result res)
