@@ -19,7 +19,7 @@ blob_head_done(struct req *r, enum upstream_result res)
 		return;
 	}
 	if (r->xstatus != 200) {
-		req_error(r, passthru_status_err(r->xstatus, 1), NULL);
+		req_error(r, oci_err_from_status(r->xstatus, 1), NULL);
 		return;
 	}
 	r->cache = REQ_CACHE_MISS;

@@ -110,6 +110,7 @@ fill_unlist(struct fill *f)
 {
 	if (f->listed) {
 		TAILQ_REMOVE(&f->srv->fills, f, entry);
+		f->srv->nfills--;
 		f->listed = 0;
 	}
 }
@@ -230,18 +231,12 @@ fill_wake(struct fill *f)
 static void
 fill_fail_waiter(struct req *r)
 {
-	struct fill *f = r->fill;
-
 	if (r->state == REQ_STREAMING) {
 		req_abort(r, "upstream fetch failed");
 		return;
 	}
-	if (f->kind == FILL_MANIFEST && r->have_stale) {
-		fill_detach(r);
-		r->cache = REQ_CACHE_STALE;
-		if (manifest_serve_stored(r, &r->stale.digest) == 0)
-			return;
-	}
+	if (r->fill_failed != NULL && r->fill_failed(r) == 0)
+		return;
 	req_error(r, r->fill_err, r->fill_why);
 }
 
@@ -594,7 +589,7 @@ fill_done_cb(void *arg, enum upstream_result res, const char *why)
 		log_info("upstream '%s' answered %ld for %s",
 		    upstream_name(f->up), f->status, f->repo);
 		fill_fail(f,
-		    passthru_status_err(f->status, f->kind == FILL_BLOB),
+		    oci_err_from_status(f->status, f->kind == FILL_BLOB),
 		    f->status == 404 ? NULL : "upstream refused the request");
 		return;
 	}
@@ -727,6 +722,7 @@ fill_new(struct server *srv, const struct fill_key *k)
 		return NULL;
 	}
 	TAILQ_INSERT_TAIL(&srv->fills, f, entry);
+	srv->nfills++;
 	f->listed = 1;
 	f->hold++;
 	if (f->tmp != NULL && blobstore_tmp_complete(f->tmp)) {
@@ -758,12 +754,7 @@ fill_req_key(struct req *r, enum fill_kind kind, struct fill_key *k)
 size_t
 fill_count(struct server *srv)
 {
-	struct fill *f;
-	size_t n = 0;
-
-	TAILQ_FOREACH(f, &srv->fills, entry)
-		n++;
-	return n;
+	return srv->nfills;
 }
 
 int

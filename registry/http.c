@@ -909,26 +909,10 @@ http_request_cb(struct evhttp_request *ev, void *arg)
 		    "this is a read-only pull-through cache");
 		return;
 	}
-	if (h->needs_upstream) {
-		r->up = server_upstream(srv, r->route.host);
-		if (r->up == NULL) {
-			req_error(r, OCI_ERR_NAME_UNKNOWN,
-			    "registry is not configured as an upstream");
-			return;
-		}
-		if (strcmp(upstream_name(r->up), "docker.io") == 0 &&
-		    strchr(r->route.name, '/') == NULL) {
-			char tmp[ROUTE_NAME_MAX];
-
-			/* Docker Hub: official images live under library/ */
-			if ((size_t)snprintf(tmp, sizeof tmp, "library/%s",
-				r->route.name) >= sizeof tmp) {
-				req_error(
-				    r, OCI_ERR_NAME_INVALID, "name too long");
-				return;
-			}
-			memcpy(r->route.name, tmp, sizeof tmp);
-		}
+	if (h->needs_upstream &&
+	    (r->up = route_upstream(srv, &r->route, &err, &why)) == NULL) {
+		req_error(r, err, why);
+		return;
 	}
 	if (srv->draining) {
 		req_error(r, OCI_ERR_UNAVAILABLE, "shutting down");

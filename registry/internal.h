@@ -71,8 +71,9 @@ struct server {
 	TAILQ_HEAD(, req) reqs; /* every live request */
 	size_t nreqs;
 	TAILQ_HEAD(, fill) fills; /* in-flight fills (single flight) */
-	struct event *flush_ev;	  /* periodic db_flush */
-	struct event *drain_ev;	  /* shutdown deadline / poll */
+	size_t nfills;
+	struct event *flush_ev; /* periodic db_flush */
+	struct event *drain_ev; /* shutdown deadline / poll */
 	int64_t drain_deadline_ms;
 	int draining;
 	FILE *access_log;
@@ -160,6 +161,8 @@ struct req {
 	struct digest xdigest;
 	int have_xdigest;
 	void (*passthru_done)(struct req *, enum upstream_result);
+	/* the fill failed before streaming: 0 if this replied (STALE) */
+	int (*fill_failed)(struct req *);
 	enum oci_err fill_err; /* how the fill failed, for the reply */
 	const char *fill_why;
 	struct db_tag stale; /* the cached mapping, for STALE */
@@ -257,8 +260,6 @@ void evict_reader_del(struct evict_readers *, const struct digest *);
  */
 void passthru_start(struct req *, enum upstream_method, const char *path,
     const char *accept, void (*done)(struct req *, enum upstream_result));
-/* The OCI error for an upstream status that is not 2xx. */
-enum oci_err passthru_status_err(long status, int blob);
 
 /* manifest.c, blob.c, tags.c: handlers ----------------------------------- */
 
@@ -280,7 +281,5 @@ void metrics_upstream_bytes(struct server *, size_t);
 void metrics_flush(struct server *);
 /* The counters as one JSON object (new string); for `ccprewarm stats`. */
 char *metrics_json(struct server *);
-/* Serves a stored manifest (by digest) from the store; 0, or -1 if absent. */
-int manifest_serve_stored(struct req *, const struct digest *);
 
 #endif

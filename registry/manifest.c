@@ -28,7 +28,7 @@ manifest_serve(
 	return 0;
 }
 
-int
+static int
 manifest_serve_stored(struct req *r, const struct digest *d)
 {
 	struct db_blob meta;
@@ -61,6 +61,17 @@ manifest_stale(struct req *r, const char *why)
 	if (manifest_serve_stored(r, &r->stale.digest) == -1)
 		req_error(
 		    r, OCI_ERR_UNAVAILABLE, "upstream registry unavailable");
+}
+
+/* The fill failed before a byte went out: the cached mapping, if any. */
+static int
+manifest_fill_failed(struct req *r)
+{
+	if (!r->have_stale)
+		return -1;
+	fill_detach(r);
+	r->cache = REQ_CACHE_STALE;
+	return manifest_serve_stored(r, &r->stale.digest);
 }
 
 static void
@@ -163,6 +174,7 @@ manifest_handle(struct req *r)
 	char path[ROUTE_NAME_MAX + ROUTE_TAG_MAX + 32];
 	int rc;
 
+	r->fill_failed = manifest_fill_failed;
 	if (r->route.by_digest) {
 		/* Digest references are immutable: never an upstream request.
 		 */

@@ -10,11 +10,6 @@
 #include "../common/common.h"
 #include "internal.h"
 
-struct passthru {
-	struct req *r;
-	void (*done)(struct req *, enum upstream_result);
-};
-
 static int
 passthru_headers_cb(void *arg, const struct upstream_response *resp)
 {
@@ -77,21 +72,4 @@ passthru_start(struct req *r, enum upstream_method m, const char *path,
 	if ((r->xfer = upstream_xfer_start(r->up, &ureq, &cbs, r)) == NULL)
 		req_error(
 		    r, OCI_ERR_INTERNAL, "cannot start upstream transfer");
-}
-
-enum oci_err
-passthru_status_err(long status, int blob)
-{
-	switch (status) {
-	case 401:
-		return OCI_ERR_UNAUTHORIZED;
-	case 403:
-		return OCI_ERR_DENIED;
-	case 404:
-		return blob ? OCI_ERR_BLOB_UNKNOWN : OCI_ERR_MANIFEST_UNKNOWN;
-	case 429:
-		return OCI_ERR_TOOMANYREQUESTS;
-	default:
-		return OCI_ERR_UNAVAILABLE;
-	}
 }

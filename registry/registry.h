@@ -16,6 +16,7 @@
 
 struct event_base;
 struct evbuffer;
+struct server;
 
 /* upstream.c: libcurl multi driven by the server's event_base ----------- */
 
@@ -258,6 +259,9 @@ enum oci_err {
 
 int oci_err_status(enum oci_err);
 const char *oci_err_code(enum oci_err);
+/* The OCI error for an upstream status that is not 2xx (blob: a 404 is
+ * BLOB_UNKNOWN, else MANIFEST_UNKNOWN); UNAVAILABLE for the rest. */
+enum oci_err oci_err_from_status(long status, int blob);
 /* The spec's error body for one error; new string, caller frees. */
 char *oci_err_body(enum oci_err, const char *detail);
 /* The Accept list sent upstream when the client sent none. */
@@ -333,6 +337,13 @@ struct route {
  */
 int route_parse(const char *path, const char *query, struct route *rt,
     enum oci_err *err, const char **why);
+/*
+ * The upstream a route names (server_upstream of its host), with Docker
+ * Hub's official images put under "library/" in rt->name.  NULL with the
+ * OCI error and a static reason for the client if there is none.
+ */
+struct upstream *route_upstream(
+    struct server *, struct route *rt, enum oci_err *err, const char **why);
 /* 1 if a first path component names a registry host ("quay.io",
  * "localhost:5000"). */
 int route_is_host(const char *component, size_t len);

@@ -3,6 +3,7 @@
  * Handlers never see the URI.  Everything a path names is validated here
  * by the distribution grammar, before anything touches disk or upstream.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include <sys/queue.h>
@@ -261,4 +262,30 @@ route_parse(const char *path, const char *query, struct route *rt,
 	memcpy(rt->tag, ref, reflen);
 	rt->tag[reflen] = '\0';
 	return 0;
+}
+
+struct upstream *
+route_upstream(
+    struct server *srv, struct route *rt, enum oci_err *err, const char **why)
+{
+	struct upstream *up;
+	char tmp[ROUTE_NAME_MAX];
+
+	if ((up = server_upstream(srv, rt->host)) == NULL) {
+		*err = OCI_ERR_NAME_UNKNOWN;
+		*why = "registry is not configured as an upstream";
+		return NULL;
+	}
+	if (strcmp(upstream_name(up), "docker.io") == 0 &&
+	    strchr(rt->name, '/') == NULL) {
+		/* Docker Hub: official images live under library/ */
+		if ((size_t)snprintf(tmp, sizeof tmp, "library/%s", rt->name) >=
+		    sizeof tmp) {
+			*err = OCI_ERR_NAME_INVALID;
+			*why = "name too long";
+			return NULL;
+		}
+		memcpy(rt->name, tmp, sizeof tmp);
+	}
+	return up;
 }

@@ -22,7 +22,7 @@ tags_done(struct req *r, enum upstream_result res)
 	if (r->xstatus != 200) {
 		req_error(r,
 		    r->xstatus == 404 ? OCI_ERR_NAME_UNKNOWN
-				      : passthru_status_err(r->xstatus, 0),
+				      : oci_err_from_status(r->xstatus, 0),
 		    NULL);
 		return;
 	}
