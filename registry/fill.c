@@ -426,7 +426,7 @@ fill_commit_blob(struct fill *f)
 	if (blobstore_tmp_verify(f->tmp, &f->digest, &got) == -1) {
 		digest_format(&f->digest, want);
 		digest_format(&got, have);
-		f->srv->ctr.digest_mismatches++;
+		metrics_digest_mismatch(f->srv);
 		log_warn("digest mismatch from '%s' for %s@%s: got %s; "
 			 "nothing stored",
 		    upstream_name(f->up), f->repo, want, have);
@@ -504,7 +504,7 @@ fill_commit_manifest(struct fill *f)
 	digest_buf(f->mbuf, f->mlen, &got);
 	if ((f->by_digest && !digest_equal(&got, &f->digest)) ||
 	    (f->have_claimed && !digest_equal(&got, &f->claimed))) {
-		f->srv->ctr.digest_mismatches++;
+		metrics_digest_mismatch(f->srv);
 		log_warn("digest mismatch from '%s' for manifest %s:%s; "
 			 "nothing stored",
 		    upstream_name(f->up), f->repo,
@@ -578,14 +578,13 @@ fill_done_cb(void *arg, enum upstream_result res, const char *why)
 	}
 	if (res == UPSTREAM_OK && f->status >= 500 &&
 	    f->attempts < FILL_MAX_ATTEMPTS) {
-		f->srv->ctr.upstream_errors++;
+		metrics_upstream_result(f->srv, res, f->status);
 		fill_retry_later(f, "upstream answered 5xx");
 		return;
 	}
 	if (res == UPSTREAM_OK && f->status != 200 && f->status != 206) {
 		/* an answer (404, 401, ...), not a failure of the upstream */
-		if (f->status >= 500 || f->status == 429)
-			f->srv->ctr.upstream_errors++;
+		metrics_upstream_result(f->srv, res, f->status);
 		log_info("upstream '%s' answered %ld for %s",
 		    upstream_name(f->up), f->status, f->repo);
 		fill_fail(f,
@@ -600,7 +599,7 @@ fill_done_cb(void *arg, enum upstream_result res, const char *why)
 			fill_commit_manifest(f);
 		return;
 	}
-	f->srv->ctr.upstream_errors++;
+	metrics_upstream_result(f->srv, res, f->status);
 	/*
 	 * A blob that was arriving: resume from the byte reached, with
 	 * backoff on a timer.  Manifests are small; refetch them whole.
@@ -853,7 +852,7 @@ fill_attach(struct req *r, enum fill_kind kind)
 	}
 	TAILQ_INSERT_TAIL(&f->waiters, r, wentry);
 	if (joined) {
-		r->srv->ctr.coalesced++;
+		metrics_coalesced(r->srv);
 		fill_wake(f);
 	}
 	return joined;

@@ -22,7 +22,7 @@ struct event;
  * Process-lifetime unless in .store, which is kept in LMDB ("counters") and
  * survives restarts: it counts since the store was created.
  */
-#define METRICS_NROUTES 9 /* route kinds + "invalid" */
+#define METRICS_NROUTES (ROUTE_NKINDS + 1) /* route kinds + "invalid" */
 #define METRICS_NSTATUS 15
 #define METRICS_NBUCKETS 12 /* finite buckets; +Inf extra */
 
@@ -277,6 +277,13 @@ int metrics_open(struct server *);
 void metrics_request_done(struct server *, const struct req *);
 /* Counts body bytes received from an upstream. */
 void metrics_upstream_bytes(struct server *, size_t);
+/* Counts a request that joined an in-flight fill. */
+void metrics_coalesced(struct server *);
+/* Counts upstream bytes that did not match their digest. */
+void metrics_digest_mismatch(struct server *);
+/* Counts an upstream error if the transfer ended without an answer or the
+ * answer was a 5xx or a 429 (the one place that decides it). */
+void metrics_upstream_result(struct server *, enum upstream_result, long);
 /* Writes store-lifetime counters not yet in LMDB (timer and exit). */
 void metrics_flush(struct server *);
 /* The counters as one JSON object (new string); for `ccprewarm stats`. */

@@ -14,8 +14,18 @@
 #include "../common/common.h"
 #include "internal.h"
 
-static const char *const metrics_routes[METRICS_NROUTES] = {"base", "manifest",
-    "blob", "tags", "upload", "catalog", "metrics", "admin", "invalid"};
+/* The route label of each route kind, and of requests that did not route. */
+static const char *const metrics_routes[METRICS_NROUTES] = {
+    [ROUTE_BASE] = "base",
+    [ROUTE_MANIFEST] = "manifest",
+    [ROUTE_BLOB] = "blob",
+    [ROUTE_TAGS] = "tags",
+    [ROUTE_UPLOAD] = "upload",
+    [ROUTE_CATALOG] = "catalog",
+    [ROUTE_METRICS] = "metrics",
+    [ROUTE_ADMIN] = "admin",
+    [ROUTE_NKINDS] = "invalid",
+};
 
 static const int metrics_statuses[METRICS_NSTATUS - 1] = {
     200, 206, 304, 400, 401, 403, 404, 405, 416, 429, 499, 500, 502, 503};
@@ -49,6 +59,9 @@ metrics_open(struct server *srv)
 	const struct metrics_store_def *d;
 	size_t i;
 
+	for (i = 0; i < nitems(metrics_routes); i++)
+		if (metrics_routes[i] == NULL)
+			fatal("route kind %zu has no metrics label", i);
 	for (i = 0; i < nitems(metrics_store_defs); i++) {
 		d = &metrics_store_defs[i];
 		if (db_counter_get(srv->db, d->name,
@@ -66,6 +79,9 @@ metrics_flush(struct server *srv)
 	uint64_t now, then;
 	size_t i;
 
+	for (i = 0; i < nitems(metrics_routes); i++)
+		if (metrics_routes[i] == NULL)
+			fatal("route kind %zu has no metrics label", i);
 	for (i = 0; i < nitems(metrics_store_defs); i++) {
 		d = &metrics_store_defs[i];
 		now = METRICS_FIELD(&srv->ctr.store, d);
@@ -366,40 +382,117 @@ metrics_handle(struct req *r)
 	evbuffer_free(b);
 }
 
+/* metrics_json's writer: "key":value pairs, objects nested. */
+struct metrics_json {
+	struct evbuffer *b;
+	int first; /* nothing written yet in the current object */
+};
+
+static void
+metrics_json_key(struct metrics_json *j, const char *key)
+{
+	if (key != NULL)
+		evbuffer_add_printf(
+		    j->b, "%s\"%s\":", j->first ? "" : ",", key);
+	j->first = 0;
+}
+
+static void
+metrics_json_open(struct metrics_json *j, const char *key)
+{
+	metrics_json_key(j, key);
+	evbuffer_add(j->b, "{", 1);
+	j->first = 1;
+}
+
+static void
+metrics_json_close(struct metrics_json *j)
+{
+	evbuffer_add(j->b, "}", 1);
+	j->first = 0;
+}
+
+static void
+metrics_json_u64(struct metrics_json *j, const char *key, uint64_t v)
+{
+	metrics_json_key(j, key);
+	evbuffer_add_printf(j->b, "%" PRIu64, v);
+}
+
+/* A pair of counters as {"a":x,"b":y}. */
+static void
+metrics_json_pair(struct metrics_json *j, const char *key, const char *ka,
+    uint64_t a, const char *kb, uint64_t b)
+{
+	metrics_json_open(j, key);
+	metrics_json_u64(j, ka, a);
+	metrics_json_u64(j, kb, b);
+	metrics_json_close(j);
+}
+
 char *
 metrics_json(struct server *srv)
 {
 	const struct server_counters *c = &srv->ctr;
+	struct metrics_json j = {evbuffer_new(), 1};
 	uint64_t nblobs = 0, nbytes = 0;
-	struct evbuffer *b = evbuffer_new();
+	size_t i;
 	char *out;
 
 	db_blob_totals(srv->db, &nblobs, &nbytes);
-	evbuffer_add_printf(b,
-	    "{\"version\":\"%s\",\"time\":%lld,"
-	    "\"process\":{\"hits\":{\"blob\":%" PRIu64 ",\"manifest\":%" PRIu64
-	    "},\"misses\":{\"blob\":%" PRIu64 ",\"manifest\":%" PRIu64 "},"
-	    "\"coalesced\":%" PRIu64 ",\"stale\":%" PRIu64
-	    ",\"revalidated\":%" PRIu64 ",\"served_bytes\":{\"cache\":%" PRIu64
-	    ",\"upstream\":%" PRIu64 "},\"bytes_saved\":%" PRIu64
-	    ",\"upstream_bytes\":%" PRIu64 ",\"upstream_errors\":%" PRIu64
-	    ",\"digest_mismatches\":%" PRIu64 ",\"requests\":%" PRIu64 "},",
-	    CCPREWARM_VERSION, (long long)clock_wall_s(), c->hits[0],
-	    c->hits[1], c->misses[0], c->misses[1], c->coalesced, c->stale,
-	    c->revalidated, c->served_cache_bytes, c->served_upstream_bytes,
-	    c->bytes_saved, c->upstream_bytes, c->upstream_errors,
-	    c->digest_mismatches, c->requests);
-	evbuffer_add_printf(b,
-	    "\"store\":{\"hits\":%" PRIu64 ",\"misses\":%" PRIu64
-	    ",\"served_bytes\":%" PRIu64 ",\"bytes_saved\":%" PRIu64
-	    ",\"upstream_bytes\":%" PRIu64 ",\"blobs\":%" PRIu64
-	    ",\"bytes\":%" PRIu64 "}}\n",
-	    c->store.hits, c->store.misses, c->store.served_bytes,
-	    c->store.bytes_saved, c->store.upstream_bytes, nblobs, nbytes);
-	evbuffer_add(b, "", 1);
-	out = xstrdup((const char *)evbuffer_pullup(b, -1));
-	evbuffer_free(b);
+	metrics_json_open(&j, NULL);
+	metrics_json_key(&j, "version");
+	evbuffer_add_printf(j.b, "\"%s\"", CCPREWARM_VERSION);
+	metrics_json_key(&j, "time");
+	evbuffer_add_printf(j.b, "%lld", (long long)clock_wall_s());
+	metrics_json_open(&j, "process");
+	metrics_json_pair(
+	    &j, "hits", "blob", c->hits[0], "manifest", c->hits[1]);
+	metrics_json_pair(
+	    &j, "misses", "blob", c->misses[0], "manifest", c->misses[1]);
+	metrics_json_u64(&j, "coalesced", c->coalesced);
+	metrics_json_u64(&j, "stale", c->stale);
+	metrics_json_u64(&j, "revalidated", c->revalidated);
+	metrics_json_pair(&j, "served_bytes", "cache", c->served_cache_bytes,
+	    "upstream", c->served_upstream_bytes);
+	metrics_json_u64(&j, "bytes_saved", c->bytes_saved);
+	metrics_json_u64(&j, "upstream_bytes", c->upstream_bytes);
+	metrics_json_u64(&j, "upstream_errors", c->upstream_errors);
+	metrics_json_u64(&j, "digest_mismatches", c->digest_mismatches);
+	metrics_json_u64(&j, "requests", c->requests);
+	metrics_json_close(&j);
+	metrics_json_open(&j, "store");
+	for (i = 0; i < nitems(metrics_store_defs); i++)
+		metrics_json_u64(&j, metrics_store_defs[i].name,
+		    METRICS_FIELD(&c->store, &metrics_store_defs[i]));
+	metrics_json_u64(&j, "blobs", nblobs);
+	metrics_json_u64(&j, "bytes", nbytes);
+	metrics_json_close(&j);
+	metrics_json_close(&j);
+	evbuffer_add(j.b, "\n", 2); /* and the NUL */
+	out = xstrdup((const char *)evbuffer_pullup(j.b, -1));
+	evbuffer_free(j.b);
 	return out;
+}
+
+void
+metrics_coalesced(struct server *srv)
+{
+	srv->ctr.coalesced++;
+}
+
+void
+metrics_digest_mismatch(struct server *srv)
+{
+	srv->ctr.digest_mismatches++;
+}
+
+void
+metrics_upstream_result(
+    struct server *srv, enum upstream_result res, long status)
+{
+	if (res != UPSTREAM_OK || status >= 500 || status == 429)
+		srv->ctr.upstream_errors++;
 }
 
 void

@@ -46,8 +46,7 @@ passthru_done_cb(void *arg, enum upstream_result res, const char *why)
 
 	(void)why;
 	r->xfer = NULL;
-	if (res != UPSTREAM_OK || r->xstatus >= 500 || r->xstatus == 429)
-		r->srv->ctr.upstream_errors++;
+	metrics_upstream_result(r->srv, res, r->xstatus);
 	r->passthru_done(r, res);
 }
 

@@ -315,6 +315,7 @@ enum route_kind {
 	ROUTE_CATALOG,	/* /v2/_catalog */
 	ROUTE_METRICS,	/* /metrics */
 	ROUTE_ADMIN,	/* /_ccprewarm/v1/<what>: loopback only */
+	ROUTE_NKINDS
 };
 
 #define ROUTE_NAME_MAX 256
