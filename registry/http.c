@@ -742,9 +742,9 @@ req_finish(struct req *r, int status, const char *why)
 		fill_detach(r);
 	if (r->evcon != NULL && r->handed == NULL && !r->handed_done)
 		conn_set_closecb(r->srv->conns, r->evcon, NULL, NULL);
-	if (r->xbody != NULL)
-		evbuffer_free(r->xbody);
-	r->xbody = NULL;
+	if (r->px.body != NULL)
+		evbuffer_free(r->px.body);
+	r->px.body = NULL;
 	metrics_request_done(srv, r);
 	if (r->handed != NULL) {
 		r->why = why != NULL ? xstrdup(why) : NULL;

@@ -111,6 +111,18 @@ void conn_set_closecb(struct conn_guard *, struct evhttp_connection *,
 /* A request on evcon was dispatched: its header deadline is met. */
 void conn_dispatched(struct conn_guard *, struct evhttp_connection *);
 
+/* passthru.c: what an upstream request owned by a client request got. */
+struct passthru_result {
+	enum upstream_result res; /* the rest is valid if UPSTREAM_OK */
+	long status;
+	int64_t length; /* Content-Length, -1 if absent */
+	char ctype[OCI_MEDIA_TYPE_MAX];
+	struct digest digest; /* Docker-Content-Digest */
+	int have_digest;
+	struct evbuffer *body; /* a GET's body (up to OCI_MANIFEST_MAX) */
+};
+typedef void (*passthru_done_fn)(struct req *, const struct passthru_result *);
+
 enum req_state {
 	REQ_NEW,       /* routed, nothing sent */
 	REQ_WAITING,   /* waiting on a fill or an upstream transfer */
@@ -154,13 +166,8 @@ struct req {
 	void (*sent_cb)(struct req *); /* called when it has been */
 	/* a transfer owned by this request (tags/list, HEAD, revalidation) */
 	struct upstream_xfer *xfer;
-	struct evbuffer *xbody;
-	long xstatus;
-	int64_t xlength;
-	char xctype[OCI_MEDIA_TYPE_MAX];
-	struct digest xdigest;
-	int have_xdigest;
-	void (*passthru_done)(struct req *, enum upstream_result);
+	struct passthru_result px;
+	passthru_done_fn passthru_done;
 	/* the fill failed before streaming: 0 if this replied (STALE) */
 	int (*fill_failed)(struct req *);
 	enum oci_err fill_err; /* how the fill failed, for the reply */
@@ -253,13 +260,11 @@ void evict_reader_del(struct evict_readers *, const struct digest *);
 /* passthru.c: an upstream request owned by one client request -------- */
 
 /*
- * Sends method path upstream for r; the status, Content-Type, length and
- * Docker-Content-Digest land in r->x*, a GET body (up to OCI_MANIFEST_MAX)
- * in r->xbody.  done is called once (never for a request finished
- * meanwhile).
+ * Sends method path upstream for r; done gets the result (borrowed: the
+ * request owns it) once, never for a request finished meanwhile.
  */
 void passthru_start(struct req *, enum upstream_method, const char *path,
-    const char *accept, void (*done)(struct req *, enum upstream_result));
+    const char *accept, passthru_done_fn done);
 
 /* manifest.c, blob.c, tags.c: handlers ----------------------------------- */
 

@@ -75,24 +75,24 @@ manifest_fill_failed(struct req *r)
 }
 
 static void
-manifest_revalidated(struct req *r, enum upstream_result res)
+manifest_revalidated(struct req *r, const struct passthru_result *px)
 {
 	struct db_tag t;
 
-	if (res != UPSTREAM_OK) {
+	if (px->res != UPSTREAM_OK) {
 		manifest_stale(r, "upstream unreachable");
 		return;
 	}
-	if (r->xstatus == 404) {
+	if (px->status == 404) {
 		/* Authoritative: the tag is gone upstream. */
 		req_error(r, OCI_ERR_MANIFEST_UNKNOWN, NULL);
 		return;
 	}
-	if (r->xstatus != 200) {
+	if (px->status != 200) {
 		manifest_stale(r, "upstream refused the check");
 		return;
 	}
-	if (r->have_xdigest && digest_equal(&r->xdigest, &r->stale.digest)) {
+	if (px->have_digest && digest_equal(&px->digest, &r->stale.digest)) {
 		t = r->stale;
 		t.confirmed_at = clock_wall_s();
 		if (db_tag_put(r->srv->db, upstream_name(r->up), r->route.name,

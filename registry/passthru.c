@@ -15,14 +15,14 @@ passthru_headers_cb(void *arg, const struct upstream_response *resp)
 {
 	struct req *r = arg;
 
-	r->xstatus = resp->status;
-	r->xlength = resp->content_length;
+	r->px.status = resp->status;
+	r->px.length = resp->content_length;
 	r->upstream_ms = resp->duration_ms;
-	r->xctype[0] = '\0';
+	r->px.ctype[0] = '\0';
 	if (resp->content_type != NULL)
-		xstrlcpy(r->xctype, resp->content_type, sizeof r->xctype);
-	r->have_xdigest = resp->docker_content_digest != NULL &&
-	    digest_parse(&r->xdigest, resp->docker_content_digest) == 0;
+		xstrlcpy(r->px.ctype, resp->content_type, sizeof r->px.ctype);
+	r->px.have_digest = resp->docker_content_digest != NULL &&
+	    digest_parse(&r->px.digest, resp->docker_content_digest) == 0;
 	return 0;
 }
 
@@ -31,12 +31,12 @@ passthru_body_cb(void *arg, const void *buf, size_t len)
 {
 	struct req *r = arg;
 
-	if (r->xbody == NULL)
-		r->xbody = evbuffer_new();
-	if (evbuffer_get_length(r->xbody) + len > OCI_MANIFEST_MAX)
+	if (r->px.body == NULL)
+		r->px.body = evbuffer_new();
+	if (evbuffer_get_length(r->px.body) + len > OCI_MANIFEST_MAX)
 		return -1;
 	metrics_upstream_bytes(r->srv, len);
-	return evbuffer_add(r->xbody, buf, len);
+	return evbuffer_add(r->px.body, buf, len);
 }
 
 static void
@@ -46,13 +46,14 @@ passthru_done_cb(void *arg, enum upstream_result res, const char *why)
 
 	(void)why;
 	r->xfer = NULL;
-	metrics_upstream_result(r->srv, res, r->xstatus);
-	r->passthru_done(r, res);
+	r->px.res = res;
+	metrics_upstream_result(r->srv, res, r->px.status);
+	r->passthru_done(r, &r->px);
 }
 
 void
 passthru_start(struct req *r, enum upstream_method m, const char *path,
-    const char *accept, void (*done)(struct req *, enum upstream_result))
+    const char *accept, passthru_done_fn done)
 {
 	static const struct upstream_cbs cbs = {
 	    passthru_headers_cb, passthru_body_cb, passthru_done_cb};
@@ -64,8 +65,8 @@ passthru_start(struct req *r, enum upstream_method m, const char *path,
 	ureq.repo = r->route.name;
 	ureq.accept = accept;
 	ureq.range_start = -1;
-	r->xstatus = 0;
-	r->xlength = -1;
+	r->px.status = 0;
+	r->px.length = -1;
 	r->passthru_done = done;
 	r->state = REQ_WAITING;
 	if ((r->xfer = upstream_xfer_start(r->up, &ureq, &cbs, r)) == NULL)
