@@ -194,8 +194,8 @@ enrol_drop(struct prewarm *pw, struct job *j)
 	if (db_pins_unset(server_db(pw->srv), j->recipe, j->version) == -1 ||
 	    db_job_del(server_db(pw->srv), id) == -1)
 		rc = -1;
-	log_info("pre-warm '%s' %s: unpinned, no reason left to keep it; its "
-		 "blobs stay until evicted",
+	log_info(
+	    "pre-warm '%s' %s: unpinned, no reason left to keep it; its blobs stay until evicted",
 	    j->recipe, j->version);
 	job_free(j);
 	return rc;
@@ -271,8 +271,7 @@ enrol_parse_version(json_t *v, struct enrol_ver *ev, char *msg, size_t len)
 	if (ev->version == NULL || !enrol_valid_version(ev->version) ||
 	    ev->reason == 0) {
 		snprintf(msg, len,
-		    "each version needs {\"version\": V, \"reason\": "
-		    "\"window\"|\"explicit\"|\"checkout\", \"images\": [...]}");
+		    "each version needs {\"version\": V, \"reason\": \"window\"|\"explicit\"|\"checkout\", \"images\": [...]}");
 		return -1;
 	}
 	if (!json_is_array(images) || json_array_size(images) == 0 ||
@@ -299,8 +298,7 @@ enrol_parse_version(json_t *v, struct enrol_ver *ev, char *msg, size_t len)
 		}
 		if (want != NULL && !enrol_valid_want(want)) {
 			snprintf(msg, len,
-			    "invalid digest '%.80s' for '%.200s': want "
-			    "sha256:<hex> or at least 8 hex digits",
+			    "invalid digest '%.80s' for '%.200s': want sha256:<hex> or at least 8 hex digits",
 			    want, s);
 			return -1;
 		}
@@ -364,8 +362,7 @@ enrol_admin_enroll(struct req *r, void *arg)
 	if (recipe == NULL || !enrol_valid_recipe(recipe) ||
 	    !json_is_array(vers) || json_array_size(vers) > JOB_MAX_VERSIONS) {
 		snprintf(msg, sizeof msg,
-		    "enroll needs {\"recipe\": NAME, \"versions\": [up to %d "
-		    "{\"version\", \"reason\", \"images\": [REF, ...]}]}",
+		    "enroll needs {\"recipe\": NAME, \"versions\": [up to %d {\"version\", \"reason\", \"images\": [REF, ...]}]}",
 		    JOB_MAX_VERSIONS);
 		goto bad;
 	}

@@ -369,14 +369,15 @@ job_finish(struct job *j)
 		j->closure, j->nclosure) == 0) {
 		j->state = JOB_DONE;
 		j->pinned = 1;
-		log_info("pre-warm '%s'%s%s: warm and pinned: %zu images, %zu "
-			 "digests, %" PRIu64 " bytes (%" PRIu64 " fetched)",
+		log_info(
+		    "pre-warm '%s'%s%s: warm and pinned: %zu images, %zu digests, %" PRIu64
+		    " bytes (%" PRIu64 " fetched)",
 		    j->recipe, j->version[0] ? " " : "", j->version, j->nimages,
 		    j->nclosure, j->bytes_total, j->bytes_fetched);
 	} else {
 		j->state = JOB_FAILED;
-		log_warn("pre-warm '%s'%s%s: %zu of %zu images failed; not "
-			 "pinned",
+		log_warn(
+		    "pre-warm '%s'%s%s: %zu of %zu images failed; not pinned",
 		    j->recipe, j->version[0] ? " " : "", j->version, failed,
 		    j->nimages);
 	}
@@ -438,8 +439,7 @@ job_expand(struct job_op *op)
 		}
 		if (chosen == 0)
 			job_image_fail(j, op->img,
-			    "no manifest for the "
-			    "configured platforms");
+			    "no manifest for the configured platforms");
 	} else {
 		if (!job_closure_add(j, &m.config.digest, m.config.size))
 			job_enqueue(j, op->img, JOB_OP_BLOB, &m.config.digest,
@@ -477,8 +477,7 @@ job_want_mismatch(const struct job *j, size_t img, const struct digest *d,
 	if (strncmp(got + 7, want, strlen(want)) == 0)
 		return 0;
 	snprintf(msg, len,
-	    "catalogue digest mismatch for service '%s': catalogue has "
-	    "sha256:%.64s, upstream serves %s",
+	    "catalogue digest mismatch for service '%s': catalogue has sha256:%.64s, upstream serves %s",
 	    im->service[0] ? im->service : "?", want, got);
 	return 1;
 }
@@ -633,8 +632,7 @@ job_start(struct job *j)
 			char msg[300];
 
 			snprintf(msg, sizeof msg,
-			    "registry '%s' is not a "
-			    "configured upstream",
+			    "registry '%s' is not a configured upstream",
 			    im->parsed.host);
 			job_image_fail(j, i, msg);
 			continue;

@@ -427,8 +427,8 @@ fill_commit_blob(struct fill *f)
 		digest_format(&f->digest, want);
 		digest_format(&got, have);
 		metrics_digest_mismatch(f->srv);
-		log_warn("digest mismatch from '%s' for %s@%s: got %s; "
-			 "nothing stored",
+		log_warn(
+		    "digest mismatch from '%s' for %s@%s: got %s; nothing stored",
 		    upstream_name(f->up), f->repo, want, have);
 		fill_fail(f, OCI_ERR_UNAVAILABLE,
 		    "upstream content did not match its digest");
@@ -505,19 +505,17 @@ fill_commit_manifest(struct fill *f)
 	if ((f->by_digest && !digest_equal(&got, &f->digest)) ||
 	    (f->have_claimed && !digest_equal(&got, &f->claimed))) {
 		metrics_digest_mismatch(f->srv);
-		log_warn("digest mismatch from '%s' for manifest %s:%s; "
-			 "nothing stored",
+		log_warn(
+		    "digest mismatch from '%s' for manifest %s:%s; nothing stored",
 		    upstream_name(f->up), f->repo,
 		    f->by_digest ? "(by digest)" : f->tag);
 		fill_fail(f, OCI_ERR_UNAVAILABLE,
-		    "upstream manifest did not "
-		    "match its digest");
+		    "upstream manifest did not match its digest");
 		return;
 	}
 	if (oci_manifest_media_type(f->mbuf, f->mlen, mt, sizeof mt) == -1) {
 		fill_fail(f, OCI_ERR_MANIFEST_INVALID,
-		    "upstream sent a "
-		    "manifest that is not JSON");
+		    "upstream sent a manifest that is not JSON");
 		return;
 	}
 	/* The upstream's Content-Type is the manifest's own; fall back to

@@ -872,9 +872,8 @@ http_request_cb(struct evhttp_request *ev, void *arg)
 		    evhttp_request_get_output_headers(ev), "Retry-After", "1");
 		evhttp_add_header(evhttp_request_get_output_headers(ev),
 		    "Connection", "close");
-		req_error(r, OCI_ERR_UNAVAILABLE,
-		    "too many requests in "
-		    "progress");
+		req_error(
+		    r, OCI_ERR_UNAVAILABLE, "too many requests in progress");
 		return;
 	}
 

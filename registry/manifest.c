@@ -204,9 +204,8 @@ manifest_handle(struct req *r)
 			r->cache = REQ_CACHE_NONE;
 			r->have_stale = 0;
 		} else if (!upstream_usable(r->up)) {
-			manifest_stale(r,
-			    "upstream unreachable or rate "
-			    "limiting");
+			manifest_stale(
+			    r, "upstream unreachable or rate limiting");
 			return;
 		} else {
 			manifest_path(r, path, sizeof path);

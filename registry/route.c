@@ -139,10 +139,8 @@ route_digest_why(const char *ref, size_t len)
 	if (alen != 6 || memcmp(ref, "sha256", 6) != 0)
 		return "unsupported digest algorithm: only sha256 is supported";
 	if (len - alen - 1 != 64)
-		return "invalid sha256 digest: want 64 hex digits after "
-		       "'sha256:'";
-	return "invalid sha256 digest: want lower-case hex digits "
-	       "(0-9, a-f) after 'sha256:'";
+		return "invalid sha256 digest: want 64 hex digits after 'sha256:'";
+	return "invalid sha256 digest: want lower-case hex digits (0-9, a-f) after 'sha256:'";
 }
 
 #define ROUTE_FAIL(e, w) \
@@ -257,8 +255,7 @@ route_parse(const char *path, const char *query, struct route *rt,
 	if (reflen == 0 || reflen > ROUTE_TAG_MAX ||
 	    !ref_valid_tag(ref, reflen))
 		ROUTE_FAIL(OCI_ERR_MANIFEST_UNKNOWN,
-		    "invalid tag: up to 128 of [A-Za-z0-9_.-], not starting "
-		    "with '.' or '-'");
+		    "invalid tag: up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'");
 	memcpy(rt->tag, ref, reflen);
 	rt->tag[reflen] = '\0';
 	return 0;

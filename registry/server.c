@@ -81,8 +81,8 @@ server_reconcile(struct server *srv)
 		int failed = verify_repair(
 		    srv->store, srv->db, VERIFY_DELETE_ORPHANS, &rep);
 
-		log_info("reconciled the store with its index: %zu fixed, "
-			 "%d not",
+		log_info(
+		    "reconciled the store with its index: %zu fixed, %d not",
 		    n - (size_t)failed, failed);
 	}
 	verify_report_release(&rep);
