@@ -616,8 +616,15 @@ fill_done_cb(void *arg, enum upstream_result res, const char *why)
 		fill_retry_later(f, why);
 		return;
 	}
-	log_warn("upstream '%s' failed for %s: %s", upstream_name(f->up),
-	    f->repo, why != NULL ? why : "unknown error");
+	/* upstream.c logged a transfer that failed (once, with its URL) */
+	if (res == UPSTREAM_ECONNECT || res == UPSTREAM_EBODY)
+		log_debug("upstream '%s' failed for %s: %s",
+		    upstream_name(f->up), f->repo,
+		    why != NULL ? why : "unknown error");
+	else
+		log_warn("upstream '%s' failed for %s: %s",
+		    upstream_name(f->up), f->repo,
+		    why != NULL ? why : "unknown error");
 	fill_fail(f,
 	    res == UPSTREAM_EAUTH ? OCI_ERR_UNAUTHORIZED : OCI_ERR_UNAVAILABLE,
 	    "upstream registry unavailable");
