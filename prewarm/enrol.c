@@ -260,14 +260,24 @@ struct enrol_ver {
 static int
 enrol_parse_version(json_t *v, struct enrol_ver *ev, char *msg, size_t len)
 {
-	json_t *images = json_object_get(v, "images"), *im;
-	const char *s, *want, *svc, *why;
+	json_t *images = NULL, *im;
+	const char *s, *want, *svc, *why, *reason = NULL;
+	json_error_t err;
 	struct ref ref;
 	size_t i;
 
-	ev->version = json_string_value(json_object_get(v, "version"));
-	ev->reason =
-	    enrol_reason_parse(json_string_value(json_object_get(v, "reason")));
+	/* strict: a key this does not know is refused, not ignored */
+	ev->version = NULL;
+	if (json_unpack_ex(v, &err, 0, "{s:s,s:s,s?o!}", "version",
+		&ev->version, "reason", &reason, "images", &images) == -1) {
+		if (json_error_code(&err) == json_error_end_of_input_expected) {
+			snprintf(
+			    msg, len, "invalid version entry: %s", err.text);
+			return -1;
+		}
+		ev->version = reason = NULL; /* refused below */
+	}
+	ev->reason = enrol_reason_parse(reason);
 	if (ev->version == NULL || !enrol_valid_version(ev->version) ||
 	    ev->reason == 0) {
 		snprintf(msg, len,
@@ -282,11 +292,25 @@ enrol_parse_version(json_t *v, struct enrol_ver *ev, char *msg, size_t len)
 	}
 	ev->w = xcalloc(json_array_size(images), sizeof *ev->w);
 	json_array_foreach(images, i, im) {
-		want = svc = NULL;
+		s = want = svc = NULL;
 		if (json_is_object(im)) {
-			s = json_string_value(json_object_get(im, "ref"));
-			want = json_string_value(json_object_get(im, "digest"));
-			svc = json_string_value(json_object_get(im, "service"));
+			if (json_unpack_ex(im, &err, 0, "{s?s,s?s,s?s!}", "ref",
+				&s, "digest", &want, "service", &svc) == -1) {
+				if (json_error_code(&err) ==
+				    json_error_end_of_input_expected) {
+					snprintf(msg, len,
+					    "invalid image entry: %s",
+					    err.text);
+					return -1;
+				}
+				/* a value of the wrong type: as if absent */
+				s = json_string_value(
+				    json_object_get(im, "ref"));
+				want = json_string_value(
+				    json_object_get(im, "digest"));
+				svc = json_string_value(
+				    json_object_get(im, "service"));
+			}
 		} else
 			s = json_string_value(im);
 		if (s == NULL || ref_parse(&ref, s, &why) == -1) {
