@@ -13,8 +13,6 @@
 #include "../../registry/registry.h"
 #include "unit.h"
 
-#define TEST_ROUTE_LINE 4096
-
 static const char *const test_route_kinds[ROUTE_NKINDS] = {
     [ROUTE_BASE] = "base",
     [ROUTE_MANIFEST] = "manifest",
@@ -26,34 +24,19 @@ static const char *const test_route_kinds[ROUTE_NKINDS] = {
     [ROUTE_ADMIN] = "admin",
 };
 
-static const char *
-test_route_datadir(void)
-{
-	const char *d = getenv("CCPREWARM_TESTDATA");
-
-	return d != NULL ? d : "tests/data";
-}
-
-static char *
-test_route_next(FILE *f, char *buf, size_t len)
-{
-	while (fgets(buf, (int)len, f) != NULL) {
-		buf[strcspn(buf, "\n")] = '\0';
-		if (buf[0] != '#')
-			return buf;
-	}
-	return NULL;
-}
-
-/* What route_parse says about a path and query, as route.out has it. */
+/* What route_parse says about "path[?query]", as route.out has it. */
 static void
-test_route_eval(const char *path, const char *query, char *out, size_t len)
+test_route_eval(const char *line, char *out, size_t len)
 {
+	char path[UNIT_GOLDEN_LINE], *query;
 	struct route rt;
 	enum oci_err err;
 	const char *why = NULL;
 	char hex[DIGEST_STRLEN];
 
+	snprintf(path, sizeof path, "%s", line);
+	if ((query = strchr(path, '?')) != NULL)
+		*query++ = '\0';
 	memset(&rt, 0, sizeof rt);
 	if (route_parse(path, query, &rt, &err, &why) == -1) {
 		snprintf(out, len, "error %s: %s", oci_err_code(err),
@@ -71,50 +54,7 @@ test_route_eval(const char *path, const char *query, char *out, size_t len)
 static void
 test_route_golden(void)
 {
-	char in[TEST_ROUTE_LINE], want[TEST_ROUTE_LINE], got[TEST_ROUTE_LINE];
-	char path[1024], *q;
-	FILE *fin = NULL, *fout = NULL;
-	int n = 0, bad = 0;
-
-	snprintf(path, sizeof(path), "%s/route.in", test_route_datadir());
-	fin = fopen(path, "r");
-	snprintf(path, sizeof(path), "%s/route.out", test_route_datadir());
-	fout = fopen(path, "r");
-	if (fin == NULL || fout == NULL) {
-		fprintf(stderr, "cannot open golden files under '%s'\n",
-		    test_route_datadir());
-		unit_failed = 1;
-		goto out;
-	}
-	while (test_route_next(fin, in, sizeof(in)) != NULL) {
-		n++;
-		if (test_route_next(fout, want, sizeof(want)) == NULL) {
-			fprintf(stderr, "route.out ends before line %d\n", n);
-			unit_failed = 1;
-			goto out;
-		}
-		if ((q = strchr(in, '?')) != NULL)
-			*q++ = '\0';
-		test_route_eval(in, q, got, sizeof(got));
-		if (strcmp(got, want) != 0) {
-			fprintf(stderr,
-			    "case %d: '%s%s%s': got '%s', want '%s'\n", n, in,
-			    q != NULL ? "?" : "", q != NULL ? q : "", got,
-			    want);
-			bad = 1;
-		}
-	}
-	if (test_route_next(fout, want, sizeof(want)) != NULL) {
-		fprintf(stderr, "route.out has more lines than route.in\n");
-		bad = 1;
-	}
-	if (bad)
-		unit_failed = 1;
-out:
-	if (fin != NULL)
-		fclose(fin);
-	if (fout != NULL)
-		fclose(fout);
+	unit_golden("route", test_route_eval);
 }
 
 /* Every route kind has a label here (the table is kept by hand). */
