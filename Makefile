@@ -48,6 +48,11 @@ $(BUILD)/libccprewarm.a: $(LIB_OBJ)
 $(BUILD)/ccprewarm: $(CMD_OBJ) $(BUILD)/libccprewarm.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $(CMD_OBJ) $(BUILD)/libccprewarm.a $(LIBS)
 
+# The configuration loader's test needs cmd/config.c besides the library.
+$(BUILD)/tests/test_config: $(BUILD)/tests/unit/test_config.o $(BUILD)/cmd/config.o $(BUILD)/libccprewarm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libccprewarm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libccprewarm.a $(LIBS)
