@@ -755,12 +755,6 @@ fill_req_key(struct req *r, enum fill_kind kind, struct fill_key *k)
 	k->accept = req_accept(r);
 }
 
-size_t
-fill_count(struct server *srv)
-{
-	return srv->nfills;
-}
-
 int
 fill_digest_busy(struct server *srv, const struct digest *d)
 {

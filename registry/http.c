@@ -909,7 +909,8 @@ http_request_cb(struct evhttp_request *ev, void *arg)
 		return;
 	}
 	if (h->needs_upstream &&
-	    (r->up = route_upstream(srv, &r->route, &err, &why)) == NULL) {
+	    (r->up = route_upstream(srv->upstreams, srv->nupstreams, &r->route,
+		 &err, &why)) == NULL) {
 		req_error(r, err, why);
 		return;
 	}

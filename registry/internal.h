@@ -71,9 +71,9 @@ struct server {
 	TAILQ_HEAD(, req) reqs; /* every live request */
 	size_t nreqs;
 	TAILQ_HEAD(, fill) fills; /* in-flight fills (single flight) */
-	size_t nfills;
-	struct event *flush_ev; /* periodic db_flush */
-	struct event *drain_ev; /* shutdown deadline / poll */
+	size_t nfills;		  /* kept by fill.c */
+	struct event *flush_ev;	  /* periodic db_flush */
+	struct event *drain_ev;	  /* shutdown deadline / poll */
 	int64_t drain_deadline_ms;
 	int draining;
 	FILE *access_log;
@@ -225,8 +225,6 @@ int fill_attach(struct req *, enum fill_kind);
 void fill_detach(struct req *);
 /* Fails every fill and its waiters (shutdown). */
 void fill_abort_all(struct server *);
-/* In-flight fills. */
-size_t fill_count(struct server *);
 /* 1 if a fill for req's blob or manifest is in flight. */
 int fill_in_flight(struct req *, enum fill_kind);
 /* 1 if a fill by digest d (blob or manifest) is in flight. */

@@ -355,7 +355,7 @@ metrics_handle(struct req *r)
 	    "Upstream bodies that did not match their digest",
 	    c->digest_mismatches);
 	metrics_one(b, "ccprewarm_inflight_fetches", "gauge",
-	    "Upstream fetches in progress", fill_count(srv));
+	    "Upstream fetches in progress", srv->nfills);
 	metrics_one(b, "ccprewarm_inflight_requests", "gauge",
 	    "Client requests in progress", srv->nreqs);
 	if (db_totals(srv->db, &tot) == 0) {

@@ -339,12 +339,18 @@ struct route {
 int route_parse(const char *path, const char *query, struct route *rt,
     enum oci_err *err, const char **why);
 /*
- * The upstream a route names (server_upstream of its host), with Docker
- * Hub's official images put under "library/" in rt->name.  NULL with the
- * OCI error and a static reason for the client if there is none.
+ * The upstream of ups[0..n) for a registry host ("" and Docker Hub's other
+ * names are "docker.io"); NULL if none is configured.
  */
-struct upstream *route_upstream(
-    struct server *, struct route *rt, enum oci_err *err, const char **why);
+struct upstream *route_upstream_find(
+    struct upstream *const *ups, size_t n, const char *host);
+/*
+ * The upstream a route names, with Docker Hub's official images put under
+ * "library/" in rt->name.  NULL with the OCI error and a static reason for
+ * the client if there is none.
+ */
+struct upstream *route_upstream(struct upstream *const *ups, size_t n,
+    struct route *rt, enum oci_err *err, const char **why);
 /* 1 if a first path component names a registry host ("quay.io",
  * "localhost:5000"). */
 int route_is_host(const char *component, size_t len);

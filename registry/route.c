@@ -262,13 +262,29 @@ route_parse(const char *path, const char *query, struct route *rt,
 }
 
 struct upstream *
-route_upstream(
-    struct server *srv, struct route *rt, enum oci_err *err, const char **why)
+route_upstream_find(struct upstream *const *ups, size_t n, const char *host)
+{
+	size_t i;
+
+	/* Un-prefixed names, and Docker Hub's other names, are docker.io. */
+	if (host == NULL || host[0] == '\0' ||
+	    strcmp(host, "index.docker.io") == 0 ||
+	    strcmp(host, "registry-1.docker.io") == 0)
+		host = "docker.io";
+	for (i = 0; i < n; i++)
+		if (strcmp(upstream_name(ups[i]), host) == 0)
+			return ups[i];
+	return NULL;
+}
+
+struct upstream *
+route_upstream(struct upstream *const *ups, size_t n, struct route *rt,
+    enum oci_err *err, const char **why)
 {
 	struct upstream *up;
 	char tmp[ROUTE_NAME_MAX];
 
-	if ((up = server_upstream(srv, rt->host)) == NULL) {
+	if ((up = route_upstream_find(ups, n, rt->host)) == NULL) {
 		*err = OCI_ERR_NAME_UNKNOWN;
 		*why = "registry is not configured as an upstream";
 		return NULL;

@@ -197,17 +197,7 @@ server_opts(const struct server *srv)
 struct upstream *
 server_upstream(struct server *srv, const char *host)
 {
-	size_t i;
-
-	/* Un-prefixed names, and Docker Hub's other names, are docker.io. */
-	if (host == NULL || host[0] == '\0' ||
-	    strcmp(host, "index.docker.io") == 0 ||
-	    strcmp(host, "registry-1.docker.io") == 0)
-		host = "docker.io";
-	for (i = 0; i < srv->nupstreams; i++)
-		if (strcmp(upstream_name(srv->upstreams[i]), host) == 0)
-			return srv->upstreams[i];
-	return NULL;
+	return route_upstream_find(srv->upstreams, srv->nupstreams, host);
 }
 
 static void
