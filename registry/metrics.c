@@ -14,18 +14,14 @@
 #include "../common/common.h"
 #include "internal.h"
 
-/* The route label of each route kind, and of requests that did not route. */
-static const char *const metrics_routes[METRICS_NROUTES] = {
-    [ROUTE_BASE] = "base",
-    [ROUTE_MANIFEST] = "manifest",
-    [ROUTE_BLOB] = "blob",
-    [ROUTE_TAGS] = "tags",
-    [ROUTE_UPLOAD] = "upload",
-    [ROUTE_CATALOG] = "catalog",
-    [ROUTE_METRICS] = "metrics",
-    [ROUTE_ADMIN] = "admin",
-    [ROUTE_NKINDS] = "invalid",
-};
+/* The route label of counter row i: a route kind, or requests that did
+ * not route. */
+static const char *
+metrics_route_label(size_t i)
+{
+	return i < ROUTE_NKINDS ? route_kind_name((enum route_kind)i)
+				: "invalid";
+}
 
 static const int metrics_statuses[METRICS_NSTATUS - 1] = {
     200, 206, 304, 400, 401, 403, 404, 405, 416, 429, 499, 500, 502, 503};
@@ -59,9 +55,6 @@ metrics_open(struct server *srv)
 	const struct metrics_store_def *d;
 	size_t i;
 
-	for (i = 0; i < nitems(metrics_routes); i++)
-		if (metrics_routes[i] == NULL)
-			fatal("route kind %zu has no metrics label", i);
 	for (i = 0; i < nitems(metrics_store_defs); i++) {
 		d = &metrics_store_defs[i];
 		if (db_counter_get(srv->db, d->name,
@@ -79,9 +72,6 @@ metrics_flush(struct server *srv)
 	uint64_t now, then;
 	size_t i;
 
-	for (i = 0; i < nitems(metrics_routes); i++)
-		if (metrics_routes[i] == NULL)
-			fatal("route kind %zu has no metrics label", i);
 	for (i = 0; i < nitems(metrics_store_defs); i++) {
 		d = &metrics_store_defs[i];
 		now = METRICS_FIELD(&srv->ctr.store, d);
@@ -236,7 +226,7 @@ metrics_http(struct evbuffer *b, const struct server_counters *c)
 			evbuffer_add_printf(b,
 			    "ccprewarm_http_requests_total"
 			    "{route=\"%s\",status=\"%s\"} %" PRIu64 "\n",
-			    metrics_routes[i], labels, c->http[i][j]);
+			    metrics_route_label(i), labels, c->http[i][j]);
 		}
 	}
 	metrics_head(b, "ccprewarm_http_request_duration_seconds", "histogram",
@@ -244,8 +234,8 @@ metrics_http(struct evbuffer *b, const struct server_counters *c)
 	for (i = 0; i < METRICS_NROUTES; i++) {
 		if (c->http_count[i] == 0)
 			continue;
-		snprintf(
-		    labels, sizeof labels, "route=\"%s\",", metrics_routes[i]);
+		snprintf(labels, sizeof labels, "route=\"%s\",",
+		    metrics_route_label(i));
 		metrics_histogram(b, "ccprewarm_http_request_duration_seconds",
 		    labels, metrics_bounds, METRICS_NBUCKETS,
 		    c->http_buckets[i], c->http_sum[i], c->http_count[i]);

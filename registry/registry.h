@@ -351,6 +351,8 @@ struct upstream *route_upstream_find(
  */
 struct upstream *route_upstream(struct upstream *const *ups, size_t n,
     struct route *rt, enum oci_err *err, const char **why);
+/* A kind's name ("manifest"), the /metrics route label. */
+const char *route_kind_name(enum route_kind);
 /* 1 if a first path component names a registry host ("quay.io",
  * "localhost:5000"). */
 int route_is_host(const char *component, size_t len);

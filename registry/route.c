@@ -16,6 +16,26 @@
 
 #define ROUTE_ADMIN_PREFIX "/_ccprewarm/v1/"
 
+/* Each kind's name (the /metrics route label). */
+static const char *const route_kind_names[ROUTE_NKINDS] = {
+    [ROUTE_BASE] = "base",
+    [ROUTE_MANIFEST] = "manifest",
+    [ROUTE_BLOB] = "blob",
+    [ROUTE_TAGS] = "tags",
+    [ROUTE_UPLOAD] = "upload",
+    [ROUTE_CATALOG] = "catalog",
+    [ROUTE_METRICS] = "metrics",
+    [ROUTE_ADMIN] = "admin",
+};
+
+const char *
+route_kind_name(enum route_kind k)
+{
+	return (size_t)k < ROUTE_NKINDS && route_kind_names[k] != NULL
+	    ? route_kind_names[k]
+	    : "unknown";
+}
+
 /* Fixed paths, matched exactly (with or without a trailing slash). */
 static const struct route_fixed {
 	const char *path;
