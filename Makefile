@@ -33,7 +33,7 @@ LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
 CMD_OBJ  = $(CMD_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test unit bench fuzz format check-format install clean run deps
+.PHONY: all test unit bench fuzz format check-format check-deps install clean run deps
 
 all: $(BUILD)/ccprewarm $(UNIT_BIN)
 
@@ -47,6 +47,11 @@ $(BUILD)/libccprewarm.a: $(LIB_OBJ)
 
 $(BUILD)/ccprewarm: $(CMD_OBJ) $(BUILD)/libccprewarm.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $(CMD_OBJ) $(BUILD)/libccprewarm.a $(LIBS)
+
+# The configuration loader's test needs cmd/config.c besides the library.
+$(BUILD)/tests/test_config: $(BUILD)/tests/unit/test_config.o $(BUILD)/cmd/config.o $(BUILD)/libccprewarm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libccprewarm.a
 	@mkdir -p $(dir $@)
@@ -91,6 +96,11 @@ format:
 
 check-format:
 	@clang-format --dry-run --Werror $(LIB_SRC) $(CMD_SRC) $(UNIT_SRC) $(FUZZ_SRC) $(wildcard */*.h tests/unit/*.h)
+
+# The layers' one-way includes (common <- storage <- registry <- prewarm <-
+# cmd) and private internal.h headers; tests/run.sh runs it too.
+check-deps:
+	@tests/check-deps.sh
 
 install: $(BUILD)/ccprewarm
 	install -d $(DESTDIR)$(PREFIX)/bin

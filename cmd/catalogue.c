@@ -84,8 +84,7 @@ catalogue_image(struct catalogue_image *im, const char *recipe,
 		raw = xstrdup(image);
 	if (ref_parse(&ref, raw, &why) == -1) {
 		snprintf(err, errlen,
-		    "recipe '%s' version '%s' service '%s': invalid image "
-		    "'%.200s': %s",
+		    "recipe '%s' version '%s' service '%s': invalid image '%.200s': %s",
 		    recipe, version, service, raw, why);
 		free(raw);
 		return -1;
@@ -101,8 +100,7 @@ catalogue_image(struct catalogue_image *im, const char *recipe,
 	n = strlen(hex);
 	if (n < 8 || n > 64 || strspn(hex, "0123456789abcdef") != n) {
 		snprintf(err, errlen,
-		    "recipe '%s' version '%s' service '%s': invalid digest "
-		    "'%.80s' (want sha256:<hex>, a hex prefix or unknown)",
+		    "recipe '%s' version '%s' service '%s': invalid digest '%.80s' (want sha256:<hex>, a hex prefix or unknown)",
 		    recipe, version, service, digest);
 		return -1;
 	}
@@ -137,8 +135,7 @@ catalogue_recipe(struct catalogue_recipe *r, const char *name, json_t *o,
 			v->version = xstrdup(version);
 			if (!json_is_object(svcs)) {
 				snprintf(err, errlen,
-				    "recipe '%s' version '%s': services are "
-				    "not an object",
+				    "recipe '%s' version '%s': services are not an object",
 				    name, version);
 				return -1;
 			}
@@ -267,8 +264,7 @@ catalogue_main(int argc, char **argv)
 		case 'N':
 			n = strtol(optarg, &s, 10);
 			if (*s != '\0' || n < 1 || n > 32) {
-				log_error("--versions: want 1 to 32, not "
-					  "'%s'",
+				log_error("--versions: want 1 to 32, not '%s'",
 				    optarg);
 				return 2;
 			}

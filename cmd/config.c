@@ -148,8 +148,7 @@ config_add_upstream(struct config *cfg, const char *arg)
 		url = eq + 1;
 		if (!route_is_host(name, strlen(name))) {
 			config_problem(cfg,
-			    "upstream: '%s' is not a registry "
-			    "host name (it needs a '.' or ':')",
+			    "upstream: '%s' is not a registry host name (it needs a '.' or ':')",
 			    name);
 			return -1;
 		}
@@ -217,8 +216,7 @@ config_credentials(struct config *cfg, struct server_upstream_conf *u,
 	}
 	if ((st.st_mode & 077) != 0) {
 		config_problem(cfg,
-		    "%s: '%s' is readable by others (mode %03o); "
-		    "chmod 600 it",
+		    "%s: '%s' is readable by others (mode %03o); chmod 600 it",
 		    keypath, file, (unsigned)(st.st_mode & 0777));
 		return;
 	}
@@ -231,8 +229,7 @@ config_credentials(struct config *cfg, struct server_upstream_conf *u,
 	pass = json_string_value(json_object_get(root, "password"));
 	if (user == NULL || pass == NULL)
 		config_problem(cfg,
-		    "%s: '%s' needs string keys \"username\" "
-		    "and \"password\"",
+		    "%s: '%s' needs string keys \"username\" and \"password\"",
 		    keypath, file);
 	else {
 		u->username = config_str(cfg, user);
@@ -251,8 +248,7 @@ config_upstreams(struct config *cfg, json_t *ups)
 
 	if (!json_is_object(ups)) {
 		config_problem(cfg,
-		    "upstreams: must be an object of "
-		    "\"host\": {\"url\": ...}");
+		    "upstreams: must be an object of \"host\": {\"url\": ...}");
 		return;
 	}
 	json_object_foreach(ups, name, v) {
@@ -263,16 +259,13 @@ config_upstreams(struct config *cfg, json_t *ups)
 			url = config_string(cfg, v, path, "url");
 		else {
 			config_problem(cfg,
-			    "upstreams.%s: must be a URL or an "
-			    "object",
-			    name);
+			    "upstreams.%s: must be a URL or an object", name);
 			continue;
 		}
 		if (strcmp(name, "docker.io") != 0 &&
 		    !route_is_host(name, strlen(name))) {
 			config_problem(cfg,
-			    "upstreams.%s: not a registry host "
-			    "name (it needs a '.' or ':')",
+			    "upstreams.%s: not a registry host name (it needs a '.' or ':')",
 			    name);
 			continue;
 		}
@@ -576,8 +569,7 @@ config_load_root(struct config *cfg, json_t *root, const char *path)
 		if (!json_is_array(v) ||
 		    json_array_size(v) > nitems(cfg->platforms))
 			config_problem(cfg,
-			    "platforms: must be an array of up "
-			    "to %zu strings like \"linux/amd64\"",
+			    "platforms: must be an array of up to %zu strings like \"linux/amd64\"",
 			    nitems(cfg->platforms));
 		else {
 			json_t *p;
@@ -587,9 +579,7 @@ config_load_root(struct config *cfg, json_t *root, const char *path)
 				    strncmp(json_string_value(p), "linux/",
 					6) != 0) {
 					config_problem(cfg,
-					    "platforms[%zu]: "
-					    "not a platform like "
-					    "\"linux/amd64\"",
+					    "platforms[%zu]: not a platform like \"linux/amd64\"",
 					    i);
 					continue;
 				}
@@ -627,8 +617,7 @@ config_finish(struct config *cfg)
 	if (cfg->log_level != NULL &&
 	    log_level_parse(cfg->log_level, &lvl) == -1)
 		config_problem(cfg,
-		    "log_level: '%s' is not one of debug, info, "
-		    "warn, error",
+		    "log_level: '%s' is not one of debug, info, warn, error",
 		    cfg->log_level);
 	return cfg->errors ? -1 : 0;
 }

@@ -135,8 +135,7 @@ enroll_call(const struct enroll_opts *o, const char *method, const char *path,
 	xasprintf(&url, "%s/_ccprewarm/v1/%s", o->server, path);
 	if (client_request(method, url, body, &rep) == -1) {
 		log_error(
-		    "cannot reach '%s': %s (is `ccprewarm serve` running? "
-		    "--server URL)",
+		    "cannot reach '%s': %s (is `ccprewarm serve` running? --server URL)",
 		    o->server, rep.error);
 		goto out;
 	}
@@ -541,8 +540,8 @@ enroll_catalogue(const char *name, const char *file, const char *version,
 	versions = json_array();
 	if (version != NULL) {
 		if ((cv = catalogue_version_find(r, version)) == NULL) {
-			log_error("recipe '%s' has no version '%s' in "
-				  "catalogue '%s'",
+			log_error(
+			    "recipe '%s' has no version '%s' in catalogue '%s'",
 			    name, version, file);
 			json_decref(versions);
 			goto out;
@@ -552,8 +551,8 @@ enroll_catalogue(const char *name, const char *file, const char *version,
 	} else {
 		nwin = catalogue_window(r, (size_t)n, win);
 		if (nwin == 0) {
-			log_error("recipe '%s' has no released version in "
-				  "catalogue '%s'",
+			log_error(
+			    "recipe '%s' has no released version in catalogue '%s'",
 			    name, file);
 			json_decref(versions);
 			goto out;
@@ -656,9 +655,8 @@ enroll_one(const struct enroll_opts *o, const char *arg)
 			o, name, dir, enroll_window(o), body)) == -1) {
 		goto out;
 	} else if (res == 1 && o->versions > 0) {
-		log_error("recipe '%s' has no release tags in '%s' (tags like "
-			  "1.2.0+3.4.5); leave out --versions to enroll the "
-			  "checkout as it is",
+		log_error(
+		    "recipe '%s' has no release tags in '%s' (tags like 1.2.0+3.4.5); leave out --versions to enroll the checkout as it is",
 		    name, dir);
 		goto out;
 	} else if (res == 1 && enroll_checkout(o, name, dir, body) == -1)
@@ -840,8 +838,8 @@ warm_one(const struct enroll_opts *o, json_t *rec, json_t **reply)
 		    -1)
 			rc = 1;
 		else if (res == 1) {
-			log_error("recipe '%s': no release tags left in '%s'; "
-				  "keeping its versions",
+			log_error(
+			    "recipe '%s': no release tags left in '%s'; keeping its versions",
 			    name, path);
 			rc = 1;
 		}

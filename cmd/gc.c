@@ -211,15 +211,15 @@ gc_main(int argc, char **argv)
 		}
 	}
 	if (optind != argc || (server != NULL && data != NULL)) {
-		log_error("gc: give --server URL or --data DIR, not both, and "
-			  "no other arguments");
+		log_error(
+		    "gc: give --server URL or --data DIR, not both, and no other arguments");
 		goto out;
 	}
 	if (data == NULL) {
 		if (config != NULL || maxb != NULL || minfree != NULL ||
 		    minpct != NULL) {
-			log_error("gc: budget flags apply to --data only; a "
-				  "server uses its own configuration");
+			log_error(
+			    "gc: budget flags apply to --data only; a server uses its own configuration");
 			goto out;
 		}
 		xasprintf(&url, "%s/_ccprewarm/v1/gc",

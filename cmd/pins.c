@@ -120,8 +120,8 @@ pins_sync(const char *sock, const char *server, int as_json)
 
 	xasprintf(&url, "%s/_ccprewarm/v1/recipes", server);
 	if (client_request("GET", url, NULL, &rep) == -1) {
-		log_error("docker-pins: cannot reach '%s': %s (is `ccprewarm "
-			  "serve` running? --server URL)",
+		log_error(
+		    "docker-pins: cannot reach '%s': %s (is `ccprewarm serve` running? --server URL)",
 		    server, rep.error);
 		goto out;
 	}

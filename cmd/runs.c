@@ -67,8 +67,8 @@ runs_parse(int argc, char **argv, struct runs_opts *o)
 			o->threshold = strtod(optarg, &ep);
 			if (errno != 0 || ep == optarg || *ep != '\0' ||
 			    o->threshold < 0) {
-				log_error("--threshold: '%s' is not a "
-					  "percentage",
+				log_error(
+				    "--threshold: '%s' is not a percentage",
 				    optarg);
 				return -1;
 			}
@@ -107,8 +107,8 @@ runs_call(const struct runs_opts *o, const char *method, const char *path,
 
 	xasprintf(&url, "%s/_ccprewarm/v1/%s", o->server, path);
 	if (client_request(method, url, body, &rep) == -1) {
-		log_error("cannot reach '%s': %s (is `ccprewarm serve` "
-			  "running? --server URL)",
+		log_error(
+		    "cannot reach '%s': %s (is `ccprewarm serve` running? --server URL)",
 		    o->server, rep.error);
 		goto out;
 	}
@@ -913,8 +913,8 @@ runs_compare_cmd(
 		if ((j = runs_call(o, "GET", "runs", NULL)) == NULL)
 			return 2;
 		if (!json_is_string(json_object_get(j, "baseline"))) {
-			log_error("no baseline set: `ccprewarm runs baseline "
-				  "NAME`, or name both runs");
+			log_error(
+			    "no baseline set: `ccprewarm runs baseline NAME`, or name both runs");
 			json_decref(j);
 			return 2;
 		}

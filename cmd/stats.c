@@ -180,8 +180,8 @@ stats_main(int argc, char **argv)
 	}
 	xasprintf(&url, "%s/_ccprewarm/v1/stats", server);
 	if (client_request("GET", url, NULL, &rep) == -1) {
-		log_error("stats: cannot reach '%s': %s (is `ccprewarm serve` "
-			  "running? --server URL)",
+		log_error(
+		    "stats: cannot reach '%s': %s (is `ccprewarm serve` running? --server URL)",
 		    server, rep.error);
 		goto out;
 	}

@@ -162,8 +162,8 @@ verify_main(int argc, char **argv)
 		}
 	}
 	if (optind != argc || (server != NULL && data != NULL)) {
-		log_error("verify: give --server URL or --data DIR, not both, "
-			  "and no other arguments");
+		log_error(
+		    "verify: give --server URL or --data DIR, not both, and no other arguments");
 		return 2;
 	}
 	if (data != NULL)

@@ -54,7 +54,7 @@ enrol_recipe_save(struct prewarm *pw, const struct job_recipe *rec)
 	job_put_u64(b, rec->flags);
 	job_put_str(b, rec->source);
 	job_put_str(b, rec->path);
-	if (db_job_put(pw->srv->db, rec->name, evbuffer_pullup(b, -1),
+	if (db_job_put(server_db(pw->srv), rec->name, evbuffer_pullup(b, -1),
 		evbuffer_get_length(b)) == -1)
 		log_warn("cannot record the enrolment of '%s'", rec->name);
 	evbuffer_free(b);
@@ -191,11 +191,11 @@ enrol_drop(struct prewarm *pw, struct job *j)
 
 	TAILQ_REMOVE(&pw->jobs, j, entry);
 	job_id(j, id, sizeof id);
-	if (db_pins_unset(pw->srv->db, j->recipe, j->version) == -1 ||
-	    db_job_del(pw->srv->db, id) == -1)
+	if (db_pins_unset(server_db(pw->srv), j->recipe, j->version) == -1 ||
+	    db_job_del(server_db(pw->srv), id) == -1)
 		rc = -1;
-	log_info("pre-warm '%s' %s: unpinned, no reason left to keep it; its "
-		 "blobs stay until evicted",
+	log_info(
+	    "pre-warm '%s' %s: unpinned, no reason left to keep it; its blobs stay until evicted",
 	    j->recipe, j->version);
 	job_free(j);
 	return rc;
@@ -260,19 +260,28 @@ struct enrol_ver {
 static int
 enrol_parse_version(json_t *v, struct enrol_ver *ev, char *msg, size_t len)
 {
-	json_t *images = json_object_get(v, "images"), *im;
-	const char *s, *want, *svc, *why;
+	json_t *images = NULL, *im;
+	const char *s, *want, *svc, *why, *reason = NULL;
+	json_error_t err;
 	struct ref ref;
 	size_t i;
 
-	ev->version = json_string_value(json_object_get(v, "version"));
-	ev->reason =
-	    enrol_reason_parse(json_string_value(json_object_get(v, "reason")));
+	/* strict: a key this does not know is refused, not ignored */
+	ev->version = NULL;
+	if (json_unpack_ex(v, &err, 0, "{s:s,s:s,s?o!}", "version",
+		&ev->version, "reason", &reason, "images", &images) == -1) {
+		if (json_error_code(&err) == json_error_end_of_input_expected) {
+			snprintf(
+			    msg, len, "invalid version entry: %s", err.text);
+			return -1;
+		}
+		ev->version = reason = NULL; /* refused below */
+	}
+	ev->reason = enrol_reason_parse(reason);
 	if (ev->version == NULL || !enrol_valid_version(ev->version) ||
 	    ev->reason == 0) {
 		snprintf(msg, len,
-		    "each version needs {\"version\": V, \"reason\": "
-		    "\"window\"|\"explicit\"|\"checkout\", \"images\": [...]}");
+		    "each version needs {\"version\": V, \"reason\": \"window\"|\"explicit\"|\"checkout\", \"images\": [...]}");
 		return -1;
 	}
 	if (!json_is_array(images) || json_array_size(images) == 0 ||
@@ -283,11 +292,25 @@ enrol_parse_version(json_t *v, struct enrol_ver *ev, char *msg, size_t len)
 	}
 	ev->w = xcalloc(json_array_size(images), sizeof *ev->w);
 	json_array_foreach(images, i, im) {
-		want = svc = NULL;
+		s = want = svc = NULL;
 		if (json_is_object(im)) {
-			s = json_string_value(json_object_get(im, "ref"));
-			want = json_string_value(json_object_get(im, "digest"));
-			svc = json_string_value(json_object_get(im, "service"));
+			if (json_unpack_ex(im, &err, 0, "{s?s,s?s,s?s!}", "ref",
+				&s, "digest", &want, "service", &svc) == -1) {
+				if (json_error_code(&err) ==
+				    json_error_end_of_input_expected) {
+					snprintf(msg, len,
+					    "invalid image entry: %s",
+					    err.text);
+					return -1;
+				}
+				/* a value of the wrong type: as if absent */
+				s = json_string_value(
+				    json_object_get(im, "ref"));
+				want = json_string_value(
+				    json_object_get(im, "digest"));
+				svc = json_string_value(
+				    json_object_get(im, "service"));
+			}
 		} else
 			s = json_string_value(im);
 		if (s == NULL || ref_parse(&ref, s, &why) == -1) {
@@ -299,8 +322,7 @@ enrol_parse_version(json_t *v, struct enrol_ver *ev, char *msg, size_t len)
 		}
 		if (want != NULL && !enrol_valid_want(want)) {
 			snprintf(msg, len,
-			    "invalid digest '%.80s' for '%.200s': want "
-			    "sha256:<hex> or at least 8 hex digits",
+			    "invalid digest '%.80s' for '%.200s': want sha256:<hex> or at least 8 hex digits",
 			    want, s);
 			return -1;
 		}
@@ -364,8 +386,7 @@ enrol_admin_enroll(struct req *r, void *arg)
 	if (recipe == NULL || !enrol_valid_recipe(recipe) ||
 	    !json_is_array(vers) || json_array_size(vers) > JOB_MAX_VERSIONS) {
 		snprintf(msg, sizeof msg,
-		    "enroll needs {\"recipe\": NAME, \"versions\": [up to %d "
-		    "{\"version\", \"reason\", \"images\": [REF, ...]}]}",
+		    "enroll needs {\"recipe\": NAME, \"versions\": [up to %d {\"version\", \"reason\", \"images\": [REF, ...]}]}",
 		    JOB_MAX_VERSIONS);
 		goto bad;
 	}
@@ -527,13 +548,13 @@ enrol_admin_unenroll(struct req *r, void *arg)
 			continue;
 		TAILQ_REMOVE(&pw->jobs, j, entry);
 		job_id(j, id, sizeof id);
-		if (db_job_del(pw->srv->db, id) == -1)
+		if (db_job_del(server_db(pw->srv), id) == -1)
 			rc = -1;
 		job_free(j);
 	}
 	TAILQ_REMOVE(&pw->recipes, rec, entry);
-	if (db_job_del(pw->srv->db, rec->name) == -1 ||
-	    db_pins_del(pw->srv->db, rec->name) == -1)
+	if (db_job_del(server_db(pw->srv), rec->name) == -1 ||
+	    db_pins_del(server_db(pw->srv), rec->name) == -1)
 		rc = -1;
 	log_info("pre-warm '%s': unenrolled; its pins are released", rec->name);
 	free(rec);
@@ -724,7 +745,7 @@ prewarm_new(struct server *srv, const char *const *platforms, size_t n)
 	if (pw->nplatforms == 0)
 		job_native_platform(
 		    pw->platforms[pw->nplatforms++], sizeof pw->platforms[0]);
-	if (db_job_list(srv->db, enrol_load_cb, pw) == -1) {
+	if (db_job_list(server_db(srv), enrol_load_cb, pw) == -1) {
 		prewarm_free(pw);
 		return NULL;
 	}
@@ -743,8 +764,8 @@ prewarm_new(struct server *srv, const char *const *platforms, size_t n)
 	admin_add(srv, "warm", REQ_POST, enrol_admin_warm, pw);
 	admin_add(srv, "settings", REQ_GET, enrol_admin_settings, pw);
 	metrics_add(srv, enrol_metrics, pw);
-	if ((pw->resume_ev = evtimer_new(srv->base, enrol_resume_cb, pw)) ==
-	    NULL)
+	if ((pw->resume_ev =
+		    evtimer_new(server_base(srv), enrol_resume_cb, pw)) == NULL)
 		fatal("out of memory creating the resume timer");
 	event_active(pw->resume_ev, EV_TIMEOUT, 0);
 	return pw;

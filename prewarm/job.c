@@ -153,7 +153,7 @@ job_save(struct job *j)
 		job_put_str(b, j->platforms[i]);
 	evbuffer_add(b, tail, 2);
 	job_id(j, id, sizeof id);
-	if (db_job_put(j->pw->srv->db, id, evbuffer_pullup(b, -1),
+	if (db_job_put(server_db(j->pw->srv), id, evbuffer_pullup(b, -1),
 		evbuffer_get_length(b)) == -1)
 		log_warn("cannot record the progress of '%s'", id);
 	evbuffer_free(b);
@@ -365,18 +365,19 @@ job_finish(struct job *j)
 		failed += j->images[i].state == JOB_IMG_FAILED;
 	j->finished_at = clock_wall_s();
 	if (failed == 0 &&
-	    db_pins_set(j->pw->srv->db, j->recipe, j->version, j->closure,
-		j->nclosure) == 0) {
+	    db_pins_set(server_db(j->pw->srv), j->recipe, j->version,
+		j->closure, j->nclosure) == 0) {
 		j->state = JOB_DONE;
 		j->pinned = 1;
-		log_info("pre-warm '%s'%s%s: warm and pinned: %zu images, %zu "
-			 "digests, %" PRIu64 " bytes (%" PRIu64 " fetched)",
+		log_info(
+		    "pre-warm '%s'%s%s: warm and pinned: %zu images, %zu digests, %" PRIu64
+		    " bytes (%" PRIu64 " fetched)",
 		    j->recipe, j->version[0] ? " " : "", j->version, j->nimages,
 		    j->nclosure, j->bytes_total, j->bytes_fetched);
 	} else {
 		j->state = JOB_FAILED;
-		log_warn("pre-warm '%s'%s%s: %zu of %zu images failed; not "
-			 "pinned",
+		log_warn(
+		    "pre-warm '%s'%s%s: %zu of %zu images failed; not pinned",
 		    j->recipe, j->version[0] ? " " : "", j->version, failed,
 		    j->nimages);
 	}
@@ -394,7 +395,7 @@ job_read_manifest(struct prewarm *pw, const struct digest *d,
 	int fd, rc;
 
 	*why = "manifest not in the store";
-	if ((fd = blobstore_open_blob(pw->srv->store, d, &size)) == -1)
+	if ((fd = blobstore_open_blob(server_store(pw->srv), d, &size)) == -1)
 		return -1;
 	if (size > OCI_MANIFEST_MAX) {
 		close(fd);
@@ -438,8 +439,7 @@ job_expand(struct job_op *op)
 		}
 		if (chosen == 0)
 			job_image_fail(j, op->img,
-			    "no manifest for the "
-			    "configured platforms");
+			    "no manifest for the configured platforms");
 	} else {
 		if (!job_closure_add(j, &m.config.digest, m.config.size))
 			job_enqueue(j, op->img, JOB_OP_BLOB, &m.config.digest,
@@ -477,8 +477,7 @@ job_want_mismatch(const struct job *j, size_t img, const struct digest *d,
 	if (strncmp(got + 7, want, strlen(want)) == 0)
 		return 0;
 	snprintf(msg, len,
-	    "catalogue digest mismatch for service '%s': catalogue has "
-	    "sha256:%.64s, upstream serves %s",
+	    "catalogue digest mismatch for service '%s': catalogue has sha256:%.64s, upstream serves %s",
 	    im->service[0] ? im->service : "?", want, got);
 	return 1;
 }
@@ -557,11 +556,11 @@ job_op_run(struct job_op *op)
 	}
 	switch (op->kind) {
 	case JOB_OP_TAG:
-		if (db_tag_get(srv->db, upstream_name(im->up), im->parsed.repo,
-			im->parsed.tag, &t) == 0 &&
+		if (db_tag_get(server_db(srv), upstream_name(im->up),
+			im->parsed.repo, im->parsed.tag, &t) == 0 &&
 		    clock_wall_s() - t.confirmed_at <
-			srv->opts->tag_freshness_s &&
-		    db_blob_get(srv->db, &t.digest, &meta) == 0) {
+			server_opts(srv)->tag_freshness_s &&
+		    db_blob_get(server_db(srv), &t.digest, &meta) == 0) {
 			job_fetched_cb(op, &t.digest, NULL);
 			return;
 		}
@@ -575,8 +574,8 @@ job_op_run(struct job_op *op)
 			j->bytes_total += (uint64_t)op->size;
 		/* FALLTHROUGH */
 	case JOB_OP_MANIFEST:
-		if (db_blob_get(srv->db, &op->digest, &meta) == 0 &&
-		    blobstore_has(srv->store, &op->digest)) {
+		if (db_blob_get(server_db(srv), &op->digest, &meta) == 0 &&
+		    blobstore_has(server_store(srv), &op->digest)) {
 			if (op->kind == JOB_OP_BLOB)
 				j->bytes_present += meta.size;
 			job_fetched_cb(op, &op->digest, NULL);
@@ -633,8 +632,7 @@ job_start(struct job *j)
 			char msg[300];
 
 			snprintf(msg, sizeof msg,
-			    "registry '%s' is not a "
-			    "configured upstream",
+			    "registry '%s' is not a configured upstream",
 			    im->parsed.host);
 			job_image_fail(j, i, msg);
 			continue;
@@ -783,7 +781,7 @@ job_load(struct prewarm *pw, const char *id, const void *val, size_t len)
 		 * (pinned when it was warm), keyed "recipe@version" */
 		j->reasons = JOB_PIN_CHECKOUT;
 		j->pinned = j->state == JOB_DONE;
-		if (db_job_del(pw->srv->db, id) == -1)
+		if (db_job_del(server_db(pw->srv), id) == -1)
 			log_warn("cannot rewrite the old job record '%s'", id);
 		job_save(j);
 	}

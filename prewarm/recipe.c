@@ -534,8 +534,7 @@ recipe_default_files(struct recipe *r)
 		if (len > 0) {
 			if (!recipe_path_ok(p, len)) {
 				recipe_err(r, RECIPE_ENV_FILE, r->compose_line,
-				    "COMPOSE_FILE entry '%.*s' is outside the "
-				    "recipe",
+				    "COMPOSE_FILE entry '%.*s' is outside the recipe",
 				    (int)len, p);
 				return -1;
 			}
@@ -604,8 +603,7 @@ recipe_add_image(struct recipe *r, const char *file, size_t line,
 	}
 	if (ref_is_floating(&ref) && !(r->flags & RECIPE_ALLOW_FLOATING)) {
 		recipe_err(r, file, line,
-		    "floating reference '%s' (no tag or :latest); pin it or "
-		    "pass --allow-floating",
+		    "floating reference '%s' (no tag or :latest); pin it or pass --allow-floating",
 		    value);
 		return -1;
 	}
@@ -965,8 +963,7 @@ recipe_load_src(const struct recipe_src *src, enum recipe_flags flags,
 		    src->arg, r->files[i], &buf, &len, why, sizeof(why));
 		if (res == 1 && r->compose_line > 0)
 			recipe_err(r, RECIPE_ENV_FILE, r->compose_line,
-			    "cannot open '%s' named by COMPOSE_FILE: no such "
-			    "file",
+			    "cannot open '%s' named by COMPOSE_FILE: no such file",
 			    r->files[i]);
 		else if (res == 1)
 			recipe_err(r, NULL, 0, "cannot open '%s': no such file",

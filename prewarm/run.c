@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/queue.h>
+
 #include <event2/buffer.h>
 
 #include "../common/common.h"
@@ -118,7 +120,7 @@ run_fig_add_req(struct run_fig *f, const struct run_req *q)
 }
 
 static void
-run_req_cb(void *arg, const struct req *r)
+run_req_cb(void *arg, const struct req_summary *r)
 {
 	struct runs *rs = arg;
 	const struct run_cache_def *c;
@@ -128,14 +130,14 @@ run_req_cb(void *arg, const struct req *r)
 	int64_t now = run_wall_ms(), dur;
 
 	if (TAILQ_EMPTY(&rs->open) || !r->routed ||
-	    (r->route.kind != ROUTE_MANIFEST && r->route.kind != ROUTE_BLOB))
+	    (r->route->kind != ROUTE_MANIFEST && r->route->kind != ROUTE_BLOB))
 		return;
 	memset(&q, 0, sizeof q);
 	q.cache = r->cache < nitems(run_cache_defs) ? r->cache : REQ_CACHE_MISS;
 	c = &run_cache_defs[q.cache];
-	q.kind = r->route.kind == ROUTE_BLOB ? RUN_REQ_BLOB
-	    : r->route.by_digest	     ? RUN_REQ_MANIFEST
-					     : RUN_REQ_TAG;
+	q.kind = r->route->kind == ROUTE_BLOB ? RUN_REQ_BLOB
+	    : r->route->by_digest	      ? RUN_REQ_MANIFEST
+					      : RUN_REQ_TAG;
 	q.status = r->status;
 	dur = clock_now_ms() - r->start_ms;
 	q.end_ms = now;
@@ -144,14 +146,14 @@ run_req_cb(void *arg, const struct req *r)
 	q.wait_ms = c->waits			   ? dur
 	    : c->upstream_ms && r->upstream_ms > 0 ? r->upstream_ms
 						   : 0;
-	if (r->route.by_digest) {
-		q.digest = r->route.digest;
+	if (r->route->by_digest) {
+		q.digest = r->route->digest;
 		q.have_digest = 1;
-	} else if (r->have_served) {
-		q.digest = r->served;
+	} else if (r->served != NULL) {
+		q.digest = *r->served;
 		q.have_digest = 1;
 	}
-	host = r->up != NULL ? upstream_name(r->up) : r->route.host;
+	host = r->up != NULL ? upstream_name(r->up) : r->route->host;
 	TAILQ_FOREACH(o, &rs->open, entry) {
 		if (o->rec.client[0] != '\0' &&
 		    strcmp(o->rec.client, r->peer) != 0)
@@ -167,8 +169,8 @@ run_req_cb(void *arg, const struct req *r)
 		}
 		p = &o->reqs[o->nreqs++];
 		*p = q;
-		xasprintf(&p->name, "%s/%s", host, r->route.name);
-		p->tag = q.kind == RUN_REQ_TAG ? xstrdup(r->route.tag) : NULL;
+		xasprintf(&p->name, "%s/%s", host, r->route->name);
+		p->tag = q.kind == RUN_REQ_TAG ? xstrdup(r->route->tag) : NULL;
 	}
 }
 
@@ -210,7 +212,7 @@ run_manifest_read(
 	ssize_t n;
 	int fd, rc = -1;
 
-	if ((fd = blobstore_open_blob(rs->srv->store, d, &size)) == -1)
+	if ((fd = blobstore_open_blob(server_store(rs->srv), d, &size)) == -1)
 		return -1;
 	if (size <= 0 || size > OCI_MANIFEST_MAX)
 		goto out;
@@ -410,7 +412,7 @@ static int
 run_list_load(struct runs *rs, struct run_list *l)
 {
 	memset(l, 0, sizeof *l);
-	if (db_run_list(rs->srv->db, run_list_cb, l) == -1)
+	if (db_run_list(server_db(rs->srv), run_list_cb, l) == -1)
 		return -1;
 	if (l->n > 1)
 		qsort(l->recs, l->n, sizeof *l->recs, run_list_cmp);
@@ -437,7 +439,7 @@ run_prune(struct runs *rs)
 	char base[RUN_NAME_MAX + 1];
 	size_t i, kept = 0;
 
-	if (db_run_baseline_get(rs->srv->db, base, sizeof base) != 0)
+	if (db_run_baseline_get(server_db(rs->srv), base, sizeof base) != 0)
 		base[0] = '\0';
 	if (run_list_load(rs, &l) == -1)
 		return;
@@ -445,7 +447,7 @@ run_prune(struct runs *rs)
 		if (strcmp(l.recs[i].name, base) == 0)
 			continue;
 		if ((int64_t)++kept > rs->keep &&
-		    db_run_del(rs->srv->db, l.recs[i].name) == 0)
+		    db_run_del(server_db(rs->srv), l.recs[i].name) == 0)
 			log_info("run '%s' removed: only the newest %" PRId64
 				 " are kept",
 			    l.recs[i].name, rs->keep);
@@ -621,7 +623,7 @@ run_admin_end(struct req *r, void *arg)
 	o->rec.ended_at = run_wall_ms();
 	run_attribute(rs, o);
 	val = record_encode(&o->rec, &len);
-	if (db_run_put(rs->srv->db, o->rec.name, val, len) == -1) {
+	if (db_run_put(server_db(rs->srv), o->rec.name, val, len) == -1) {
 		free(val);
 		run_open_free(o);
 		run_reply_error(r, 500, "cannot store the run record");
@@ -650,7 +652,7 @@ run_admin_list(struct req *r, void *arg)
 	char *s;
 	size_t i;
 
-	if (db_run_baseline_get(rs->srv->db, base, sizeof base) != 0)
+	if (db_run_baseline_get(server_db(rs->srv), base, sizeof base) != 0)
 		base[0] = '\0';
 	if (run_list_load(rs, &l) == -1) {
 		run_reply_error(r, 500, "cannot read the run records");
@@ -694,7 +696,7 @@ run_admin_show(struct req *r, void *arg)
 		run_reply_error(r, 400, "invalid run name");
 		return;
 	}
-	if ((rc = db_run_get(rs->srv->db, name, &val, &len)) != 0) {
+	if ((rc = db_run_get(server_db(rs->srv), name, &val, &len)) != 0) {
 		if (rc == 1 && run_open_find(rs, name) != NULL)
 			run_reply_error(r, 409, "run is still open");
 		else if (rc == 1)
@@ -710,7 +712,7 @@ run_admin_show(struct req *r, void *arg)
 		run_reply_error(r, 500, "run record does not decode");
 		return;
 	}
-	if (db_run_baseline_get(rs->srv->db, base, sizeof base) != 0)
+	if (db_run_baseline_get(server_db(rs->srv), base, sizeof base) != 0)
 		base[0] = '\0';
 	run_reply_json(r,
 	    record_json(&rec,
@@ -737,14 +739,14 @@ run_admin_baseline(struct req *r, void *arg)
 		run_reply_error(r, 400, "invalid run name");
 		return;
 	}
-	rc = db_run_get(rs->srv->db, name, &val, &len);
+	rc = db_run_get(server_db(rs->srv), name, &val, &len);
 	free(val);
 	if (rc != 0) {
 		run_reply_error(r, rc == 1 ? 404 : 500,
 		    rc == 1 ? "no such run" : "cannot read the run record");
 		return;
 	}
-	if (db_run_baseline_set(rs->srv->db, name) == -1) {
+	if (db_run_baseline_set(server_db(rs->srv), name) == -1) {
 		run_reply_error(r, 500, "cannot store the baseline");
 		return;
 	}

@@ -16,7 +16,7 @@
 #include <event2/http.h>
 
 #include "../common/common.h"
-#include "registry.h"
+#include "internal.h"
 
 static int
 admin_peer_is_loopback(struct req *r)
@@ -78,15 +78,13 @@ admin_refuse(struct req *r)
 	if (!admin_peer_is_loopback(r))
 		return "the admin API answers loopback clients only";
 	if (host == NULL || !admin_host_is_loopback(host))
-		return "the admin API wants a loopback Host header "
-		       "(127.0.0.1, localhost, [::1])";
+		return "the admin API wants a loopback Host header (127.0.0.1, localhost, [::1])";
 	if (origin != NULL &&
 	    (strncmp(origin, "http://", 7) == 0
 		    ? !admin_host_is_loopback(origin + 7)
 		    : strncmp(origin, "https://", 8) != 0 ||
 			!admin_host_is_loopback(origin + 8)))
-		return "the admin API refuses requests from a web page of "
-		       "another origin";
+		return "the admin API refuses requests from a web page of another origin";
 	if (r->method == REQ_POST &&
 	    (ctype == NULL || strncasecmp(ctype, "application/json", 16) != 0 ||
 		(ctype[16] != '\0' && ctype[16] != ';')))

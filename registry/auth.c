@@ -480,8 +480,8 @@ auth_fetch_done_cb(void *arg, enum upstream_result result, const char *why)
 		    name, f->scope, why);
 		why = "token fetch failed";
 	} else if (f->status != 200) {
-		log_warn("upstream '%s': token request for '%s' refused with "
-			 "status %ld",
+		log_warn(
+		    "upstream '%s': token request for '%s' refused with status %ld",
 		    name, f->scope, f->status);
 		why = "token request refused";
 	} else if (auth_reply_parse(f->body, f->len, &token, &expires_in) ==
@@ -535,8 +535,8 @@ auth_token_wait(struct auth_cache *cache, const char *challenge,
 		goto out;
 	}
 	if (auth_realm_check(realm, upstream_url(cache->up)) == -1) {
-		log_warn("upstream '%s': token realm '%s' refused: not on the "
-			 "registry's host",
+		log_warn(
+		    "upstream '%s': token realm '%s' refused: not on the registry's host",
 		    name, realm);
 		*why = "token realm refused";
 		goto out;

@@ -10,23 +10,23 @@
 #include <unistd.h>
 
 #include "../common/common.h"
-#include "registry.h"
+#include "internal.h"
 
 static void
-blob_head_done(struct req *r, enum upstream_result res)
+blob_head_done(struct req *r, const struct passthru_result *px)
 {
-	if (res != UPSTREAM_OK) {
+	if (px->res != UPSTREAM_OK) {
 		req_error(
 		    r, OCI_ERR_UNAVAILABLE, "upstream registry unavailable");
 		return;
 	}
-	if (r->xstatus != 200) {
-		req_error(r, passthru_status_err(r->xstatus, 1), NULL);
+	if (px->status != 200) {
+		req_error(r, oci_err_from_status(px->status, 1), NULL);
 		return;
 	}
 	r->cache = REQ_CACHE_MISS;
 	req_reply_mem(r, 200, "application/octet-stream", &r->route.digest,
-	    NULL, r->xlength >= 0 ? (size_t)r->xlength : 0);
+	    NULL, px->length >= 0 ? (size_t)px->length : 0);
 }
 
 /*

@@ -22,7 +22,7 @@
 #include <event2/listener.h>
 
 #include "../common/common.h"
-#include "registry.h"
+#include "internal.h"
 
 #define CONN_RESERVE 8	      /* fds held back for live requests */
 #define CONN_PAUSE_MIN_MS 250 /* first pause; doubles while it lasts */
@@ -115,8 +115,8 @@ conn_resume_cb(evutil_socket_t fd, short what, void *arg)
 	if (g->lev == NULL)
 		return;
 	if (!g->paused) {
-		log_info("accepting connections again (%d pauses in %lld ms "
-			 "for lack of file descriptors)",
+		log_info(
+		    "accepting connections again (%d pauses in %lld ms for lack of file descriptors)",
 		    g->streak,
 		    (long long)(clock_now_ms() - g->streak_start_ms));
 		g->streak = 0;
@@ -155,9 +155,8 @@ conn_accept_error_cb(struct evconnlistener *lev, void *arg)
 	if (g->streak++ == 0) {
 		g->streak_start_ms = clock_now_ms();
 		g->pause_ms = CONN_PAUSE_MIN_MS;
-		log_warn("cannot accept connections: %s; pausing accepts until "
-			 "descriptors are free (raise the fd limit, e.g. "
-			 "systemd's LimitNOFILE=)",
+		log_warn(
+		    "cannot accept connections: %s; pausing accepts until descriptors are free (raise the fd limit, e.g. systemd's LimitNOFILE=)",
 		    strerror(err));
 	} else if (g->pause_ms < CONN_PAUSE_MAX_MS)
 		g->pause_ms *= 2;
@@ -232,8 +231,8 @@ conn_deadline_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	evhttp_connection_get_peer(c->evcon, &peer, &port);
-	log_info("closing connection from %s:%u: request headers not complete "
-		 "within %lld s",
+	log_info(
+	    "closing connection from %s:%u: request headers not complete within %lld s",
 	    peer != NULL ? peer : "?", (unsigned)port,
 	    (long long)c->g->header_timeout_s);
 	evhttp_connection_free(c->evcon); /* conn_close_cb frees c */

@@ -20,7 +20,7 @@
 #include <event2/event.h>
 
 #include "../common/common.h"
-#include "registry.h"
+#include "internal.h"
 
 #define EVICT_BATCH 32		      /* index deletions per loop pass */
 #define EVICT_TICK_S 10		      /* periodic check */
@@ -266,9 +266,9 @@ evict_plan_done(void *arg)
 	    (floor > 0 && chosen < need && e->pinned_bytes > 0 &&
 		e->budget.max_bytes == 0)) {
 		if (!e->pins_over)
-			log_warn("pinned content (%" PRIu64 " bytes) alone "
-				 "exceeds the store budget; keeping every pin "
-				 "and serving on",
+			log_warn(
+			    "pinned content (%" PRIu64
+			    " bytes) alone exceeds the store budget; keeping every pin and serving on",
 			    e->pinned_bytes);
 		e->pins_over = 1;
 	} else

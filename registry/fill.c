@@ -15,7 +15,7 @@
 #include <event2/event.h>
 
 #include "../common/common.h"
-#include "registry.h"
+#include "internal.h"
 
 #define FILL_CHUNK_MAX (16 * 1024 * 1024)
 #define FILL_MAX_ATTEMPTS 4
@@ -115,6 +115,7 @@ fill_unlist(struct fill *f)
 {
 	if (f->listed) {
 		TAILQ_REMOVE(&f->srv->fills, f, entry);
+		f->srv->nfills--;
 		f->listed = 0;
 	}
 }
@@ -236,18 +237,12 @@ fill_wake(struct fill *f)
 static void
 fill_fail_waiter(struct req *r)
 {
-	struct fill *f = r->fill;
-
 	if (r->state == REQ_STREAMING) {
 		req_abort(r, "upstream fetch failed");
 		return;
 	}
-	if (f->kind == FILL_MANIFEST && r->have_stale) {
-		fill_detach(r);
-		r->cache = REQ_CACHE_STALE;
-		if (manifest_serve_stored(r, &r->stale.digest) == 0)
-			return;
-	}
+	if (r->fill_failed != NULL && r->fill_failed(r) == 0)
+		return;
 	req_error(r, r->fill_err, r->fill_why);
 }
 
@@ -323,9 +318,8 @@ fill_headers_cb(void *arg, const struct upstream_response *resp)
 		/* a cache above us (a parent tier): which of its tiers served
 		 */
 		xstrlcpy(f->up_cache, resp->x_cache, sizeof f->up_cache);
-		f->srv->ctr
-		    .tier_fills[strncmp(resp->x_cache, "HIT", 3) == 0 ? 0
-								      : 1]++;
+		metrics_tier_fill(
+		    f->srv, strncmp(resp->x_cache, "HIT", 3) == 0);
 	}
 	if (f->kind == FILL_MANIFEST) {
 		if (resp->content_length > OCI_MANIFEST_MAX)
@@ -455,9 +449,9 @@ fill_commit_blob(struct fill *f)
 			return;
 		digest_format(&f->digest, want);
 		digest_format(&got, have);
-		f->srv->ctr.digest_mismatches++;
-		log_warn("digest mismatch from '%s' for %s@%s: got %s; "
-			 "nothing stored",
+		metrics_digest_mismatch(f->srv);
+		log_warn(
+		    "digest mismatch from '%s' for %s@%s: got %s; nothing stored",
 		    upstream_name(f->up), f->repo, want, have);
 		fill_fail(f, OCI_ERR_UNAVAILABLE,
 		    "upstream content did not match its digest");
@@ -535,20 +529,18 @@ fill_commit_manifest(struct fill *f)
 	    (f->have_claimed && !digest_equal(&got, &f->claimed))) {
 		if (f->shared && fill_shared_refetch(f, 0) == 0)
 			return;
-		f->srv->ctr.digest_mismatches++;
-		log_warn("digest mismatch from '%s' for manifest %s:%s; "
-			 "nothing stored",
+		metrics_digest_mismatch(f->srv);
+		log_warn(
+		    "digest mismatch from '%s' for manifest %s:%s; nothing stored",
 		    upstream_name(f->up), f->repo,
 		    f->by_digest ? "(by digest)" : f->tag);
 		fill_fail(f, OCI_ERR_UNAVAILABLE,
-		    "upstream manifest did not "
-		    "match its digest");
+		    "upstream manifest did not match its digest");
 		return;
 	}
 	if (oci_manifest_media_type(f->mbuf, f->mlen, mt, sizeof mt) == -1) {
 		fill_fail(f, OCI_ERR_MANIFEST_INVALID,
-		    "upstream sent a "
-		    "manifest that is not JSON");
+		    "upstream sent a manifest that is not JSON");
 		return;
 	}
 	/* The upstream's Content-Type is the manifest's own; fall back to
@@ -612,18 +604,17 @@ fill_done_cb(void *arg, enum upstream_result res, const char *why)
 	}
 	if (res == UPSTREAM_OK && f->status >= 500 &&
 	    f->attempts < FILL_MAX_ATTEMPTS) {
-		f->srv->ctr.upstream_errors++;
+		metrics_upstream_result(f->srv, res, f->status);
 		fill_retry_later(f, "upstream answered 5xx");
 		return;
 	}
 	if (res == UPSTREAM_OK && f->status != 200 && f->status != 206) {
 		/* an answer (404, 401, ...), not a failure of the upstream */
-		if (f->status >= 500 || f->status == 429)
-			f->srv->ctr.upstream_errors++;
+		metrics_upstream_result(f->srv, res, f->status);
 		log_info("upstream '%s' answered %ld for %s",
 		    upstream_name(f->up), f->status, f->repo);
 		fill_fail(f,
-		    passthru_status_err(f->status, f->kind == FILL_BLOB),
+		    oci_err_from_status(f->status, f->kind == FILL_BLOB),
 		    f->status == 404 ? NULL : "upstream refused the request");
 		return;
 	}
@@ -634,7 +625,7 @@ fill_done_cb(void *arg, enum upstream_result res, const char *why)
 			fill_commit_manifest(f);
 		return;
 	}
-	f->srv->ctr.upstream_errors++;
+	metrics_upstream_result(f->srv, res, f->status);
 	/*
 	 * A blob that was arriving: resume from the byte reached, with
 	 * backoff on a timer.  Manifests are small; refetch them whole.
@@ -653,8 +644,15 @@ fill_done_cb(void *arg, enum upstream_result res, const char *why)
 		fill_retry_later(f, why);
 		return;
 	}
-	log_warn("upstream '%s' failed for %s: %s", upstream_name(f->up),
-	    f->repo, why != NULL ? why : "unknown error");
+	/* upstream.c logged a transfer that failed (once, with its URL) */
+	if (res == UPSTREAM_ECONNECT || res == UPSTREAM_EBODY)
+		log_debug("upstream '%s' failed for %s: %s",
+		    upstream_name(f->up), f->repo,
+		    why != NULL ? why : "unknown error");
+	else
+		log_warn("upstream '%s' failed for %s: %s",
+		    upstream_name(f->up), f->repo,
+		    why != NULL ? why : "unknown error");
 	fill_fail(f,
 	    res == UPSTREAM_EAUTH ? OCI_ERR_UNAUTHORIZED : OCI_ERR_UNAVAILABLE,
 	    "upstream registry unavailable");
@@ -907,6 +905,7 @@ fill_new(struct server *srv, const struct fill_key *k)
 		return NULL;
 	}
 	TAILQ_INSERT_TAIL(&srv->fills, f, entry);
+	srv->nfills++;
 	f->listed = 1;
 	f->hold++;
 	if (f->tmp != NULL && blobstore_tmp_complete(f->tmp)) {
@@ -933,17 +932,6 @@ fill_req_key(struct req *r, enum fill_kind kind, struct fill_key *k)
 	k->by_digest = r->route.by_digest;
 	k->digest = &r->route.digest;
 	k->accept = req_accept(r);
-}
-
-size_t
-fill_count(struct server *srv)
-{
-	struct fill *f;
-	size_t n = 0;
-
-	TAILQ_FOREACH(f, &srv->fills, entry)
-		n++;
-	return n;
 }
 
 int
@@ -1042,7 +1030,7 @@ fill_attach(struct req *r, enum fill_kind kind)
 	}
 	TAILQ_INSERT_TAIL(&f->waiters, r, wentry);
 	if (joined) {
-		r->srv->ctr.coalesced++;
+		metrics_coalesced(r->srv);
 		fill_wake(f);
 	}
 	return joined;

@@ -26,7 +26,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "../common/common.h"
-#include "registry.h"
+#include "internal.h"
 
 enum http_methods {
 	HTTP_M_GET = 1 << 0,
@@ -686,8 +686,23 @@ http_retire(struct req *r, const char *why)
 	struct server *srv = r->srv;
 
 	http_unhand(r);
-	if (srv->req_hook != NULL)
-		srv->req_hook(srv->req_hook_arg, r);
+	if (srv->req_hook != NULL) {
+		struct req_summary sum = {
+		    .method = r->method,
+		    .cache = r->cache,
+		    .routed = r->routed,
+		    .route = r->routed ? &r->route : NULL,
+		    .up = r->up,
+		    .status = r->status,
+		    .sent = r->sent,
+		    .start_ms = r->start_ms,
+		    .upstream_ms = r->upstream_ms,
+		    .peer = r->peer,
+		    .served = r->have_served ? &r->served : NULL,
+		};
+
+		srv->req_hook(srv->req_hook_arg, &sum);
+	}
 	http_access_log(r, why);
 	TAILQ_REMOVE(&srv->reqs, r, entry);
 	srv->nreqs--;
@@ -737,9 +752,9 @@ req_finish(struct req *r, int status, const char *why)
 		fill_detach(r);
 	if (r->evcon != NULL && r->handed == NULL && !r->handed_done)
 		conn_set_closecb(r->srv->conns, r->evcon, NULL, NULL);
-	if (r->xbody != NULL)
-		evbuffer_free(r->xbody);
-	r->xbody = NULL;
+	if (r->px.body != NULL)
+		evbuffer_free(r->px.body);
+	r->px.body = NULL;
 	metrics_request_done(srv, r);
 	if (r->handed != NULL) {
 		r->why = why != NULL ? xstrdup(why) : NULL;
@@ -867,9 +882,8 @@ http_request_cb(struct evhttp_request *ev, void *arg)
 		    evhttp_request_get_output_headers(ev), "Retry-After", "1");
 		evhttp_add_header(evhttp_request_get_output_headers(ev),
 		    "Connection", "close");
-		req_error(r, OCI_ERR_UNAVAILABLE,
-		    "too many requests in "
-		    "progress");
+		req_error(
+		    r, OCI_ERR_UNAVAILABLE, "too many requests in progress");
 		return;
 	}
 
@@ -904,26 +918,11 @@ http_request_cb(struct evhttp_request *ev, void *arg)
 		    "this is a read-only pull-through cache");
 		return;
 	}
-	if (h->needs_upstream) {
-		r->up = server_upstream(srv, r->route.host);
-		if (r->up == NULL) {
-			req_error(r, OCI_ERR_NAME_UNKNOWN,
-			    "registry is not configured as an upstream");
-			return;
-		}
-		if (strcmp(upstream_name(r->up), "docker.io") == 0 &&
-		    strchr(r->route.name, '/') == NULL) {
-			char tmp[ROUTE_NAME_MAX];
-
-			/* Docker Hub: official images live under library/ */
-			if ((size_t)snprintf(tmp, sizeof tmp, "library/%s",
-				r->route.name) >= sizeof tmp) {
-				req_error(
-				    r, OCI_ERR_NAME_INVALID, "name too long");
-				return;
-			}
-			memcpy(r->route.name, tmp, sizeof tmp);
-		}
+	if (h->needs_upstream &&
+	    (r->up = route_upstream(srv->upstreams, srv->nupstreams, &r->route,
+		 &err, &why)) == NULL) {
+		req_error(r, err, why);
+		return;
 	}
 	if (srv->draining) {
 		req_error(r, OCI_ERR_UNAVAILABLE, "shutting down");

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "../common/common.h"
-#include "registry.h"
+#include "internal.h"
 
 /* Serves a stored manifest whose index record the caller has read. */
 static int
@@ -28,7 +28,7 @@ manifest_serve(
 	return 0;
 }
 
-int
+static int
 manifest_serve_stored(struct req *r, const struct digest *d)
 {
 	struct db_blob meta;
@@ -63,25 +63,36 @@ manifest_stale(struct req *r, const char *why)
 		    r, OCI_ERR_UNAVAILABLE, "upstream registry unavailable");
 }
 
+/* The fill failed before a byte went out: the cached mapping, if any. */
+static int
+manifest_fill_failed(struct req *r)
+{
+	if (!r->have_stale)
+		return -1;
+	fill_detach(r);
+	r->cache = REQ_CACHE_STALE;
+	return manifest_serve_stored(r, &r->stale.digest);
+}
+
 static void
-manifest_revalidated(struct req *r, enum upstream_result res)
+manifest_revalidated(struct req *r, const struct passthru_result *px)
 {
 	struct db_tag t;
 
-	if (res != UPSTREAM_OK) {
+	if (px->res != UPSTREAM_OK) {
 		manifest_stale(r, "upstream unreachable");
 		return;
 	}
-	if (r->xstatus == 404) {
+	if (px->status == 404) {
 		/* Authoritative: the tag is gone upstream. */
 		req_error(r, OCI_ERR_MANIFEST_UNKNOWN, NULL);
 		return;
 	}
-	if (r->xstatus != 200) {
+	if (px->status != 200) {
 		manifest_stale(r, "upstream refused the check");
 		return;
 	}
-	if (r->have_xdigest && digest_equal(&r->xdigest, &r->stale.digest)) {
+	if (px->have_digest && digest_equal(&px->digest, &r->stale.digest)) {
 		t = r->stale;
 		t.confirmed_at = clock_wall_s();
 		if (db_tag_put(r->srv->db, upstream_name(r->up), r->route.name,
@@ -163,6 +174,7 @@ manifest_handle(struct req *r)
 	char path[ROUTE_NAME_MAX + ROUTE_TAG_MAX + 32];
 	int rc;
 
+	r->fill_failed = manifest_fill_failed;
 	if (r->route.by_digest) {
 		/* Digest references are immutable: never an upstream request.
 		 */
@@ -192,9 +204,8 @@ manifest_handle(struct req *r)
 			r->cache = REQ_CACHE_NONE;
 			r->have_stale = 0;
 		} else if (!upstream_usable(r->up)) {
-			manifest_stale(r,
-			    "upstream unreachable or rate "
-			    "limiting");
+			manifest_stale(
+			    r, "upstream unreachable or rate limiting");
 			return;
 		} else {
 			manifest_path(r, path, sizeof path);

@@ -12,10 +12,16 @@
 #include <event2/buffer.h>
 
 #include "../common/common.h"
-#include "registry.h"
+#include "internal.h"
 
-static const char *const metrics_routes[METRICS_NROUTES] = {"base", "manifest",
-    "blob", "tags", "upload", "catalog", "metrics", "admin", "invalid"};
+/* The route label of counter row i: a route kind, or requests that did
+ * not route. */
+static const char *
+metrics_route_label(size_t i)
+{
+	return i < ROUTE_NKINDS ? route_kind_name((enum route_kind)i)
+				: "invalid";
+}
 
 static const int metrics_statuses[METRICS_NSTATUS - 1] = {
     200, 206, 304, 400, 401, 403, 404, 405, 416, 429, 499, 500, 502, 503};
@@ -220,7 +226,7 @@ metrics_http(struct evbuffer *b, const struct server_counters *c)
 			evbuffer_add_printf(b,
 			    "ccprewarm_http_requests_total"
 			    "{route=\"%s\",status=\"%s\"} %" PRIu64 "\n",
-			    metrics_routes[i], labels, c->http[i][j]);
+			    metrics_route_label(i), labels, c->http[i][j]);
 		}
 	}
 	metrics_head(b, "ccprewarm_http_request_duration_seconds", "histogram",
@@ -228,8 +234,8 @@ metrics_http(struct evbuffer *b, const struct server_counters *c)
 	for (i = 0; i < METRICS_NROUTES; i++) {
 		if (c->http_count[i] == 0)
 			continue;
-		snprintf(
-		    labels, sizeof labels, "route=\"%s\",", metrics_routes[i]);
+		snprintf(labels, sizeof labels, "route=\"%s\",",
+		    metrics_route_label(i));
 		metrics_histogram(b, "ccprewarm_http_request_duration_seconds",
 		    labels, metrics_bounds, METRICS_NBUCKETS,
 		    c->http_buckets[i], c->http_sum[i], c->http_count[i]);
@@ -346,7 +352,7 @@ metrics_handle(struct req *r)
 	    "ccprewarm_tier_fills_total{tier=\"above\"} %" PRIu64 "\n",
 	    c->tier_fills[0], c->tier_fills[1]);
 	metrics_one(b, "ccprewarm_inflight_fetches", "gauge",
-	    "Upstream fetches in progress", fill_count(srv));
+	    "Upstream fetches in progress", srv->nfills);
 	metrics_one(b, "ccprewarm_inflight_requests", "gauge",
 	    "Client requests in progress", srv->nreqs);
 	if (db_totals(srv->db, &tot) == 0) {
@@ -373,40 +379,123 @@ metrics_handle(struct req *r)
 	evbuffer_free(b);
 }
 
+/* metrics_json's writer: "key":value pairs, objects nested. */
+struct metrics_json {
+	struct evbuffer *b;
+	int first; /* nothing written yet in the current object */
+};
+
+static void
+metrics_json_key(struct metrics_json *j, const char *key)
+{
+	if (key != NULL)
+		evbuffer_add_printf(
+		    j->b, "%s\"%s\":", j->first ? "" : ",", key);
+	j->first = 0;
+}
+
+static void
+metrics_json_open(struct metrics_json *j, const char *key)
+{
+	metrics_json_key(j, key);
+	evbuffer_add(j->b, "{", 1);
+	j->first = 1;
+}
+
+static void
+metrics_json_close(struct metrics_json *j)
+{
+	evbuffer_add(j->b, "}", 1);
+	j->first = 0;
+}
+
+static void
+metrics_json_u64(struct metrics_json *j, const char *key, uint64_t v)
+{
+	metrics_json_key(j, key);
+	evbuffer_add_printf(j->b, "%" PRIu64, v);
+}
+
+/* A pair of counters as {"a":x,"b":y}. */
+static void
+metrics_json_pair(struct metrics_json *j, const char *key, const char *ka,
+    uint64_t a, const char *kb, uint64_t b)
+{
+	metrics_json_open(j, key);
+	metrics_json_u64(j, ka, a);
+	metrics_json_u64(j, kb, b);
+	metrics_json_close(j);
+}
+
 char *
 metrics_json(struct server *srv)
 {
 	const struct server_counters *c = &srv->ctr;
+	struct metrics_json j = {evbuffer_new(), 1};
 	uint64_t nblobs = 0, nbytes = 0;
-	struct evbuffer *b = evbuffer_new();
+	size_t i;
 	char *out;
 
 	db_blob_totals(srv->db, &nblobs, &nbytes);
-	evbuffer_add_printf(b,
-	    "{\"version\":\"%s\",\"time\":%lld,"
-	    "\"process\":{\"hits\":{\"blob\":%" PRIu64 ",\"manifest\":%" PRIu64
-	    "},\"misses\":{\"blob\":%" PRIu64 ",\"manifest\":%" PRIu64 "},"
-	    "\"coalesced\":%" PRIu64 ",\"stale\":%" PRIu64
-	    ",\"revalidated\":%" PRIu64 ",\"served_bytes\":{\"cache\":%" PRIu64
-	    ",\"upstream\":%" PRIu64 "},\"bytes_saved\":%" PRIu64
-	    ",\"upstream_bytes\":%" PRIu64 ",\"upstream_errors\":%" PRIu64
-	    ",\"digest_mismatches\":%" PRIu64 ",\"requests\":%" PRIu64 "},",
-	    CCPREWARM_VERSION, (long long)clock_wall_s(), c->hits[0],
-	    c->hits[1], c->misses[0], c->misses[1], c->coalesced, c->stale,
-	    c->revalidated, c->served_cache_bytes, c->served_upstream_bytes,
-	    c->bytes_saved, c->upstream_bytes, c->upstream_errors,
-	    c->digest_mismatches, c->requests);
-	evbuffer_add_printf(b,
-	    "\"store\":{\"hits\":%" PRIu64 ",\"misses\":%" PRIu64
-	    ",\"served_bytes\":%" PRIu64 ",\"bytes_saved\":%" PRIu64
-	    ",\"upstream_bytes\":%" PRIu64 ",\"blobs\":%" PRIu64
-	    ",\"bytes\":%" PRIu64 "}}\n",
-	    c->store.hits, c->store.misses, c->store.served_bytes,
-	    c->store.bytes_saved, c->store.upstream_bytes, nblobs, nbytes);
-	evbuffer_add(b, "", 1);
-	out = xstrdup((const char *)evbuffer_pullup(b, -1));
-	evbuffer_free(b);
+	metrics_json_open(&j, NULL);
+	metrics_json_key(&j, "version");
+	evbuffer_add_printf(j.b, "\"%s\"", CCPREWARM_VERSION);
+	metrics_json_key(&j, "time");
+	evbuffer_add_printf(j.b, "%lld", (long long)clock_wall_s());
+	metrics_json_open(&j, "process");
+	metrics_json_pair(
+	    &j, "hits", "blob", c->hits[0], "manifest", c->hits[1]);
+	metrics_json_pair(
+	    &j, "misses", "blob", c->misses[0], "manifest", c->misses[1]);
+	metrics_json_u64(&j, "coalesced", c->coalesced);
+	metrics_json_u64(&j, "stale", c->stale);
+	metrics_json_u64(&j, "revalidated", c->revalidated);
+	metrics_json_pair(&j, "served_bytes", "cache", c->served_cache_bytes,
+	    "upstream", c->served_upstream_bytes);
+	metrics_json_u64(&j, "bytes_saved", c->bytes_saved);
+	metrics_json_u64(&j, "upstream_bytes", c->upstream_bytes);
+	metrics_json_u64(&j, "upstream_errors", c->upstream_errors);
+	metrics_json_u64(&j, "digest_mismatches", c->digest_mismatches);
+	metrics_json_u64(&j, "requests", c->requests);
+	metrics_json_close(&j);
+	metrics_json_open(&j, "store");
+	for (i = 0; i < nitems(metrics_store_defs); i++)
+		metrics_json_u64(&j, metrics_store_defs[i].name,
+		    METRICS_FIELD(&c->store, &metrics_store_defs[i]));
+	metrics_json_u64(&j, "blobs", nblobs);
+	metrics_json_u64(&j, "bytes", nbytes);
+	metrics_json_close(&j);
+	metrics_json_close(&j);
+	evbuffer_add(j.b, "\n", 2); /* and the NUL */
+	out = xstrdup((const char *)evbuffer_pullup(j.b, -1));
+	evbuffer_free(j.b);
 	return out;
+}
+
+void
+metrics_coalesced(struct server *srv)
+{
+	srv->ctr.coalesced++;
+}
+
+void
+metrics_digest_mismatch(struct server *srv)
+{
+	srv->ctr.digest_mismatches++;
+}
+
+void
+metrics_tier_fill(struct server *srv, int from_store)
+{
+	srv->ctr.tier_fills[from_store ? 0 : 1]++;
+}
+
+void
+metrics_upstream_result(
+    struct server *srv, enum upstream_result res, long status)
+{
+	if (res != UPSTREAM_OK || status >= 500 || status == 429)
+		srv->ctr.upstream_errors++;
 }
 
 void

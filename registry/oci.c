@@ -43,6 +43,29 @@ static const struct oci_err_def {
     [OCI_ERR_INTERNAL] = {"UNKNOWN", 500, "unknown error"},
 };
 
+/* An upstream's refusal, as the client hears it; the rest is UNAVAILABLE. */
+static const struct oci_status_def {
+	long status;
+	enum oci_err blob, manifest;
+} oci_statuses[] = {
+    {401, OCI_ERR_UNAUTHORIZED, OCI_ERR_UNAUTHORIZED},
+    {403, OCI_ERR_DENIED, OCI_ERR_DENIED},
+    {404, OCI_ERR_BLOB_UNKNOWN, OCI_ERR_MANIFEST_UNKNOWN},
+    {429, OCI_ERR_TOOMANYREQUESTS, OCI_ERR_TOOMANYREQUESTS},
+};
+
+enum oci_err
+oci_err_from_status(long status, int blob)
+{
+	size_t i;
+
+	for (i = 0; i < nitems(oci_statuses); i++)
+		if (oci_statuses[i].status == status)
+			return blob ? oci_statuses[i].blob
+				    : oci_statuses[i].manifest;
+	return OCI_ERR_UNAVAILABLE;
+}
+
 int
 oci_err_status(enum oci_err e)
 {

@@ -8,26 +8,21 @@
 #include <event2/buffer.h>
 
 #include "../common/common.h"
-#include "registry.h"
-
-struct passthru {
-	struct req *r;
-	void (*done)(struct req *, enum upstream_result);
-};
+#include "internal.h"
 
 static int
 passthru_headers_cb(void *arg, const struct upstream_response *resp)
 {
 	struct req *r = arg;
 
-	r->xstatus = resp->status;
-	r->xlength = resp->content_length;
+	r->px.status = resp->status;
+	r->px.length = resp->content_length;
 	r->upstream_ms = resp->duration_ms;
-	r->xctype[0] = '\0';
+	r->px.ctype[0] = '\0';
 	if (resp->content_type != NULL)
-		xstrlcpy(r->xctype, resp->content_type, sizeof r->xctype);
-	r->have_xdigest = resp->docker_content_digest != NULL &&
-	    digest_parse(&r->xdigest, resp->docker_content_digest) == 0;
+		xstrlcpy(r->px.ctype, resp->content_type, sizeof r->px.ctype);
+	r->px.have_digest = resp->docker_content_digest != NULL &&
+	    digest_parse(&r->px.digest, resp->docker_content_digest) == 0;
 	return 0;
 }
 
@@ -36,12 +31,12 @@ passthru_body_cb(void *arg, const void *buf, size_t len)
 {
 	struct req *r = arg;
 
-	if (r->xbody == NULL)
-		r->xbody = evbuffer_new();
-	if (evbuffer_get_length(r->xbody) + len > OCI_MANIFEST_MAX)
+	if (r->px.body == NULL)
+		r->px.body = evbuffer_new();
+	if (evbuffer_get_length(r->px.body) + len > OCI_MANIFEST_MAX)
 		return -1;
 	metrics_upstream_bytes(r->srv, len);
-	return evbuffer_add(r->xbody, buf, len);
+	return evbuffer_add(r->px.body, buf, len);
 }
 
 static void
@@ -51,14 +46,14 @@ passthru_done_cb(void *arg, enum upstream_result res, const char *why)
 
 	(void)why;
 	r->xfer = NULL;
-	if (res != UPSTREAM_OK || r->xstatus >= 500 || r->xstatus == 429)
-		r->srv->ctr.upstream_errors++;
-	r->passthru_done(r, res);
+	r->px.res = res;
+	metrics_upstream_result(r->srv, res, r->px.status);
+	r->passthru_done(r, &r->px);
 }
 
 void
 passthru_start(struct req *r, enum upstream_method m, const char *path,
-    const char *accept, void (*done)(struct req *, enum upstream_result))
+    const char *accept, passthru_done_fn done)
 {
 	static const struct upstream_cbs cbs = {
 	    passthru_headers_cb, passthru_body_cb, passthru_done_cb};
@@ -70,28 +65,11 @@ passthru_start(struct req *r, enum upstream_method m, const char *path,
 	ureq.repo = r->route.name;
 	ureq.accept = accept;
 	ureq.range_start = -1;
-	r->xstatus = 0;
-	r->xlength = -1;
+	r->px.status = 0;
+	r->px.length = -1;
 	r->passthru_done = done;
 	r->state = REQ_WAITING;
 	if ((r->xfer = upstream_xfer_start(r->up, &ureq, &cbs, r)) == NULL)
 		req_error(
 		    r, OCI_ERR_INTERNAL, "cannot start upstream transfer");
-}
-
-enum oci_err
-passthru_status_err(long status, int blob)
-{
-	switch (status) {
-	case 401:
-		return OCI_ERR_UNAUTHORIZED;
-	case 403:
-		return OCI_ERR_DENIED;
-	case 404:
-		return blob ? OCI_ERR_BLOB_UNKNOWN : OCI_ERR_MANIFEST_UNKNOWN;
-	case 429:
-		return OCI_ERR_TOOMANYREQUESTS;
-	default:
-		return OCI_ERR_UNAVAILABLE;
-	}
 }

@@ -15,6 +15,8 @@
 #include "../storage/storage.h"
 
 struct event_base;
+struct evbuffer;
+struct server;
 
 /* upstream.c: libcurl multi driven by the server's event_base ----------- */
 
@@ -369,6 +371,9 @@ enum oci_err {
 
 int oci_err_status(enum oci_err);
 const char *oci_err_code(enum oci_err);
+/* The OCI error for an upstream status that is not 2xx (blob: a 404 is
+ * BLOB_UNKNOWN, else MANIFEST_UNKNOWN); UNAVAILABLE for the rest. */
+enum oci_err oci_err_from_status(long status, int blob);
 /* The spec's error body for one error; new string, caller frees. */
 char *oci_err_body(enum oci_err, const char *detail);
 /* The Accept list sent upstream when the client sent none. */
@@ -422,6 +427,7 @@ enum route_kind {
 	ROUTE_CATALOG,	/* /v2/_catalog */
 	ROUTE_METRICS,	/* /metrics */
 	ROUTE_ADMIN,	/* /_ccprewarm/v1/<what>: loopback only */
+	ROUTE_NKINDS
 };
 
 #define ROUTE_NAME_MAX 256
@@ -444,6 +450,21 @@ struct route {
  */
 int route_parse(const char *path, const char *query, struct route *rt,
     enum oci_err *err, const char **why);
+/*
+ * The upstream of ups[0..n) for a registry host ("" and Docker Hub's other
+ * names are "docker.io"); NULL if none is configured.
+ */
+struct upstream *route_upstream_find(
+    struct upstream *const *ups, size_t n, const char *host);
+/*
+ * The upstream a route names, with Docker Hub's official images put under
+ * "library/" in rt->name.  NULL with the OCI error and a static reason for
+ * the client if there is none.
+ */
+struct upstream *route_upstream(struct upstream *const *ups, size_t n,
+    struct route *rt, enum oci_err *err, const char **why);
+/* A kind's name ("manifest"), the /metrics route label. */
+const char *route_kind_name(enum route_kind);
 /* 1 if a first path component names a registry host ("quay.io",
  * "localhost:5000"). */
 int route_is_host(const char *component, size_t len);
@@ -533,121 +554,20 @@ void server_free(struct server *);
 /* The bound port (useful with port 0). */
 unsigned short server_port(const struct server *);
 
-/*
- * Inside registry/ only: the context, the request and the fill.  Other
- * layers use the functions above.
- */
-#include <sys/queue.h>
+/* Inside registry/ the context and the request are registry/internal.h's;
+ * other layers hold them as opaque handles and use what follows. */
 
-struct evhttp;
-struct evhttp_request;
-struct evhttp_connection;
-struct evhttp_bound_socket;
-struct evbuffer;
-struct event;
+/* What higher layers read of the context. */
+struct event_base *server_base(struct server *);
+struct db *server_db(struct server *);
+struct blobstore *server_store(struct server *);
+const struct server_opts *server_opts(const struct server *);
+/* The upstream for a registry host ("" = the default); NULL if unknown. */
+struct upstream *server_upstream(struct server *, const char *host);
 
-/*
- * metrics.c: the counters behind /metrics and `ccprewarm stats`.
- * Process-lifetime unless in .store, which is kept in LMDB ("counters") and
- * survives restarts: it counts since the store was created.
- */
-#define METRICS_NROUTES 9 /* route kinds + "invalid" */
-#define METRICS_NSTATUS 15
-#define METRICS_NBUCKETS 12 /* finite buckets; +Inf extra */
-
-struct metrics_store {
-	uint64_t hits;
-	uint64_t misses;
-	uint64_t served_bytes;
-	uint64_t bytes_saved;
-	uint64_t upstream_bytes;
-};
-
-struct server_counters {
-	uint64_t hits[2]; /* [0] blob, [1] manifest */
-	uint64_t misses[2];
-	uint64_t coalesced;
-	uint64_t stale;
-	uint64_t revalidated;
-	uint64_t served_cache_bytes;	/* HIT, REVALIDATED, STALE */
-	uint64_t served_upstream_bytes; /* MISS, COALESCED */
-	uint64_t bytes_saved;		/* all but MISS */
-	uint64_t upstream_bytes;
-	uint64_t digest_mismatches;
-	uint64_t tier_fills[2]; /* fills a cache upstream served: [0] from its
-				   store (X-Cache HIT), [1] from further up */
-	uint64_t upstream_errors;
-	uint64_t requests;
-	uint64_t http[METRICS_NROUTES][METRICS_NSTATUS];
-	uint64_t http_buckets[METRICS_NROUTES][METRICS_NBUCKETS + 1];
-	double http_sum[METRICS_NROUTES];
-	uint64_t http_count[METRICS_NROUTES];
-	struct metrics_store store; /* loaded at start, flushed */
-	struct metrics_store store_flushed;
-};
+/* Requests as admin handlers and the request hook see them ---------------- */
 
 enum req_method { REQ_GET, REQ_HEAD, REQ_POST, REQ_DELETE, REQ_OTHER };
-typedef void (*admin_fn)(struct req *, void *arg);
-typedef void (*metrics_fn)(struct evbuffer *, void *arg);
-/* Called by req_finish() for every request, before it is freed. */
-typedef void (*req_hook_fn)(void *arg, const struct req *);
-
-struct server {
-	struct event_base *base;
-	const struct server_opts *opts;
-	struct evhttp *http;
-	struct evhttp_bound_socket *bound;
-	struct conn_guard *conns; /* fd exhaustion, header deadline */
-	struct blobstore *store;
-	struct db *db;
-	struct upstream_client *uc;
-	struct pool *pool;   /* fsync + rename of stored blobs */
-	struct evict *evict; /* the budget, gc and verify */
-	struct upstream *upstreams[SERVER_MAX_UPSTREAMS];
-	size_t nupstreams;
-	TAILQ_HEAD(, req) reqs; /* every live request */
-	size_t nreqs;
-	TAILQ_HEAD(, fill) fills; /* in-flight fills (single flight) */
-	struct shared *shared;	  /* NULL: no shared store */
-	struct event *flush_ev;	  /* periodic db_flush */
-	struct event *drain_ev;	  /* shutdown deadline / poll */
-	int64_t drain_deadline_ms;
-	int draining;
-	FILE *access_log;
-	struct server_counters ctr;
-	struct server_admin {
-		char path[64];
-		enum req_method method;
-		admin_fn fn;
-		void *arg;
-	} admin[32]; /* 16 are taken (stats, gc, verify, runs, recipes) */
-	size_t nadmin;
-	struct server_metrics {
-		metrics_fn fn;
-		void *arg;
-	} metrics_extra[4];
-	size_t nmetrics_extra;
-	req_hook_fn req_hook; /* runs/: attributes requests to open runs */
-	void *req_hook_arg;
-};
-
-/* conn.c: client connections (fd exhaustion, header deadline) ---------- */
-struct evhttp;
-struct evhttp_bound_socket;
-struct evhttp_connection;
-struct conn_guard *conn_guard_new(struct event_base *, struct evhttp *,
-    struct evhttp_bound_socket *, int64_t header_timeout_s);
-/* Before the listener goes (evhttp_del_accept_socket). */
-void conn_guard_stop(struct conn_guard *);
-/* After evhttp_free. */
-void conn_guard_free(struct conn_guard *);
-/* A client connection's close callback (conn.c holds evhttp's); NULL
- * clears it.  Use instead of evhttp_connection_set_closecb. */
-void conn_set_closecb(struct conn_guard *, struct evhttp_connection *,
-    void (*)(struct evhttp_connection *, void *), void *);
-/* A request on evcon was dispatched: its header deadline is met. */
-void conn_dispatched(struct conn_guard *, struct evhttp_connection *);
-
 /* X-Cache: what the cache did for this request. */
 enum req_cache {
 	REQ_CACHE_NONE,
@@ -658,119 +578,56 @@ enum req_cache {
 	REQ_CACHE_STALE,       /* upstream failed; served the cached mapping */
 };
 
-enum req_state {
-	REQ_NEW,       /* routed, nothing sent */
-	REQ_WAITING,   /* waiting on a fill or an upstream transfer */
-	REQ_STREAMING, /* status and headers sent, body chunks going out */
-	REQ_DONE,
-};
-
-struct req {
-	TAILQ_ENTRY(req) entry;	 /* server->reqs */
-	TAILQ_ENTRY(req) wentry; /* fill->waiters */
-	struct server *srv;
-	struct evhttp_request *ev;
-	struct evhttp_connection *evcon;
+/* A finished request, as the request hook sees it (borrowed for the call). */
+struct req_summary {
 	enum req_method method;
-	enum req_state state;
 	enum req_cache cache;
-	struct route route;
-	int routed;	     /* route is valid */
-	struct upstream *up; /* borrowed from srv */
-	char *path;	     /* owned copy for the access log */
-	char *accept;	     /* req_accept()'s cache */
-	char *body;	     /* req_body()'s copy */
-	size_t body_len;
-	const char *admin_arg;
-	int64_t start_ms;
-	int64_t upstream_ms; /* -1: none */
+	int routed;		   /* route is valid */
+	const struct route *route; /* NULL unless routed */
+	const struct upstream *up; /* NULL if none */
 	int status;
-	uint64_t sent;	 /* body bytes handed to evhttp */
-	int client_gone; /* connection closed under us */
-	/* finished, but evhttp is still writing the reply: the access line
-	 * waits for its last byte (or the connection's end) */
-	struct evhttp_request *handed;
-	int handed_done; /* evhttp finished it before req_finish returned */
-	char *why;	 /* req_finish's cause, kept for that line */
-	/* streaming from a fill */
-	struct fill *fill;
-	uint64_t off; /* next byte to send */
-	uint64_t end; /* one past the last byte to send */
-	int ranged;
-	int chunk_pending;	       /* a chunk is being written */
-	void (*sent_cb)(struct req *); /* called when it has been */
-	/* a transfer owned by this request (tags/list, HEAD, revalidation) */
-	struct upstream_xfer *xfer;
-	struct evbuffer *xbody;
-	long xstatus;
-	int64_t xlength;
-	char xctype[OCI_MEDIA_TYPE_MAX];
-	struct digest xdigest;
-	int have_xdigest;
-	void (*passthru_done)(struct req *, enum upstream_result);
-	enum oci_err fill_err; /* how the fill failed, for the reply */
-	const char *fill_why;
-	struct db_tag stale; /* the cached mapping, for STALE */
-	int have_stale;
-	/* a subsystem holding r while it waits (gc, verify): told first */
-	void (*finish_cb)(struct req *);
-	struct digest reading; /* a blob fill's digest, while a waiter */
-	struct evict_readers *reading_tab;
-	char peer[48];	      /* the client's address, "" if unknown */
-	struct digest served; /* the Docker-Content-Digest replied */
-	int have_served;
-	char up_cache[32]; /* X-Cache of the tier above that filled it, or "" */
+	uint64_t sent; /* body bytes handed to evhttp */
+	int64_t start_ms;
+	int64_t upstream_ms;	     /* -1: none */
+	const char *peer;	     /* the client's address, "" if unknown */
+	const struct digest *served; /* the Docker-Content-Digest, or NULL */
 };
 
-/* http.c: struct req's one lifecycle -------------------------------------- */
+typedef void (*admin_fn)(struct req *, void *arg);
+typedef void (*metrics_fn)(struct evbuffer *, void *arg);
+/* Called for every finished request, before it is freed. */
+typedef void (*req_hook_fn)(void *arg, const struct req_summary *);
 
-int http_start(struct server *);
-void http_stop(struct server *);
-/* Replies (if nothing went out yet: with the OCI error for status), writes
- * the access line, detaches from fills and transfers, frees.  The one exit
- * of every request. */
-void req_finish(struct req *, int status, const char *why);
 /* The spec's error reply, then req_finish. */
 void req_error(struct req *, enum oci_err, const char *detail);
 /* A whole reply from memory (body NULL-able; not sent for HEAD). */
 void req_reply_mem(struct req *, int status, const char *content_type,
     const struct digest *, const void *body, size_t len);
-/* A stored file (fd owned from here on), honouring Range. */
-void req_reply_file(struct req *, int fd, uint64_t size,
-    const char *content_type, const struct digest *);
-/* Parses the request's Range against size: 0 none/ignored (whole),
- * 1 satisfiable (*start, *end set; end exclusive), -1 unsatisfiable. */
-int req_range(struct req *, uint64_t size, uint64_t *start, uint64_t *end);
-const char *req_header(struct req *, const char *name);
-/* Every Accept line joined, schema1 dropped; NULL if none.  Borrowed. */
-const char *req_accept(struct req *);
-/* 416 with Content-Range: bytes * /size, then req_finish. */
-void req_range_invalid(struct req *, uint64_t size);
-/* Starts a streamed reply of known (or -1 unknown) length. */
-void req_stream_start(struct req *, int status, int64_t length,
-    const char *content_type, const struct digest *, uint64_t total);
-/* Queues [off, off+len) of fd (dup'ed) and calls back when written. */
-void req_stream_file(struct req *, int fd, uint64_t off, uint64_t len,
-    void (*sent_cb)(struct req *));
-/* Ends a streamed reply normally, then req_finish. */
-void req_stream_end(struct req *);
-/* Cuts the connection before the declared length, then req_finish. */
-void req_abort(struct req *, const char *why);
+/* What followed the matched prefix ("" for an exact match). */
+const char *req_admin_arg(struct req *);
+/* The request body, NUL-terminated (owned by the request), or NULL. */
+const char *req_body(struct req *, size_t *len);
+/*
+ * Adds an admin command: path is matched exactly, or as a prefix when it
+ * ends in '/' (the rest is in req_admin_arg()).  Higher layers (prewarm/)
+ * plug in here, so registry/ never includes their headers.
+ */
+void admin_add(
+    struct server *, const char *path, enum req_method, admin_fn, void *arg);
+/*
+ * The one request hook (NULL to remove): fn sees every finished request once
+ * its last byte was handed to the kernel, before the request is freed.  Higher
+ * layers (prewarm/) plug in here, so registry/ never includes their headers.
+ */
+void req_hook_set(struct server *, req_hook_fn, void *arg);
+/* Metrics text written by a higher layer, appended to /metrics. */
+void metrics_add(struct server *, metrics_fn, void *arg);
+/* 1 while pinned content alone exceeds the budget. */
+int evict_pins_over(const struct server *);
 
-/* fill.c: one upstream fetch per digest, streamed to every waiter -------- */
+/* fill.c for pre-warm ---------------------------------------------------- */
 
 enum fill_kind { FILL_BLOB, FILL_MANIFEST };
-
-/*
- * Attaches req to the in-flight fill for its blob or manifest, starting
- * one if there is none.  The fill replies to req (and finishes it).
- * Returns 1 if req joined an existing fill, 0 if it started one.
- */
-int fill_attach(struct req *, enum fill_kind);
-/* Called by req_finish: leaves the fill (which may free itself). */
-void fill_detach(struct req *);
-/* Fails every fill and its waiters (shutdown). */
-void fill_abort_all(struct server *);
 /*
  * For callers without a client connection (pre-warm): fetch a blob or a
  * manifest into the store through the same single flight.  tag NULL means
@@ -785,111 +642,10 @@ struct fill_sub *fill_fetch(struct server *, struct upstream *,
     fill_fetch_cb, void *arg);
 /* No callback after this; NULL-safe. */
 void fill_fetch_cancel(struct fill_sub *);
-/* In-flight fills. */
-size_t fill_count(struct server *);
-/* 1 if a fill for req's blob or manifest is in flight. */
-int fill_in_flight(struct req *, enum fill_kind);
-/* 1 if a fill by digest d (blob or manifest) is in flight. */
-int fill_digest_busy(struct server *, const struct digest *);
 
-/* evict.c: the store's budget, gc and verify --------------------------- */
+/* shared.c: the shared store's node name ----------------------------------- */
 
-struct evict;
-/* Reads the budget from the server's options; adds admin gc and verify
- * and the metrics.  Call once the pool exists. */
-struct evict *evict_new(struct server *);
-/* After the pool is drained and evhttp freed (readers call back). */
-void evict_free(struct evict *);
-/*
- * Starts eviction if the store plus incoming bytes would cross max_bytes
- * or the free-space floor (partial files go at once, the rest in passes).
- */
-void evict_check(struct server *, uint64_t incoming);
-/* A fill failed for lack of space (wanted: its size, 0 unknown). */
-void evict_nospace(struct server *, uint64_t wanted);
-/* 1 while pinned content alone exceeds the budget. */
-int evict_pins_over(const struct server *);
-/*
- * A response is sending d from its file: it is not evicted meanwhile.  add
- * returns the reader table (a reference, NULL without eviction) that del
- * takes back; it may outlive the server (libevent frees a reply's file
- * segment when it likes).
- */
-struct evict_readers;
-struct evict_readers *evict_reader_add(struct server *, const struct digest *);
-void evict_reader_del(struct evict_readers *, const struct digest *);
-
-/* passthru.c: an upstream request owned by one client request -------- */
-
-/*
- * Sends method path upstream for r; the status, Content-Type, length and
- * Docker-Content-Digest land in r->x*, a GET body (up to OCI_MANIFEST_MAX)
- * in r->xbody.  done is called once (never for a request finished
- * meanwhile).
- */
-void passthru_start(struct req *, enum upstream_method, const char *path,
-    const char *accept, void (*done)(struct req *, enum upstream_result));
-/* The OCI error for an upstream status that is not 2xx. */
-enum oci_err passthru_status_err(long status, int blob);
-
-/* manifest.c, blob.c, tags.c: handlers ----------------------------------- */
-
-void manifest_handle(struct req *);
-void blob_handle(struct req *);
-void tags_handle(struct req *);
-void metrics_handle(struct req *);
-/* admin.c: /_ccprewarm/v1/..., refused unless from loopback. */
-void admin_handle(struct req *);
-/*
- * Adds an admin command: path is matched exactly, or as a prefix when it
- * ends in '/' (the rest is in req_admin_arg()).  Higher layers (prewarm/)
- * plug in here, so registry/ never includes their headers.
- */
-void admin_add(
-    struct server *, const char *path, enum req_method, admin_fn, void *arg);
-/* GET stats: metrics_json(). */
-void admin_stats(struct req *, void *);
-/* What followed the matched prefix ("" for an exact match). */
-const char *req_admin_arg(struct req *);
-/* The request body, NUL-terminated (owned by the request), or NULL. */
-const char *req_body(struct req *, size_t *len);
-/*
- * The one request hook (NULL to remove): fn sees every finished request once
- * its last byte was handed to the kernel, before the request is freed.  Higher
- * layers (prewarm/) plug in here, so registry/ never includes their headers.
- */
-void req_hook_set(struct server *, req_hook_fn, void *arg);
-/* Metrics text written by a higher layer, appended to /metrics. */
-void metrics_add(struct server *, metrics_fn, void *arg);
-/* Loads the store-lifetime counters; 0 or -1. */
-int metrics_open(struct server *);
-/* Adds a finished request to the counters. */
-void metrics_request_done(struct server *, const struct req *);
-/* Counts body bytes received from an upstream. */
-void metrics_upstream_bytes(struct server *, size_t);
-/* Writes store-lifetime counters not yet in LMDB (timer and exit). */
-void metrics_flush(struct server *);
-/* The counters as one JSON object (new string); for `ccprewarm stats`. */
-char *metrics_json(struct server *);
-/* Serves a stored manifest (by digest) from the store; 0, or -1 if absent. */
-int manifest_serve_stored(struct req *, const struct digest *);
-
-/* shared.c: the shared store as the server uses it ---------------------- */
-
-/* Opens the configured bucket (none configured: 0, nothing done). */
-int shared_open(struct server *);
-void shared_close(struct server *);
-/* The bucket, or NULL if none is configured. */
-struct s3 *shared_s3(struct server *);
-/* Background uploads of what this node verified; errors are logged. */
-void shared_upload_blob(struct server *, const struct digest *);
-void shared_upload_mem(struct server *, const struct digest *,
-    const char *media_type, const void *, size_t);
 /* 1 if name may name a node's pin set ("ci-runner-3": [A-Za-z0-9._-]). */
 int shared_node_valid(const char *name);
-
-/* server.c */
-/* The upstream for a registry host ("" = the default); NULL if unknown. */
-struct upstream *server_upstream(struct server *, const char *host);
 
 #endif

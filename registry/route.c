@@ -3,7 +3,10 @@
  * Handlers never see the URI.  Everything a path names is validated here
  * by the distribution grammar, before anything touches disk or upstream.
  */
+#include <stdio.h>
 #include <string.h>
+
+#include <sys/queue.h>
 
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -12,6 +15,26 @@
 #include "registry.h"
 
 #define ROUTE_ADMIN_PREFIX "/_ccprewarm/v1/"
+
+/* Each kind's name (the /metrics route label). */
+static const char *const route_kind_names[ROUTE_NKINDS] = {
+    [ROUTE_BASE] = "base",
+    [ROUTE_MANIFEST] = "manifest",
+    [ROUTE_BLOB] = "blob",
+    [ROUTE_TAGS] = "tags",
+    [ROUTE_UPLOAD] = "upload",
+    [ROUTE_CATALOG] = "catalog",
+    [ROUTE_METRICS] = "metrics",
+    [ROUTE_ADMIN] = "admin",
+};
+
+const char *
+route_kind_name(enum route_kind k)
+{
+	return (size_t)k < ROUTE_NKINDS && route_kind_names[k] != NULL
+	    ? route_kind_names[k]
+	    : "unknown";
+}
 
 /* Fixed paths, matched exactly (with or without a trailing slash). */
 static const struct route_fixed {
@@ -136,10 +159,8 @@ route_digest_why(const char *ref, size_t len)
 	if (alen != 6 || memcmp(ref, "sha256", 6) != 0)
 		return "unsupported digest algorithm: only sha256 is supported";
 	if (len - alen - 1 != 64)
-		return "invalid sha256 digest: want 64 hex digits after "
-		       "'sha256:'";
-	return "invalid sha256 digest: want lower-case hex digits "
-	       "(0-9, a-f) after 'sha256:'";
+		return "invalid sha256 digest: want 64 hex digits after 'sha256:'";
+	return "invalid sha256 digest: want lower-case hex digits (0-9, a-f) after 'sha256:'";
 }
 
 #define ROUTE_FAIL(e, w) \
@@ -254,9 +275,50 @@ route_parse(const char *path, const char *query, struct route *rt,
 	if (reflen == 0 || reflen > ROUTE_TAG_MAX ||
 	    !ref_valid_tag(ref, reflen))
 		ROUTE_FAIL(OCI_ERR_MANIFEST_UNKNOWN,
-		    "invalid tag: up to 128 of [A-Za-z0-9_.-], not starting "
-		    "with '.' or '-'");
+		    "invalid tag: up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'");
 	memcpy(rt->tag, ref, reflen);
 	rt->tag[reflen] = '\0';
 	return 0;
+}
+
+struct upstream *
+route_upstream_find(struct upstream *const *ups, size_t n, const char *host)
+{
+	size_t i;
+
+	/* Un-prefixed names, and Docker Hub's other names, are docker.io. */
+	if (host == NULL || host[0] == '\0' ||
+	    strcmp(host, "index.docker.io") == 0 ||
+	    strcmp(host, "registry-1.docker.io") == 0)
+		host = "docker.io";
+	for (i = 0; i < n; i++)
+		if (strcmp(upstream_name(ups[i]), host) == 0)
+			return ups[i];
+	return NULL;
+}
+
+struct upstream *
+route_upstream(struct upstream *const *ups, size_t n, struct route *rt,
+    enum oci_err *err, const char **why)
+{
+	struct upstream *up;
+	char tmp[ROUTE_NAME_MAX];
+
+	if ((up = route_upstream_find(ups, n, rt->host)) == NULL) {
+		*err = OCI_ERR_NAME_UNKNOWN;
+		*why = "registry is not configured as an upstream";
+		return NULL;
+	}
+	if (strcmp(upstream_name(up), "docker.io") == 0 &&
+	    strchr(rt->name, '/') == NULL) {
+		/* Docker Hub: official images live under library/ */
+		if ((size_t)snprintf(tmp, sizeof tmp, "library/%s", rt->name) >=
+		    sizeof tmp) {
+			*err = OCI_ERR_NAME_INVALID;
+			*why = "name too long";
+			return NULL;
+		}
+		memcpy(rt->name, tmp, sizeof tmp);
+	}
+	return up;
 }

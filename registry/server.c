@@ -18,7 +18,7 @@
 #include <event2/http.h>
 
 #include "../common/common.h"
-#include "registry.h"
+#include "internal.h"
 
 #define SERVER_FLUSH_S 5
 #define SERVER_POOL_THREADS 2
@@ -81,8 +81,8 @@ server_reconcile(struct server *srv)
 		int failed = verify_repair(
 		    srv->store, srv->db, VERIFY_DELETE_ORPHANS, &rep);
 
-		log_info("reconciled the store with its index: %zu fixed, "
-			 "%d not",
+		log_info(
+		    "reconciled the store with its index: %zu fixed, %d not",
 		    n - (size_t)failed, failed);
 	}
 	verify_report_release(&rep);
@@ -171,20 +171,34 @@ server_port(const struct server *srv)
 	return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 }
 
+struct event_base *
+server_base(struct server *srv)
+{
+	return srv->base;
+}
+
+struct db *
+server_db(struct server *srv)
+{
+	return srv->db;
+}
+
+struct blobstore *
+server_store(struct server *srv)
+{
+	return srv->store;
+}
+
+const struct server_opts *
+server_opts(const struct server *srv)
+{
+	return srv->opts;
+}
+
 struct upstream *
 server_upstream(struct server *srv, const char *host)
 {
-	size_t i;
-
-	/* Un-prefixed names, and Docker Hub's other names, are docker.io. */
-	if (host == NULL || host[0] == '\0' ||
-	    strcmp(host, "index.docker.io") == 0 ||
-	    strcmp(host, "registry-1.docker.io") == 0)
-		host = "docker.io";
-	for (i = 0; i < srv->nupstreams; i++)
-		if (strcmp(upstream_name(srv->upstreams[i]), host) == 0)
-			return srv->upstreams[i];
-	return NULL;
+	return route_upstream_find(srv->upstreams, srv->nupstreams, host);
 }
 
 static void

@@ -16,7 +16,7 @@
 #include <event2/event.h>
 
 #include "../common/common.h"
-#include "registry.h"
+#include "internal.h"
 
 /* Uploads at once; more are dropped (the next node's fill uploads them). */
 #define SHARED_UPLOADS_MAX 64

@@ -7,29 +7,29 @@
 #include <event2/buffer.h>
 
 #include "../common/common.h"
-#include "registry.h"
+#include "internal.h"
 
 static void
-tags_done(struct req *r, enum upstream_result res)
+tags_done(struct req *r, const struct passthru_result *px)
 {
 	size_t len;
 
-	if (res != UPSTREAM_OK) {
+	if (px->res != UPSTREAM_OK) {
 		req_error(
 		    r, OCI_ERR_UNAVAILABLE, "upstream registry unavailable");
 		return;
 	}
-	if (r->xstatus != 200) {
+	if (px->status != 200) {
 		req_error(r,
-		    r->xstatus == 404 ? OCI_ERR_NAME_UNKNOWN
-				      : passthru_status_err(r->xstatus, 0),
+		    px->status == 404 ? OCI_ERR_NAME_UNKNOWN
+				      : oci_err_from_status(px->status, 0),
 		    NULL);
 		return;
 	}
 	r->cache = REQ_CACHE_MISS;
-	len = r->xbody != NULL ? evbuffer_get_length(r->xbody) : 0;
-	req_reply_mem(r, 200, r->xctype[0] ? r->xctype : "application/json",
-	    NULL, len ? evbuffer_pullup(r->xbody, -1) : NULL, len);
+	len = px->body != NULL ? evbuffer_get_length(px->body) : 0;
+	req_reply_mem(r, 200, px->ctype[0] ? px->ctype : "application/json",
+	    NULL, len ? evbuffer_pullup(px->body, -1) : NULL, len);
 }
 
 void

@@ -762,8 +762,8 @@ upstream_note_response(struct upstream *up, const struct upstream_response *r)
 		if (retry <= 0 || retry > 86400)
 			retry = UPSTREAM_RETRY_AFTER_DEFAULT_S;
 		st->ratelimited_until_ms = clock_now_ms() + retry * 1000;
-		log_warn("upstream '%s' is rate limiting (429); serving cached "
-			 "tags without checking for %ld s",
+		log_warn(
+		    "upstream '%s' is rate limiting (429); serving cached tags without checking for %ld s",
 		    up->name, retry);
 	}
 	if (up->breaker != UPSTREAM_BREAKER_CLOSED) {

@@ -151,8 +151,8 @@ blobstore_lock(struct blobstore *bs)
 	}
 	if (flock(bs->lockfd, LOCK_EX | LOCK_NB) == -1) {
 		if (errno == EWOULDBLOCK)
-			log_error("store '%s' is in use by another ccprewarm "
-				  "(a running server: use --server)",
+			log_error(
+			    "store '%s' is in use by another ccprewarm (a running server: use --server)",
 			    bs->dir);
 		else
 			log_error(

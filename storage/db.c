@@ -240,10 +240,8 @@ static void
 db_log(const struct db *db, const char *what, const char *subject, int err)
 {
 	if (err == MDB_MAP_FULL) {
-		log_error("index full in '%s' (map size %zu MiB) while trying "
-			  "to %s '%s': run `ccprewarm gc` to drop unpinned "
-			  "entries, or raise index_map_bytes in the config "
-			  "and restart",
+		log_error(
+		    "index full in '%s' (map size %zu MiB) while trying to %s '%s': run `ccprewarm gc` to drop unpinned entries, or raise index_map_bytes in the config and restart",
 		    db->dir, db->mapsize >> 20, what, subject);
 		return;
 	}

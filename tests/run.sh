@@ -148,6 +148,19 @@ if [ "$build" = 1 ]; then
 	fi
 fi
 
+# The layers: no include of a higher layer's header or of another
+# directory's internal.h.
+if [ "$build" = 1 ] || [ "$unit" = 1 ]; then
+	if make --no-print-directory check-deps >"$OUT/deps.log" 2>&1; then
+		pass_line "deps/check-deps"
+	else
+		echo "FAIL: deps/check-deps (see tests/out/deps.log)"
+		failed=$((failed + 1))
+		failures+=("deps/check-deps")
+		head -n 20 "$OUT/deps.log" | sed 's/^/| /'
+	fi
+fi
+
 if [ "$unit" = 1 ]; then
 	for flavour in build build-san; do
 		if [ "$flavour" = build ] && [ "$build_ok_plain" = 0 ]; then continue; fi

@@ -39,6 +39,60 @@ static const struct test_oci_case {
     {"{\"manifests\":[{\"digest\":\"sha256:00\"}]}", -1, 0, 0},
 };
 
+/* What oci.out has for a manifest: its kind, type, config and each
+ * descriptor, or the reason it is refused. */
+static void
+test_oci_eval(const char *in, char *out, size_t len)
+{
+	static const char *const kinds[] = {
+	    [OCI_KIND_INDEX] = "index", [OCI_KIND_IMAGE] = "image"};
+	char hex[DIGEST_STRLEN];
+	struct oci_manifest m;
+	const struct oci_desc *d;
+	const char *why = NULL;
+	size_t i, n;
+
+	if (oci_manifest_parse(in, strlen(in), &m, &why) == -1) {
+		snprintf(out, len, "error: %s", why != NULL ? why : "(none)");
+		return;
+	}
+	n = (size_t)snprintf(
+	    out, len, "%s type=[%s]", kinds[m.kind], m.media_type);
+	if (m.kind == OCI_KIND_IMAGE && n < len) {
+		digest_format(&m.config.digest, hex);
+		n += (size_t)snprintf(out + n, len - n, " config=%.15s/%lld",
+		    hex, (long long)m.config.size);
+	}
+	for (i = 0; i < m.ndescs && n < len; i++) {
+		d = &m.descs[i];
+		digest_format(&d->digest, hex);
+		n += (size_t)snprintf(out + n, len - n,
+		    " | %.15s/%lld [%s] %s/%s/%s%s", hex, (long long)d->size,
+		    d->media_type, d->os, d->arch, d->variant,
+		    d->foreign ? " foreign" : "");
+	}
+	oci_manifest_release(&m);
+}
+
+static void
+test_oci_golden(void)
+{
+	unit_golden("oci", test_oci_eval);
+}
+
+/* An upstream's refusal, as the client hears it (oci_err_from_status). */
+static void
+test_oci_status(void)
+{
+	CHECK(oci_err_from_status(401, 1) == OCI_ERR_UNAUTHORIZED);
+	CHECK(oci_err_from_status(403, 0) == OCI_ERR_DENIED);
+	CHECK(oci_err_from_status(404, 1) == OCI_ERR_BLOB_UNKNOWN);
+	CHECK(oci_err_from_status(404, 0) == OCI_ERR_MANIFEST_UNKNOWN);
+	CHECK(oci_err_from_status(429, 1) == OCI_ERR_TOOMANYREQUESTS);
+	CHECK(oci_err_from_status(500, 0) == OCI_ERR_UNAVAILABLE);
+	CHECK(oci_err_from_status(418, 1) == OCI_ERR_UNAVAILABLE);
+}
+
 static void
 test_oci_table(void)
 {
@@ -108,6 +162,8 @@ test_oci_crashers(void)
 static const struct unit_test tests[] = {
     {"table", test_oci_table},
     {"crashers", test_oci_crashers},
+    {"golden", test_oci_golden},
+    {"status", test_oci_status},
 };
 
 UNIT_MAIN("oci", tests)

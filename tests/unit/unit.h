@@ -57,6 +57,82 @@ unit_main(const char *suite, const struct unit_test *tests, size_t n)
 	return failures ? 1 : 0;
 }
 
+#define UNIT_GOLDEN_LINE 4096
+
+/* The golden files' directory: CCPREWARM_TESTDATA, else tests/data. */
+static inline const char *
+unit_datadir(void)
+{
+	const char *d = getenv("CCPREWARM_TESTDATA");
+
+	return d != NULL ? d : "tests/data";
+}
+
+/* The next non-comment line without its newline, or NULL at EOF. */
+static inline char *
+unit_golden_next(FILE *f, char *buf, size_t len)
+{
+	while (fgets(buf, (int)len, f) != NULL) {
+		buf[strcspn(buf, "\n")] = '\0';
+		if (buf[0] != '#')
+			return buf;
+	}
+	return NULL;
+}
+
+/*
+ * Golden files: every line of NAME.in goes through fn, and what fn writes
+ * must equal the same line of NAME.out ('#' lines are comments in both).
+ * Marks the test failed on any difference; returns the number of cases.
+ */
+static inline int
+unit_golden(const char *name, void (*fn)(const char *in, char *out, size_t))
+{
+	char in[UNIT_GOLDEN_LINE], want[UNIT_GOLDEN_LINE],
+	    got[UNIT_GOLDEN_LINE];
+	char path[1024];
+	FILE *fin, *fout;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "%s/%s.in", unit_datadir(), name);
+	fin = fopen(path, "r");
+	snprintf(path, sizeof(path), "%s/%s.out", unit_datadir(), name);
+	fout = fopen(path, "r");
+	if (fin == NULL || fout == NULL) {
+		fprintf(stderr, "cannot open %s golden files under '%s'\n",
+		    name, unit_datadir());
+		unit_failed = 1;
+		goto out;
+	}
+	while (unit_golden_next(fin, in, sizeof(in)) != NULL) {
+		n++;
+		if (unit_golden_next(fout, want, sizeof(want)) == NULL) {
+			fprintf(
+			    stderr, "%s.out ends before case %d\n", name, n);
+			unit_failed = 1;
+			goto out;
+		}
+		fn(in, got, sizeof(got));
+		if (strcmp(got, want) != 0) {
+			fprintf(stderr,
+			    "%s.in case %d '%s': got '%s', want '%s'\n", name,
+			    n, in, got, want);
+			unit_failed = 1;
+		}
+	}
+	if (unit_golden_next(fout, want, sizeof(want)) != NULL) {
+		fprintf(
+		    stderr, "%s.out has more lines than %s.in\n", name, name);
+		unit_failed = 1;
+	}
+out:
+	if (fin != NULL)
+		fclose(fin);
+	if (fout != NULL)
+		fclose(fout);
+	return n;
+}
+
 #define UNIT_MAIN(suite, table) \
 	int main(void) \
 	{ \

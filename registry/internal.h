@@ -1,0 +1,313 @@
+/*
+ * registry/internal.h: inside registry/ only (make check-deps enforces it):
+ * the context, the request, the fill and the counters.  Other layers use
+ * registry/registry.h.
+ */
+#ifndef REGISTRY_INTERNAL_H
+#define REGISTRY_INTERNAL_H
+
+#include "registry.h"
+
+#include <sys/queue.h>
+
+struct evhttp;
+struct evhttp_request;
+struct evhttp_connection;
+struct evhttp_bound_socket;
+struct evbuffer;
+struct event;
+
+/*
+ * metrics.c: the counters behind /metrics and `ccprewarm stats`.
+ * Process-lifetime unless in .store, which is kept in LMDB ("counters") and
+ * survives restarts: it counts since the store was created.
+ */
+#define METRICS_NROUTES (ROUTE_NKINDS + 1) /* route kinds + "invalid" */
+#define METRICS_NSTATUS 15
+#define METRICS_NBUCKETS 12 /* finite buckets; +Inf extra */
+
+struct metrics_store {
+	uint64_t hits;
+	uint64_t misses;
+	uint64_t served_bytes;
+	uint64_t bytes_saved;
+	uint64_t upstream_bytes;
+};
+
+struct server_counters {
+	uint64_t hits[2]; /* [0] blob, [1] manifest */
+	uint64_t misses[2];
+	uint64_t coalesced;
+	uint64_t stale;
+	uint64_t revalidated;
+	uint64_t served_cache_bytes;	/* HIT, REVALIDATED, STALE */
+	uint64_t served_upstream_bytes; /* MISS, COALESCED */
+	uint64_t bytes_saved;		/* all but MISS */
+	uint64_t upstream_bytes;
+	uint64_t digest_mismatches;
+	uint64_t tier_fills[2]; /* fills a cache upstream served: [0] from its
+				   store (X-Cache HIT), [1] from further up */
+	uint64_t upstream_errors;
+	uint64_t requests;
+	uint64_t http[METRICS_NROUTES][METRICS_NSTATUS];
+	uint64_t http_buckets[METRICS_NROUTES][METRICS_NBUCKETS + 1];
+	double http_sum[METRICS_NROUTES];
+	uint64_t http_count[METRICS_NROUTES];
+	struct metrics_store store; /* loaded at start, flushed */
+	struct metrics_store store_flushed;
+};
+
+struct server {
+	struct event_base *base;
+	const struct server_opts *opts;
+	struct evhttp *http;
+	struct evhttp_bound_socket *bound;
+	struct conn_guard *conns; /* fd exhaustion, header deadline */
+	struct blobstore *store;
+	struct db *db;
+	struct upstream_client *uc;
+	struct pool *pool;   /* fsync + rename of stored blobs */
+	struct evict *evict; /* the budget, gc and verify */
+	struct upstream *upstreams[SERVER_MAX_UPSTREAMS];
+	size_t nupstreams;
+	TAILQ_HEAD(, req) reqs; /* every live request */
+	size_t nreqs;
+	TAILQ_HEAD(, fill) fills; /* in-flight fills (single flight) */
+	struct shared *shared;	  /* NULL: no shared store */
+	size_t nfills;		  /* kept by fill.c */
+	struct event *flush_ev;	  /* periodic db_flush */
+	struct event *drain_ev;	  /* shutdown deadline / poll */
+	int64_t drain_deadline_ms;
+	int draining;
+	FILE *access_log;
+	struct server_counters ctr;
+	struct server_admin {
+		char path[64];
+		enum req_method method;
+		admin_fn fn;
+		void *arg;
+	} admin[32]; /* 16 are taken (stats, gc, verify, runs, recipes) */
+	size_t nadmin;
+	struct server_metrics {
+		metrics_fn fn;
+		void *arg;
+	} metrics_extra[4];
+	size_t nmetrics_extra;
+	req_hook_fn req_hook; /* runs/: attributes requests to open runs */
+	void *req_hook_arg;
+};
+
+/* conn.c: client connections (fd exhaustion, header deadline) ---------- */
+struct evhttp;
+struct evhttp_bound_socket;
+struct evhttp_connection;
+struct conn_guard *conn_guard_new(struct event_base *, struct evhttp *,
+    struct evhttp_bound_socket *, int64_t header_timeout_s);
+/* Before the listener goes (evhttp_del_accept_socket). */
+void conn_guard_stop(struct conn_guard *);
+/* After evhttp_free. */
+void conn_guard_free(struct conn_guard *);
+/* A client connection's close callback (conn.c holds evhttp's); NULL
+ * clears it.  Use instead of evhttp_connection_set_closecb. */
+void conn_set_closecb(struct conn_guard *, struct evhttp_connection *,
+    void (*)(struct evhttp_connection *, void *), void *);
+/* A request on evcon was dispatched: its header deadline is met. */
+void conn_dispatched(struct conn_guard *, struct evhttp_connection *);
+
+/* passthru.c: what an upstream request owned by a client request got. */
+struct passthru_result {
+	enum upstream_result res; /* the rest is valid if UPSTREAM_OK */
+	long status;
+	int64_t length; /* Content-Length, -1 if absent */
+	char ctype[OCI_MEDIA_TYPE_MAX];
+	struct digest digest; /* Docker-Content-Digest */
+	int have_digest;
+	struct evbuffer *body; /* a GET's body (up to OCI_MANIFEST_MAX) */
+};
+typedef void (*passthru_done_fn)(struct req *, const struct passthru_result *);
+
+enum req_state {
+	REQ_NEW,       /* routed, nothing sent */
+	REQ_WAITING,   /* waiting on a fill or an upstream transfer */
+	REQ_STREAMING, /* status and headers sent, body chunks going out */
+	REQ_DONE,
+};
+
+struct req {
+	TAILQ_ENTRY(req) entry;	 /* server->reqs */
+	TAILQ_ENTRY(req) wentry; /* fill->waiters */
+	struct server *srv;
+	struct evhttp_request *ev;
+	struct evhttp_connection *evcon;
+	enum req_method method;
+	enum req_state state;
+	enum req_cache cache;
+	struct route route;
+	int routed;	     /* route is valid */
+	struct upstream *up; /* borrowed from srv */
+	char *path;	     /* owned copy for the access log */
+	char *accept;	     /* req_accept()'s cache */
+	char *body;	     /* req_body()'s copy */
+	size_t body_len;
+	const char *admin_arg;
+	int64_t start_ms;
+	int64_t upstream_ms; /* -1: none */
+	int status;
+	uint64_t sent;	 /* body bytes handed to evhttp */
+	int client_gone; /* connection closed under us */
+	/* finished, but evhttp is still writing the reply: the access line
+	 * waits for its last byte (or the connection's end) */
+	struct evhttp_request *handed;
+	int handed_done; /* evhttp finished it before req_finish returned */
+	char *why;	 /* req_finish's cause, kept for that line */
+	/* streaming from a fill */
+	struct fill *fill;
+	uint64_t off; /* next byte to send */
+	uint64_t end; /* one past the last byte to send */
+	int ranged;
+	int chunk_pending;	       /* a chunk is being written */
+	void (*sent_cb)(struct req *); /* called when it has been */
+	/* a transfer owned by this request (tags/list, HEAD, revalidation) */
+	struct upstream_xfer *xfer;
+	struct passthru_result px;
+	passthru_done_fn passthru_done;
+	/* the fill failed before streaming: 0 if this replied (STALE) */
+	int (*fill_failed)(struct req *);
+	enum oci_err fill_err; /* how the fill failed, for the reply */
+	const char *fill_why;
+	struct db_tag stale; /* the cached mapping, for STALE */
+	int have_stale;
+	/* a subsystem holding r while it waits (gc, verify): told first */
+	void (*finish_cb)(struct req *);
+	struct digest reading; /* a blob fill's digest, while a waiter */
+	struct evict_readers *reading_tab;
+	char peer[48];	      /* the client's address, "" if unknown */
+	struct digest served; /* the Docker-Content-Digest replied */
+	int have_served;
+	char up_cache[32]; /* X-Cache of the tier above that filled it, or "" */
+};
+
+/* http.c: struct req's one lifecycle -------------------------------------- */
+
+int http_start(struct server *);
+void http_stop(struct server *);
+/* Replies (if nothing went out yet: with the OCI error for status), writes
+ * the access line, detaches from fills and transfers, frees.  The one exit
+ * of every request. */
+void req_finish(struct req *, int status, const char *why);
+/* A stored file (fd owned from here on), honouring Range. */
+void req_reply_file(struct req *, int fd, uint64_t size,
+    const char *content_type, const struct digest *);
+/* Parses the request's Range against size: 0 none/ignored (whole),
+ * 1 satisfiable (*start, *end set; end exclusive), -1 unsatisfiable. */
+int req_range(struct req *, uint64_t size, uint64_t *start, uint64_t *end);
+const char *req_header(struct req *, const char *name);
+/* Every Accept line joined, schema1 dropped; NULL if none.  Borrowed. */
+const char *req_accept(struct req *);
+/* 416 with Content-Range: bytes * /size, then req_finish. */
+void req_range_invalid(struct req *, uint64_t size);
+/* Starts a streamed reply of known (or -1 unknown) length. */
+void req_stream_start(struct req *, int status, int64_t length,
+    const char *content_type, const struct digest *, uint64_t total);
+/* Queues [off, off+len) of fd (dup'ed) and calls back when written. */
+void req_stream_file(struct req *, int fd, uint64_t off, uint64_t len,
+    void (*sent_cb)(struct req *));
+/* Ends a streamed reply normally, then req_finish. */
+void req_stream_end(struct req *);
+/* Cuts the connection before the declared length, then req_finish. */
+void req_abort(struct req *, const char *why);
+
+/* fill.c: one upstream fetch per digest, streamed to every waiter -------- */
+
+/*
+ * Attaches req to the in-flight fill for its blob or manifest, starting
+ * one if there is none.  The fill replies to req (and finishes it).
+ * Returns 1 if req joined an existing fill, 0 if it started one.
+ */
+int fill_attach(struct req *, enum fill_kind);
+/* Called by req_finish: leaves the fill (which may free itself). */
+void fill_detach(struct req *);
+/* Fails every fill and its waiters (shutdown). */
+void fill_abort_all(struct server *);
+/* 1 if a fill for req's blob or manifest is in flight. */
+int fill_in_flight(struct req *, enum fill_kind);
+/* 1 if a fill by digest d (blob or manifest) is in flight. */
+int fill_digest_busy(struct server *, const struct digest *);
+
+/* evict.c: the store's budget, gc and verify --------------------------- */
+
+struct evict;
+/* Reads the budget from the server's options; adds admin gc and verify
+ * and the metrics.  Call once the pool exists. */
+struct evict *evict_new(struct server *);
+/* After the pool is drained and evhttp freed (readers call back). */
+void evict_free(struct evict *);
+/*
+ * Starts eviction if the store plus incoming bytes would cross max_bytes
+ * or the free-space floor (partial files go at once, the rest in passes).
+ */
+void evict_check(struct server *, uint64_t incoming);
+/* A fill failed for lack of space (wanted: its size, 0 unknown). */
+void evict_nospace(struct server *, uint64_t wanted);
+/*
+ * A response is sending d from its file: it is not evicted meanwhile.  add
+ * returns the reader table (a reference, NULL without eviction) that del
+ * takes back; it may outlive the server (libevent frees a reply's file
+ * segment when it likes).
+ */
+struct evict_readers;
+struct evict_readers *evict_reader_add(struct server *, const struct digest *);
+void evict_reader_del(struct evict_readers *, const struct digest *);
+
+/* passthru.c: an upstream request owned by one client request -------- */
+
+/*
+ * Sends method path upstream for r; done gets the result (borrowed: the
+ * request owns it) once, never for a request finished meanwhile.
+ */
+void passthru_start(struct req *, enum upstream_method, const char *path,
+    const char *accept, passthru_done_fn done);
+
+/* manifest.c, blob.c, tags.c: handlers ----------------------------------- */
+
+void manifest_handle(struct req *);
+void blob_handle(struct req *);
+void tags_handle(struct req *);
+void metrics_handle(struct req *);
+/* admin.c: /_ccprewarm/v1/..., refused unless from loopback. */
+void admin_handle(struct req *);
+/* GET stats: metrics_json(). */
+void admin_stats(struct req *, void *);
+/* Loads the store-lifetime counters; 0 or -1. */
+int metrics_open(struct server *);
+/* Adds a finished request to the counters. */
+void metrics_request_done(struct server *, const struct req *);
+/* Counts body bytes received from an upstream. */
+void metrics_upstream_bytes(struct server *, size_t);
+/* Counts a request that joined an in-flight fill. */
+void metrics_coalesced(struct server *);
+/* Counts upstream bytes that did not match their digest. */
+void metrics_digest_mismatch(struct server *);
+/* A fill a cache upstream (a parent tier) served: from its store or not. */
+void metrics_tier_fill(struct server *, int from_store);
+/* Counts an upstream error if the transfer ended without an answer or the
+ * answer was a 5xx or a 429 (the one place that decides it). */
+void metrics_upstream_result(struct server *, enum upstream_result, long);
+/* Writes store-lifetime counters not yet in LMDB (timer and exit). */
+void metrics_flush(struct server *);
+/* The counters as one JSON object (new string); for `ccprewarm stats`. */
+char *metrics_json(struct server *);
+
+/* shared.c: the shared store as the server uses it ---------------------- */
+
+/* Opens the configured bucket (none configured: 0, nothing done). */
+int shared_open(struct server *);
+void shared_close(struct server *);
+/* The bucket, or NULL if none is configured. */
+struct s3 *shared_s3(struct server *);
+/* Background uploads of what this node verified; errors are logged. */
+void shared_upload_blob(struct server *, const struct digest *);
+void shared_upload_mem(struct server *, const struct digest *,
+    const char *media_type, const void *, size_t);
+
+#endif
