@@ -353,31 +353,22 @@ fill_headers_cb(void *arg, const struct upstream_response *resp)
 	return 0;
 }
 
+/* Body bytes of a manifest fill, kept in memory (capped). */
 static int
-fill_body_cb(void *arg, const void *buf, size_t len)
+fill_keep_manifest(struct fill *f, const void *buf, size_t len)
 {
-	struct fill *f = arg;
-	const unsigned char *p = buf;
+	if (f->mlen + len > OCI_MANIFEST_MAX)
+		return -1;
+	f->mbuf = xreallocarray(f->mbuf, f->mlen + len, 1);
+	memcpy(f->mbuf + f->mlen, buf, len);
+	f->mlen += len;
+	return 0;
+}
 
-	f->progress_ms = clock_now_ms();
-	metrics_upstream_bytes(f->srv, len);
-	if (f->kind == FILL_MANIFEST) {
-		if (f->mlen + len > OCI_MANIFEST_MAX)
-			return -1;
-		f->mbuf = xreallocarray(f->mbuf, f->mlen + len, 1);
-		memcpy(f->mbuf + f->mlen, buf, len);
-		f->mlen += len;
-		return 0;
-	}
-	if (f->skip > 0) {
-		size_t n = f->skip < len ? (size_t)f->skip : len;
-
-		f->skip -= n;
-		p += n;
-		len -= n;
-	}
-	if (len == 0)
-		return 0;
+/* Body bytes of a blob fill (from upstream or the bucket), to the temp file. */
+static int
+fill_keep_blob(struct fill *f, const void *buf, size_t len)
+{
 	if (f->size >= 0 &&
 	    blobstore_tmp_size(f->tmp) + f->wlen + len > (uint64_t)f->size)
 		return -1; /* longer than declared: cannot be the blob */
@@ -388,11 +379,33 @@ fill_body_cb(void *arg, const void *buf, size_t len)
 	if (f->wlen + len > FILL_WBUF && fill_flush(f) == -1)
 		return -1;
 	if (len > FILL_WBUF)
-		return blobstore_tmp_write(f->tmp, p, len);
-	memcpy(f->wbuf + f->wlen, p, len);
+		return blobstore_tmp_write(f->tmp, buf, len);
+	memcpy(f->wbuf + f->wlen, buf, len);
 	f->wlen += len;
 	fill_wake(f);
 	return 0;
+}
+
+static int
+fill_body_cb(void *arg, const void *buf, size_t len)
+{
+	struct fill *f = arg;
+	const unsigned char *p = buf;
+
+	f->progress_ms = clock_now_ms();
+	metrics_upstream_bytes(f->srv, len);
+	if (f->kind == FILL_MANIFEST)
+		return fill_keep_manifest(f, buf, len);
+	if (f->skip > 0) {
+		size_t n = f->skip < len ? (size_t)f->skip : len;
+
+		f->skip -= n;
+		p += n;
+		len -= n;
+	}
+	if (len == 0)
+		return 0;
+	return fill_keep_blob(f, p, len);
 }
 
 /* On a worker thread: only the temp file and the file system. */
@@ -720,25 +733,9 @@ fill_shared_body_cb(void *arg, const void *buf, size_t len)
 {
 	struct fill *f = arg;
 
-	if (f->kind == FILL_MANIFEST) {
-		if (f->mlen + len > OCI_MANIFEST_MAX)
-			return -1;
-		f->mbuf = xreallocarray(f->mbuf, f->mlen + len, 1);
-		memcpy(f->mbuf + f->mlen, buf, len);
-		f->mlen += len;
-		return 0;
-	}
-	if (f->size >= 0 &&
-	    blobstore_tmp_size(f->tmp) + f->wlen + len > (uint64_t)f->size)
-		return -1;
-	if (f->wlen + len > FILL_WBUF && fill_flush(f) == -1)
-		return -1;
-	if (len > FILL_WBUF)
-		return blobstore_tmp_write(f->tmp, buf, len);
-	memcpy(f->wbuf + f->wlen, buf, len);
-	f->wlen += len;
-	fill_wake(f);
-	return 0;
+	if (f->kind == FILL_MANIFEST)
+		return fill_keep_manifest(f, buf, len);
+	return fill_keep_blob(f, buf, len);
 }
 
 /*
