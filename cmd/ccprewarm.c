@@ -101,7 +101,7 @@ cmd_version(int argc, char **argv)
 {
 	(void)argc;
 	(void)argv;
-	printf("ccprewarm %s\n", CCPREWARM_VERSION);
+	printf("ccprewarm %s\n", version_string());
 	return 0;
 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <curl/curl.h>
+#include <jansson.h>
 
 #include "../common/common.h"
 #include "cmd.h"
@@ -89,4 +90,46 @@ out:
 	curl_easy_cleanup(e);
 	curl_global_cleanup();
 	return rc;
+}
+
+/*
+ * One admin-API request to server (".../_ccprewarm/v1/" + path): the parsed
+ * JSON reply, or NULL after a one-line message.  An error reply is either an
+ * OCI error body ({"errors":[{"code","message","detail"}]}) or {"error":"..."}.
+ */
+json_t *
+client_admin(
+    const char *server, const char *method, const char *path, const char *body)
+{
+	struct client_reply rep;
+	json_t *j = NULL, *e;
+	json_error_t jerr;
+	const char *code, *msg;
+	char *url;
+
+	xasprintf(&url, "%s/_ccprewarm/v1/%s", server, path);
+	if (client_request(method, url, body, &rep) == -1) {
+		log_error(
+		    "cannot reach '%s': %s (is `ccprewarm serve` running? --server URL)",
+		    server, rep.error);
+		goto out;
+	}
+	j = json_loads(rep.body, 0, &jerr);
+	if (rep.status >= 300) {
+		e = json_array_get(json_object_get(j, "errors"), 0);
+		code = json_string_value(json_object_get(e, "code"));
+		msg = json_string_value(json_object_get(e, "detail"));
+		if (msg == NULL)
+			msg = json_string_value(json_object_get(j, "error"));
+		log_error("%s %s: %ld%s%s: %s", method, path, rep.status,
+		    code != NULL ? " " : "", code != NULL ? code : "",
+		    msg != NULL ? msg : rep.body);
+		json_decref(j);
+		j = NULL;
+	} else if (j == NULL)
+		log_error("%s %s: the reply is not JSON", method, path);
+out:
+	free(rep.body);
+	free(url);
+	return j;
 }

@@ -53,9 +53,16 @@ struct client_reply {
 const char *client_default_server(void);
 int client_request(const char *method, const char *url, const char *body,
     struct client_reply *);
+/* One admin-API call: the JSON reply (a json_t, caller decrefs), or NULL
+ * after a one-line message naming the server or the error the reply gave. */
+struct json_t *client_admin(
+    const char *server, const char *method, const char *path, const char *body);
 /* The same over a unix socket (dockerd's Engine API). */
 int client_request_unix(const char *sock, const char *method, const char *url,
     const char *body, struct client_reply *);
+
+/* human.c: n bytes as "512 B", "1.5 MiB", ...: buf, len bytes. */
+const char *human_bytes(uint64_t n, char *buf, size_t len);
 
 /* docker.c: --docker: pull an image into dockerd through the mirror. */
 int docker_warm(const char *sock, const char *server, const char *ref);

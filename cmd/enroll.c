@@ -122,43 +122,6 @@ enroll_getopt(int argc, char **argv, struct enroll_opts *o)
 	return optind;
 }
 
-/* One admin request; the parsed JSON reply, or NULL after a message. */
-static json_t *
-enroll_call(const struct enroll_opts *o, const char *method, const char *path,
-    const char *body)
-{
-	struct client_reply rep;
-	json_t *j = NULL, *errs;
-	json_error_t jerr;
-	char *url;
-
-	xasprintf(&url, "%s/_ccprewarm/v1/%s", o->server, path);
-	if (client_request(method, url, body, &rep) == -1) {
-		log_error(
-		    "cannot reach '%s': %s (is `ccprewarm serve` running? --server URL)",
-		    o->server, rep.error);
-		goto out;
-	}
-	j = json_loads(rep.body, 0, &jerr);
-	if (rep.status >= 300) {
-		errs = json_array_get(json_object_get(j, "errors"), 0);
-		log_error("%s %s: %ld %s: %s", method, path, rep.status,
-		    json_string_value(json_object_get(errs, "code"))
-			? json_string_value(json_object_get(errs, "code"))
-			: "",
-		    json_string_value(json_object_get(errs, "detail"))
-			? json_string_value(json_object_get(errs, "detail"))
-			: rep.body);
-		json_decref(j);
-		j = NULL;
-	} else if (j == NULL)
-		log_error("%s %s: the reply is not JSON", method, path);
-out:
-	free(rep.body);
-	free(url);
-	return j;
-}
-
 static int64_t
 enroll_int(json_t *o, const char *key)
 {
@@ -272,7 +235,7 @@ enroll_follow(const struct enroll_opts *o, const char *recipe)
 
 	xasprintf(&path, "recipes/%s", recipe);
 	for (;;) {
-		if ((st = enroll_call(o, "GET", path, NULL)) == NULL)
+		if ((st = client_admin(o->server, "GET", path, NULL)) == NULL)
 			break;
 		if (!o->json &&
 		    (tty || enroll_int(st, "images_done") != last_done ||
@@ -590,7 +553,7 @@ enroll_post(const struct enroll_opts *o, const char *name, json_t *body)
 	}
 	json_object_set_new(body, "flags", json_integer(o->flags));
 	s = json_dumps(body, JSON_COMPACT);
-	st = enroll_call(o, "POST", "enroll", s);
+	st = client_admin(o->server, "POST", "enroll", s);
 	free(s);
 	if (st == NULL)
 		return 1;
@@ -713,7 +676,7 @@ unenroll_main(int argc, char **argv)
 			xasprintf(&path, "recipes/%s@%s", argv[i], o.version);
 		else
 			xasprintf(&path, "recipes/%s", argv[i]);
-		if ((r = enroll_call(&o, "DELETE", path, NULL)) == NULL)
+		if ((r = client_admin(o.server, "DELETE", path, NULL)) == NULL)
 			rc = 1;
 		else if (o.json && o.version != NULL) {
 			char *s = json_dumps(r, JSON_COMPACT);
@@ -753,7 +716,7 @@ status_main(int argc, char **argv)
 		return 2;
 	}
 	xasprintf(&path, "recipes/%s", argv[first]);
-	st = enroll_call(&o, "GET", path, NULL);
+	st = client_admin(o.server, "GET", path, NULL);
 	free(path);
 	if (st == NULL)
 		return 1;
@@ -776,7 +739,7 @@ list_main(int argc, char **argv)
 
 	if (enroll_getopt(argc, argv, &o) != argc)
 		return 2;
-	if ((a = enroll_call(&o, "GET", "recipes", NULL)) == NULL)
+	if ((a = client_admin(o.server, "GET", "recipes", NULL)) == NULL)
 		return 1;
 	if (o.json) {
 		s = json_dumps(a, JSON_COMPACT);
@@ -854,7 +817,7 @@ warm_one(const struct enroll_opts *o, json_t *rec, json_t **reply)
 		json_object_set_new(body, "path", json_string(path));
 	s = json_dumps(body, JSON_COMPACT);
 	json_decref(body);
-	if ((*reply = enroll_call(o, "POST", "enroll", s)) == NULL)
+	if ((*reply = client_admin(o->server, "POST", "enroll", s)) == NULL)
 		rc = 1;
 	free(s);
 	return rc;
@@ -872,7 +835,7 @@ warm_main(int argc, char **argv)
 
 	if (enroll_getopt(argc, argv, &o) != argc)
 		return 2;
-	if ((a = enroll_call(&o, "GET", "recipes", NULL)) == NULL)
+	if ((a = client_admin(o.server, "GET", "recipes", NULL)) == NULL)
 		return 1;
 	n = json_array_size(a);
 	replies = xcalloc(n + 1, sizeof *replies);

@@ -95,39 +95,6 @@ runs_parse(int argc, char **argv, struct runs_opts *o)
 	return optind;
 }
 
-/* One admin request; the parsed JSON reply, or NULL after a message. */
-static json_t *
-runs_call(const struct runs_opts *o, const char *method, const char *path,
-    const char *body)
-{
-	struct client_reply rep;
-	json_t *j = NULL;
-	json_error_t jerr;
-	char *url;
-
-	xasprintf(&url, "%s/_ccprewarm/v1/%s", o->server, path);
-	if (client_request(method, url, body, &rep) == -1) {
-		log_error(
-		    "cannot reach '%s': %s (is `ccprewarm serve` running? --server URL)",
-		    o->server, rep.error);
-		goto out;
-	}
-	j = json_loads(rep.body, 0, &jerr);
-	if (rep.status >= 300) {
-		const char *e = json_string_value(json_object_get(j, "error"));
-
-		log_error("%s %s: %ld: %s", method, path, rep.status,
-		    e != NULL ? e : rep.body);
-		json_decref(j);
-		j = NULL;
-	} else if (j == NULL)
-		log_error("%s %s: the reply is not JSON", method, path);
-out:
-	free(rep.body);
-	free(url);
-	return j;
-}
-
 /* JSON -> record ---------------------------------------------------------- */
 
 static int64_t
@@ -200,24 +167,6 @@ runs_from_json(json_t *o, struct run_rec *rec)
 /* Text output ------------------------------------------------------------- */
 
 static const char *
-runs_bytes(uint64_t n, char *buf, size_t len)
-{
-	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-	double v = (double)n;
-	size_t u = 0;
-
-	while (v >= 1024 && u + 1 < nitems(units)) {
-		v /= 1024;
-		u++;
-	}
-	if (u == 0)
-		snprintf(buf, len, "%" PRIu64 " B", n);
-	else
-		snprintf(buf, len, "%.1f %s", v, units[u]);
-	return buf;
-}
-
-static const char *
 runs_secs(int64_t ms, char *buf, size_t len)
 {
 	snprintf(buf, len, "%.3f s", (double)ms / 1000.0);
@@ -276,8 +225,8 @@ runs_fig_line(const char *what, const char *state, const struct run_fig *g)
 	printf("%-48s %-11s %10s %11s %11s %5" PRIu64 " %5" PRIu64 " %5" PRIu64
 	       " %10s\n",
 	    what, state, runs_secs(record_fig_wall_ms(g), w, sizeof w),
-	    runs_bytes(g->upstream_bytes, u, sizeof u),
-	    runs_bytes(g->cache_bytes, c, sizeof c), g->hits, g->misses,
+	    human_bytes(g->upstream_bytes, u, sizeof u),
+	    human_bytes(g->cache_bytes, c, sizeof c), g->hits, g->misses,
 	    g->coalesced, runs_secs(g->upstream_wait_ms, x, sizeof x));
 }
 
@@ -447,8 +396,8 @@ runs_html_fig_row(FILE *f, const char *what, const struct run_fig *g)
 	    "</td></tr>\n",
 	    record_state_name(record_fig_state(g)),
 	    runs_secs(record_fig_wall_ms(g), w, sizeof w),
-	    runs_bytes(g->upstream_bytes, u, sizeof u),
-	    runs_bytes(g->cache_bytes, c, sizeof c),
+	    human_bytes(g->upstream_bytes, u, sizeof u),
+	    human_bytes(g->cache_bytes, c, sizeof c),
 	    runs_ratio(record_fig_hit_ratio(g), r, sizeof r), g->hits,
 	    g->misses, g->coalesced);
 }
@@ -536,7 +485,7 @@ runs_fig_text(enum run_fig_kind k, double v, char *buf, size_t len)
 	if (k == RUN_FIG_WALL)
 		return runs_secs((int64_t)v, buf, len);
 	if (k == RUN_FIG_UPSTREAM)
-		return runs_bytes((uint64_t)v, buf, len);
+		return human_bytes((uint64_t)v, buf, len);
 	return runs_ratio(v, buf, len);
 }
 
@@ -732,7 +681,7 @@ runs_fetch(const struct runs_opts *o, const char *name, struct run_rec *rec,
 		return -1;
 	}
 	xasprintf(&path, "runs/%s", name);
-	j = runs_call(o, "GET", path, NULL);
+	j = client_admin(o->server, "GET", path, NULL);
 	free(path);
 	if (j == NULL)
 		return -1;
@@ -773,7 +722,7 @@ run_begin(const struct runs_opts *o, const char *name)
 		free(body);
 		body = tmp;
 	}
-	j = runs_call(o, "POST", "run/begin", body);
+	j = client_admin(o->server, "POST", "run/begin", body);
 	free(body);
 	if (j == NULL)
 		return 1;
@@ -794,7 +743,7 @@ run_end(const struct runs_opts *o, const char *name)
 		    "'%s' is not a run name ([A-Za-z0-9_.-], 1-128)", name);
 		return 1;
 	}
-	if ((j = runs_call(o, "POST", "run/end", name)) == NULL)
+	if ((j = client_admin(o->server, "POST", "run/end", name)) == NULL)
 		return 1;
 	if (o->json) {
 		s = json_dumps(j, JSON_COMPACT);
@@ -838,7 +787,7 @@ runs_list(const struct runs_opts *o)
 	size_t i;
 	char *s;
 
-	if ((j = runs_call(o, "GET", "runs", NULL)) == NULL)
+	if ((j = client_admin(o->server, "GET", "runs", NULL)) == NULL)
 		return 1;
 	if (o->json) {
 		s = json_dumps(j, JSON_COMPACT);
@@ -859,7 +808,7 @@ runs_list(const struct runs_opts *o)
 		    runs_when(rec.ended_at, t, sizeof t),
 		    (size_t)runs_int(v, "nimages"),
 		    runs_secs(record_fig_wall_ms(&rec.total), w, sizeof w),
-		    runs_bytes(rec.total.upstream_bytes, u, sizeof u),
+		    human_bytes(rec.total.upstream_bytes, u, sizeof u),
 		    runs_ratio(record_fig_hit_ratio(&rec.total), r, sizeof r));
 		printf("%s",
 		    json_is_true(json_object_get(v, "baseline")) ? " [baseline]"
@@ -910,7 +859,7 @@ runs_compare_cmd(
 	int rc = 1;
 
 	if (base_name == NULL) {
-		if ((j = runs_call(o, "GET", "runs", NULL)) == NULL)
+		if ((j = client_admin(o->server, "GET", "runs", NULL)) == NULL)
 			return 2;
 		if (!json_is_string(json_object_get(j, "baseline"))) {
 			log_error(
@@ -957,7 +906,8 @@ runs_baseline(const struct runs_opts *o, const char *name)
 		    "'%s' is not a run name ([A-Za-z0-9_.-], 1-128)", name);
 		return 1;
 	}
-	if ((j = runs_call(o, "POST", "runs/baseline", name)) == NULL)
+	if ((j = client_admin(o->server, "POST", "runs/baseline", name)) ==
+	    NULL)
 		return 1;
 	json_decref(j);
 	printf("baseline: %s\n", name);

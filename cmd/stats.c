@@ -25,24 +25,6 @@ stats_u64(json_t *root, const char *a, const char *b)
 	return json_is_integer(v) ? (uint64_t)json_integer_value(v) : 0;
 }
 
-static const char *
-stats_bytes(uint64_t n, char *buf, size_t len)
-{
-	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-	double v = (double)n;
-	size_t u = 0;
-
-	while (v >= 1024 && u + 1 < nitems(units)) {
-		v /= 1024;
-		u++;
-	}
-	if (u == 0)
-		snprintf(buf, len, "%" PRIu64 " B", n);
-	else
-		snprintf(buf, len, "%.1f %s", v, units[u]);
-	return buf;
-}
-
 static void
 stats_ratio(char *buf, size_t len, uint64_t hits, uint64_t misses)
 {
@@ -74,14 +56,14 @@ stats_print(json_t *now, const char *server)
 	stats_ratio(b, sizeof b, sh, sm);
 	printf("%-18s %18s %22s\n", "hit ratio", a, b);
 	printf("%-18s %18s", "bytes saved",
-	    stats_bytes(stats_u64(now, "process", "bytes_saved"), a, sizeof a));
+	    human_bytes(stats_u64(now, "process", "bytes_saved"), a, sizeof a));
 	printf(" %22s\n",
-	    stats_bytes(stats_u64(now, "store", "bytes_saved"), b, sizeof b));
+	    human_bytes(stats_u64(now, "store", "bytes_saved"), b, sizeof b));
 	printf("%-18s %18s", "upstream bytes",
-	    stats_bytes(
+	    human_bytes(
 		stats_u64(now, "process", "upstream_bytes"), a, sizeof a));
 	printf(" %22s\n",
-	    stats_bytes(
+	    human_bytes(
 		stats_u64(now, "store", "upstream_bytes"), b, sizeof b));
 	printf("%-18s %18" PRIu64 "\n", "coalesced",
 	    stats_u64(now, "process", "coalesced"));
@@ -89,7 +71,7 @@ stats_print(json_t *now, const char *server)
 	    stats_u64(now, "process", "digest_mismatches"));
 	printf("\nstore: %" PRIu64 " blobs, %s\n",
 	    stats_u64(now, "store", "blobs"),
-	    stats_bytes(stats_u64(now, "store", "bytes"), a, sizeof a));
+	    human_bytes(stats_u64(now, "store", "bytes"), a, sizeof a));
 }
 
 /* What changed between two snapshots, from the store-lifetime counters. */
@@ -133,10 +115,10 @@ stats_diff(json_t *before, json_t *now, int as_json)
 	printf("  %-16s %" PRIu64 "\n", "hits", d[0]);
 	printf("  %-16s %" PRIu64 "\n", "misses", d[1]);
 	printf("  %-16s %s\n", "hit ratio", r);
-	printf("  %-16s %s\n", "bytes served", stats_bytes(d[2], x, sizeof x));
-	printf("  %-16s %s\n", "bytes saved", stats_bytes(d[3], x, sizeof x));
+	printf("  %-16s %s\n", "bytes served", human_bytes(d[2], x, sizeof x));
+	printf("  %-16s %s\n", "bytes saved", human_bytes(d[3], x, sizeof x));
 	printf(
-	    "  %-16s %s\n", "upstream bytes", stats_bytes(d[4], x, sizeof x));
+	    "  %-16s %s\n", "upstream bytes", human_bytes(d[4], x, sizeof x));
 	return 0;
 }
 
