@@ -33,13 +33,22 @@ LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
 CMD_OBJ  = $(CMD_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test unit bench fuzz format check-format check-deps install clean run deps
+.PHONY: FORCE all test unit bench fuzz format check-format check-deps install clean run deps
 
 all: $(BUILD)/ccprewarm $(UNIT_BIN)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -DCCPREWARM_VERSION='"$(VERSION)"' -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# The version string goes into common/version.o alone, which is rebuilt
+# whenever the string changes (the stamp is rewritten only then).
+$(BUILD)/version.stamp: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(VERSION)' | cmp -s - $@ || echo '$(VERSION)' > $@
+$(BUILD)/common/version.o: $(BUILD)/version.stamp
+$(BUILD)/common/version.o: ALL_CFLAGS += -DCCPREWARM_VERSION='"$(VERSION)"'
+FORCE:
 
 $(BUILD)/libccprewarm.a: $(LIB_OBJ)
 	@rm -f $@

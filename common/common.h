@@ -39,6 +39,9 @@ int xasprintf(char **, const char *, ...) __attribute__((format(printf, 2, 3)));
 /* strlcpy-alike: copies at most size-1 bytes, returns strlen(src) */
 size_t xstrlcpy(char *, const char *, size_t);
 
+/* version.c: the build's version ("git describe", or "unknown") */
+const char *version_string(void);
+
 /* clock.c */
 int64_t clock_now_ms(void); /* CLOCK_MONOTONIC, milliseconds */
 int64_t clock_wall_s(void); /* CLOCK_REALTIME, seconds since the epoch */

@@ -312,7 +312,7 @@ metrics_handle(struct req *r)
 	metrics_head(b, "ccprewarm_build_info", "gauge",
 	    "Always 1; the version is a label");
 	evbuffer_add_printf(
-	    b, "ccprewarm_build_info{version=\"%s\"} 1\n", CCPREWARM_VERSION);
+	    b, "ccprewarm_build_info{version=\"%s\"} 1\n", version_string());
 	metrics_kinds(b, "ccprewarm_cache_hits_total",
 	    "Requests served from the store (HIT, REVALIDATED, STALE)",
 	    c->hits);
@@ -439,7 +439,7 @@ metrics_json(struct server *srv)
 	db_blob_totals(srv->db, &nblobs, &nbytes);
 	metrics_json_open(&j, NULL);
 	metrics_json_key(&j, "version");
-	evbuffer_add_printf(j.b, "\"%s\"", CCPREWARM_VERSION);
+	evbuffer_add_printf(j.b, "\"%s\"", version_string());
 	metrics_json_key(&j, "time");
 	evbuffer_add_printf(j.b, "%lld", (long long)clock_wall_s());
 	metrics_json_open(&j, "process");

@@ -93,6 +93,7 @@ struct server *
 server_new(struct event_base *base, const struct server_opts *o)
 {
 	struct upstream_opts uo;
+	char *ua;
 	struct server *srv;
 	char *index = NULL;
 	const struct server_upstream_conf *c;
@@ -119,8 +120,11 @@ server_new(struct event_base *base, const struct server_opts *o)
 	uo.connect_timeout_ms = (long)o->connect_timeout_ms;
 	uo.response_timeout_ms = (long)o->response_timeout_ms;
 	uo.low_speed_time_s = o->stall_s > 0 ? (long)o->stall_s : 30;
-	uo.user_agent = "ccprewarm/" CCPREWARM_VERSION;
-	if ((srv->uc = upstream_client_new(base, &uo)) == NULL)
+	xasprintf(&ua, "ccprewarm/%s", version_string());
+	uo.user_agent = ua;
+	srv->uc = upstream_client_new(base, &uo); /* copies ua */
+	free(ua);
+	if (srv->uc == NULL)
 		goto fail;
 	srv->pool = pool_new(base, SERVER_POOL_THREADS);
 	if (server_reconcile(srv) == -1)
