@@ -545,11 +545,11 @@ req_reply_file(struct req *r, int fd, uint64_t size, const char *ctype,
 
 void
 req_stream_start(struct req *r, int status, int64_t length, const char *ctype,
-    const struct digest *d, uint64_t total)
+    const struct digest *d, uint64_t start, uint64_t end, uint64_t total)
 {
 	http_headers(r, ctype, d, length);
 	if (length >= 0)
-		http_range_headers(r, r->off, r->end, total);
+		http_range_headers(r, start, end, total);
 	r->status = status;
 	r->state = REQ_STREAMING;
 	evhttp_send_reply_start(r->ev, status, http_reason(status));
@@ -748,8 +748,6 @@ req_finish(struct req *r, int status, const char *why)
 		upstream_xfer_cancel(r->xfer);
 		r->xfer = NULL;
 	}
-	if (r->fill != NULL)
-		fill_detach(r);
 	if (r->evcon != NULL && r->handed == NULL && !r->handed_done)
 		conn_set_closecb(r->srv->conns, r->evcon, NULL, NULL);
 	if (r->px.body != NULL)
