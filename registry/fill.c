@@ -38,6 +38,7 @@ struct fill {
 	enum fill_kind kind;
 	enum fill_state state;
 	int listed;
+	struct readers *reading; /* by digest: held while listed */
 	int hold; /* > 0 while telling subscribers (or persisting) */
 	struct upstream *up;
 	char repo[ROUTE_NAME_MAX];
@@ -119,6 +120,8 @@ fill_unlist(struct fill *f)
 		TAILQ_REMOVE(&f->srv->fills, f, entry);
 		f->srv->nfills--;
 		f->listed = 0;
+		readers_del(f->reading, &f->digest);
+		f->reading = NULL;
 	}
 }
 
@@ -920,6 +923,8 @@ fill_new(struct server *srv, const struct fill_key *k)
 	TAILQ_INSERT_TAIL(&srv->fills, f, entry);
 	srv->nfills++;
 	f->listed = 1;
+	if (f->by_digest) /* in flight: eviction and verify leave it alone */
+		f->reading = readers_add(srv, &f->digest);
 	f->hold++;
 	if (f->tmp != NULL && blobstore_tmp_complete(f->tmp)) {
 		/* an earlier run had all of it: no upstream request at all */
@@ -933,17 +938,6 @@ fill_new(struct server *srv, const struct fill_key *k)
 		return NULL;
 	}
 	return f;
-}
-
-int
-fill_digest_busy(struct server *srv, const struct digest *d)
-{
-	struct fill *f;
-
-	TAILQ_FOREACH(f, &srv->fills, entry)
-		if (f->by_digest && digest_equal(&f->digest, d))
-			return 1;
-	return 0;
 }
 
 int

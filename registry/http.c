@@ -452,7 +452,7 @@ req_range_invalid(struct req *r, uint64_t size)
 
 /* Sending a stored file: eviction leaves its digest alone until sent. */
 struct http_reader {
-	struct evict_readers *tab;
+	struct readers *tab;
 	struct digest d;
 };
 
@@ -463,7 +463,7 @@ http_reader_cb(const struct evbuffer_file_segment *seg, int flags, void *arg)
 
 	(void)seg;
 	(void)flags;
-	evict_reader_del(hr->tab, &hr->d);
+	readers_del(hr->tab, &hr->d);
 	free(hr);
 }
 
@@ -489,7 +489,7 @@ http_add_stored(struct req *r, struct evbuffer *buf, int fd, uint64_t off,
 	if (d != NULL) {
 		hr = xcalloc(1, sizeof *hr);
 		hr->d = *d;
-		hr->tab = evict_reader_add(r->srv, d);
+		hr->tab = readers_add(r->srv, d);
 		evbuffer_file_segment_add_cleanup_cb(seg, http_reader_cb, hr);
 	}
 	rc = evbuffer_add_file_segment(buf, seg, 0, (ev_off_t)len);

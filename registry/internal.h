@@ -66,8 +66,9 @@ struct server {
 	struct blobstore *store;
 	struct db *db;
 	struct upstream_client *uc;
-	struct pool *pool;   /* fsync + rename of stored blobs */
-	struct evict *evict; /* the budget, gc and verify */
+	struct pool *pool;	 /* fsync + rename of stored blobs */
+	struct evict *evict;	 /* the budget, gc and verify */
+	struct readers *readers; /* digests being read: not evicted */
 	struct upstream *upstreams[SERVER_MAX_UPSTREAMS];
 	size_t nupstreams;
 	TAILQ_HEAD(, req) reqs; /* every live request */
@@ -305,8 +306,6 @@ void fill_unsubscribe(struct fill_sub *);
 void fill_abort_all(struct server *);
 /* 1 if a fill for k is in flight. */
 int fill_busy(struct server *, const struct fill_key *);
-/* 1 if a fill by digest d (blob or manifest) is in flight. */
-int fill_digest_busy(struct server *, const struct digest *);
 
 /* stream.c: a client request streaming a fill (Range, HEAD, the pump) ---- */
 
@@ -323,6 +322,21 @@ void stream_detach(struct req *);
 /* 1 if a fill for r's blob or manifest is in flight. */
 int stream_in_flight(struct req *, enum fill_kind);
 
+/* readers.c: digests being read (sent, streamed, filled) --------------- */
+
+/*
+ * d is being read from its file (a reply, a stream, a fill's partial file):
+ * eviction leaves it alone meanwhile.  add returns the table (a reference,
+ * NULL once the server is gone) that del takes back; it may outlive the
+ * server (libevent frees a reply's file segment when it likes).
+ */
+struct readers;
+struct readers *readers_new(void);
+void readers_unref(struct readers *); /* NULL-safe */
+struct readers *readers_add(struct server *, const struct digest *);
+void readers_del(struct readers *, const struct digest *);
+int readers_busy(const struct server *, const struct digest *);
+
 /* evict.c: the store's budget, gc and verify --------------------------- */
 
 struct evict;
@@ -338,15 +352,6 @@ void evict_free(struct evict *);
 void evict_check(struct server *, uint64_t incoming);
 /* A fill failed for lack of space (wanted: its size, 0 unknown). */
 void evict_nospace(struct server *, uint64_t wanted);
-/*
- * A response is sending d from its file: it is not evicted meanwhile.  add
- * returns the reader table (a reference, NULL without eviction) that del
- * takes back; it may outlive the server (libevent frees a reply's file
- * segment when it likes).
- */
-struct evict_readers;
-struct evict_readers *evict_reader_add(struct server *, const struct digest *);
-void evict_reader_del(struct evict_readers *, const struct digest *);
 
 /* passthru.c: an upstream request owned by one client request -------- */
 

@@ -31,8 +31,8 @@ struct stream {
 	/* the reply */
 	uint64_t off; /* next byte to send */
 	uint64_t end; /* one past the last (UINT64_MAX: length unknown) */
-	struct digest digest;		   /* a blob's */
-	struct evict_readers *reading_tab; /* the blob's file is being read */
+	struct digest digest;	     /* a blob's */
+	struct readers *reading_tab; /* the blob's file is being read */
 };
 
 enum stream_step
@@ -281,7 +281,7 @@ stream_attach(struct req *r, enum fill_kind kind)
 	r->finish_cb = stream_finish_cb;
 	if (kind == FILL_BLOB && r->route.by_digest)
 		/* a stream reads the blob's file until it is done */
-		s->reading_tab = evict_reader_add(r->srv, &s->digest);
+		s->reading_tab = readers_add(r->srv, &s->digest);
 	r->state = REQ_WAITING;
 	r->cache = join == FILL_STARTED ? REQ_CACHE_MISS
 	    : join == FILL_JOINED	? REQ_CACHE_COALESCED
@@ -302,7 +302,7 @@ stream_detach(struct req *r)
 	if (r->finish_cb == stream_finish_cb)
 		r->finish_cb = NULL;
 	fill_unsubscribe(s->sub);
-	evict_reader_del(s->reading_tab, &s->digest);
+	readers_del(s->reading_tab, &s->digest);
 	if (s->upstream_ms >= 0)
 		r->upstream_ms = s->upstream_ms;
 	if (s->fd != -1)
