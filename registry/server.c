@@ -129,6 +129,7 @@ server_new(struct event_base *base, const struct server_opts *o)
 	srv->pool = pool_new(base, SERVER_POOL_THREADS);
 	if (server_reconcile(srv) == -1)
 		goto fail;
+	srv->readers = readers_new();
 	srv->evict = evict_new(srv);
 	for (i = 0; i < o->nupstreams; i++) {
 		c = &o->upstreams[i];
@@ -256,8 +257,10 @@ server_free(struct server *srv)
 		req_abort(r, "shutting down");
 	if (srv->http != NULL)
 		evhttp_free(srv->http);
-	evict_free(srv->evict); /* after evhttp: its readers call back */
+	evict_free(srv->evict);
 	srv->evict = NULL;
+	readers_unref(srv->readers); /* after evhttp: its readers call back */
+	srv->readers = NULL;
 	conn_guard_free(srv->conns);
 	for (i = 0; i < srv->nupstreams; i++)
 		upstream_free(srv->upstreams[i]);
