@@ -483,25 +483,33 @@ fill_commit_blob(struct fill *f)
 	pool_submit(f->srv->pool, fill_persist_work, fill_persist_done, f);
 }
 
-static int
-fill_store_manifest(struct fill *f, const struct digest *d)
+/*
+ * On a worker: the manifest's bytes to blobs/ (write, fsync, rename, fsync
+ * of the directory), as a blob's persist; the loop indexes it afterwards.
+ */
+static void
+fill_manifest_persist_work(void *arg)
 {
+	struct fill *f = arg;
 	struct blobstore_tmp *tmp;
-	struct db_blob meta;
 	struct digest got;
-	int rc;
 
-	if ((rc = db_blob_get(f->srv->db, d, &meta)) == -1)
-		return -1;
-	if (rc == 1 || !blobstore_has(f->srv->store, d)) {
-		if ((tmp = blobstore_tmp_new(f->srv->store)) == NULL)
-			return -1;
-		if (blobstore_tmp_write(tmp, f->mbuf, f->mlen) == -1 ||
-		    blobstore_tmp_commit(tmp, d, &got) == -1) {
-			blobstore_tmp_free(tmp);
-			return -1;
-		}
-		blobstore_tmp_free(tmp);
+	f->persist_rc = -1;
+	if ((tmp = blobstore_tmp_new(f->srv->store)) == NULL)
+		return;
+	if (blobstore_tmp_write(tmp, f->mbuf, f->mlen) == 0 &&
+	    blobstore_tmp_commit(tmp, &f->digest, &got) == 0)
+		f->persist_rc = 0;
+	blobstore_tmp_free(tmp);
+}
+
+/* The index entries of a durable manifest (or one already stored). */
+static int
+fill_index_manifest(struct fill *f, int put)
+{
+	struct db_blob meta;
+
+	if (put) {
 		memset(&meta, 0, sizeof meta);
 		meta.size = f->mlen;
 		meta.stored_at = meta.last_access = clock_wall_s();
@@ -509,7 +517,7 @@ fill_store_manifest(struct fill *f, const struct digest *d)
 		    meta.media_type, f->media_type, sizeof meta.media_type);
 		xstrlcpy(
 		    meta.upstream, upstream_name(f->up), sizeof meta.upstream);
-		if (db_blob_put(f->srv->db, d, &meta) == -1)
+		if (db_blob_put(f->srv->db, &f->digest, &meta) == -1)
 			return -1;
 	}
 	/*
@@ -521,7 +529,7 @@ fill_store_manifest(struct fill *f, const struct digest *d)
 		struct db_tag t;
 
 		memset(&t, 0, sizeof t);
-		t.digest = *d;
+		t.digest = f->digest;
 		t.confirmed_at = clock_wall_s();
 		xstrlcpy(t.media_type, f->media_type, sizeof t.media_type);
 		if (db_tag_put(f->srv->db, upstream_name(f->up), f->repo,
@@ -531,12 +539,41 @@ fill_store_manifest(struct fill *f, const struct digest *d)
 	return 0;
 }
 
+/* Stored (or not): indexed, the fill leaves the table, subscribers told. */
+static void
+fill_manifest_finish(struct fill *f, int rc)
+{
+	if (rc == -1)
+		log_warn("cannot store manifest %s:%s; serving it uncached",
+		    f->repo, f->tag);
+	else if (!f->shared)
+		shared_upload_mem(
+		    f->srv, &f->digest, f->media_type, f->mbuf, f->mlen);
+	fill_set_state(f, FILL_DONE);
+	fill_unlist(f);
+	fill_notify_subs(f, NULL);
+	fill_wake(f);
+}
+
+/* Back on the loop: durable, so it may be indexed. */
+static void
+fill_manifest_persist_done(void *arg)
+{
+	struct fill *f = arg;
+
+	f->hold--;
+	fill_manifest_finish(f,
+	    f->persist_rc == -1 ? -1 : fill_index_manifest(f, 1));
+	fill_maybe_free(f);
+}
+
 static void
 fill_commit_manifest(struct fill *f)
 {
+	struct db_blob meta;
 	struct digest got;
 	char mt[OCI_MEDIA_TYPE_MAX];
-
+	int rc;
 	digest_buf(f->mbuf, f->mlen, &got);
 	if ((f->by_digest && !digest_equal(&got, &f->digest)) ||
 	    (f->have_claimed && !digest_equal(&got, &f->claimed))) {
@@ -561,16 +598,26 @@ fill_commit_manifest(struct fill *f)
 	if (f->media_type[0] == '\0')
 		xstrlcpy(f->media_type, mt, sizeof f->media_type);
 	f->digest = got;
-	if (fill_store_manifest(f, &got) == -1)
-		log_warn("cannot store manifest %s:%s; serving it uncached",
-		    f->repo, f->tag);
-	else if (!f->shared)
-		shared_upload_mem(
-		    f->srv, &got, f->media_type, f->mbuf, f->mlen);
-	fill_set_state(f, FILL_DONE);
-	fill_unlist(f);
-	fill_notify_subs(f, NULL);
+	/*
+	 * Verified: waiters get the bytes from memory now, without waiting
+	 * for the disk.  The file is written and fsynced on a worker and
+	 * indexed when it is durable; until then the fill stays listed, and
+	 * a request by tag or by this digest joins it.
+	 */
+	fill_set_state(f, FILL_VERIFIED);
 	fill_wake(f);
+	if ((rc = db_blob_get(f->srv->db, &got, &meta)) == 0 &&
+	    blobstore_has(f->srv->store, &got)) {
+		fill_manifest_finish(f, fill_index_manifest(f, 0));
+		return;
+	}
+	if (rc == -1) {
+		fill_manifest_finish(f, -1);
+		return;
+	}
+	f->hold++;
+	pool_submit(f->srv->pool, fill_manifest_persist_work,
+	    fill_manifest_persist_done, f);
 }
 
 static void
@@ -853,13 +900,17 @@ fill_find(struct server *srv, const struct fill_key *k)
 	struct fill *f;
 
 	TAILQ_FOREACH(f, &srv->fills, entry) {
-		if (f->kind != k->kind || f->by_digest != k->by_digest)
+		if (f->kind != k->kind)
 			continue;
-		if (f->by_digest) {
-			/* content-addressed: any repository, any upstream */
-			if (digest_equal(&f->digest, k->digest))
+		if (k->by_digest) {
+			/*
+			 * content-addressed: any repository, any upstream;
+			 * and a tag's manifest once verified (being stored)
+			 */
+			if ((f->by_digest || fill_verified(f)) &&
+			    digest_equal(&f->digest, k->digest))
 				return f;
-		} else if (f->up == k->up && strcmp(f->repo, k->repo) == 0 &&
+		} else if (!f->by_digest && f->up == k->up && strcmp(f->repo, k->repo) == 0 &&
 		    strcmp(f->tag, k->tag) == 0 &&
 		    oci_accepts_indexes(f->accept) ==
 			oci_accepts_indexes(k->accept))
@@ -1074,7 +1125,7 @@ fill_pump_manifest(struct req *r)
 	const void *body = f->mbuf;
 	size_t len = f->mlen;
 
-	if (f->state != FILL_DONE)
+	if (!fill_verified(f))
 		return;
 	fill_detach(r);
 	xstrlcpy(r->up_cache, f->up_cache, sizeof r->up_cache);
