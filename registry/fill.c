@@ -347,8 +347,10 @@ fill_headers_cb(void *arg, const struct upstream_response *resp)
 	if (f->state == FILL_CONNECTING)
 		fill_set_state(f, FILL_STREAMING);
 	/* make room before the bytes arrive (Content-Length) */
-	if (f->kind == FILL_BLOB && f->size > (int64_t)have)
+	if (f->kind == FILL_BLOB && f->size > (int64_t)have) {
 		evict_check(f->srv, (uint64_t)f->size - have);
+		blobstore_tmp_reserve(f->tmp, (uint64_t)f->size);
+	}
 	fill_wake(f);
 	return 0;
 }
@@ -562,8 +564,8 @@ fill_manifest_persist_done(void *arg)
 	struct fill *f = arg;
 
 	f->hold--;
-	fill_manifest_finish(f,
-	    f->persist_rc == -1 ? -1 : fill_index_manifest(f, 1));
+	fill_manifest_finish(
+	    f, f->persist_rc == -1 ? -1 : fill_index_manifest(f, 1));
 	fill_maybe_free(f);
 }
 
@@ -910,7 +912,8 @@ fill_find(struct server *srv, const struct fill_key *k)
 			if ((f->by_digest || fill_verified(f)) &&
 			    digest_equal(&f->digest, k->digest))
 				return f;
-		} else if (!f->by_digest && f->up == k->up && strcmp(f->repo, k->repo) == 0 &&
+		} else if (!f->by_digest && f->up == k->up &&
+		    strcmp(f->repo, k->repo) == 0 &&
 		    strcmp(f->tag, k->tag) == 0 &&
 		    oci_accepts_indexes(f->accept) ==
 			oci_accepts_indexes(k->accept))

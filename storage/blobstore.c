@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -414,6 +415,24 @@ blobstore_tmp_reset(struct blobstore_tmp *t)
 	digest_ctx_reset(t->hash);
 	t->size = 0;
 	return 0;
+}
+
+void
+blobstore_tmp_reserve(struct blobstore_tmp *t, uint64_t total)
+{
+	if (t->state != BLOBSTORE_TMP_WRITING || total <= t->size ||
+	    total > (uint64_t)INT64_MAX)
+		return;
+	/*
+	 * Extents allocated up front: the writes then fill allocated blocks
+	 * instead of reserving each one (ext4 delayed allocation).  On
+	 * failure (no space, no support) any blocks past the end are freed
+	 * again; the writes then meet ENOSPC as without it.
+	 */
+	if (fallocate(t->fd, FALLOC_FL_KEEP_SIZE, (off_t)t->size,
+		(off_t)(total - t->size)) == -1 &&
+	    errno != EOPNOTSUPP)
+		(void)!ftruncate(t->fd, (off_t)t->size);
 }
 
 int
