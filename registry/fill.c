@@ -66,6 +66,7 @@ struct fill {
 	int64_t upstream_ms;
 	char why[96];	     /* failure, for subscribers */
 	int persist_rc;	     /* set by the worker */
+	struct db_blob meta; /* the record the worker writes */
 	unsigned char *wbuf; /* received, not yet written (FILL_WBUF) */
 	size_t wlen;
 	int persist_failed;
@@ -410,29 +411,29 @@ fill_body_cb(void *arg, const void *buf, size_t len)
 	return fill_keep_blob(f, p, len);
 }
 
-/* On a worker thread: only the temp file and the file system. */
+/*
+ * On a worker thread: the temp file, the file system, and once the file is
+ * durable in place, its index record (an LMDB commit's fdatasync can wait
+ * behind other blobs' writeback; the loop must not).
+ */
 static void
 fill_persist_work(void *arg)
 {
 	struct fill *f = arg;
 
 	f->persist_rc = blobstore_tmp_persist(f->tmp);
+	if (f->persist_rc == 0)
+		f->persist_rc = db_blob_put(f->srv->db, &f->digest, &f->meta);
 }
 
-/* Back on the loop: index it; from now on the store serves it. */
+/* Back on the loop: stored and indexed; from now on the store serves it. */
 static void
 fill_persist_done(void *arg)
 {
 	struct fill *f = arg;
-	struct db_blob meta;
 
 	f->hold--;
-	memset(&meta, 0, sizeof meta);
-	meta.size = blobstore_tmp_size(f->tmp);
-	meta.stored_at = meta.last_access = clock_wall_s();
-	xstrlcpy(meta.upstream, upstream_name(f->up), sizeof meta.upstream);
-	if (f->persist_rc == -1 ||
-	    db_blob_put(f->srv->db, &f->digest, &meta) == -1) {
+	if (f->persist_rc == -1) {
 		/* Verified bytes went out; a later request fetches it again. */
 		f->persist_failed = 1;
 		xstrlcpy(f->why, "cannot store the blob", sizeof f->why);
@@ -481,28 +482,13 @@ fill_commit_blob(struct fill *f)
 	 */
 	fill_set_state(f, FILL_VERIFIED);
 	fill_wake(f);
+	memset(&f->meta, 0, sizeof f->meta);
+	f->meta.size = blobstore_tmp_size(f->tmp);
+	f->meta.stored_at = f->meta.last_access = clock_wall_s();
+	xstrlcpy(
+	    f->meta.upstream, upstream_name(f->up), sizeof f->meta.upstream);
 	f->hold++;
 	pool_submit(f->srv->pool, fill_persist_work, fill_persist_done, f);
-}
-
-/*
- * On a worker: the manifest's bytes to blobs/ (write, fsync, rename, fsync
- * of the directory), as a blob's persist; the loop indexes it afterwards.
- */
-static void
-fill_manifest_persist_work(void *arg)
-{
-	struct fill *f = arg;
-	struct blobstore_tmp *tmp;
-	struct digest got;
-
-	f->persist_rc = -1;
-	if ((tmp = blobstore_tmp_new(f->srv->store)) == NULL)
-		return;
-	if (blobstore_tmp_write(tmp, f->mbuf, f->mlen) == 0 &&
-	    blobstore_tmp_commit(tmp, &f->digest, &got) == 0)
-		f->persist_rc = 0;
-	blobstore_tmp_free(tmp);
 }
 
 /* The index entries of a durable manifest (or one already stored). */
@@ -541,6 +527,26 @@ fill_index_manifest(struct fill *f, int put)
 	return 0;
 }
 
+/*
+ * On a worker: the manifest's bytes to blobs/ (write, fsync, rename, fsync
+ * of the directory), as a blob's persist, then its index entries.
+ */
+static void
+fill_manifest_persist_work(void *arg)
+{
+	struct fill *f = arg;
+	struct blobstore_tmp *tmp;
+	struct digest got;
+
+	f->persist_rc = -1;
+	if ((tmp = blobstore_tmp_new(f->srv->store)) == NULL)
+		return;
+	if (blobstore_tmp_write(tmp, f->mbuf, f->mlen) == 0 &&
+	    blobstore_tmp_commit(tmp, &f->digest, &got) == 0)
+		f->persist_rc = fill_index_manifest(f, 1);
+	blobstore_tmp_free(tmp);
+}
+
 /* Stored (or not): indexed, the fill leaves the table, subscribers told. */
 static void
 fill_manifest_finish(struct fill *f, int rc)
@@ -557,15 +563,14 @@ fill_manifest_finish(struct fill *f, int rc)
 	fill_wake(f);
 }
 
-/* Back on the loop: durable, so it may be indexed. */
+/* Back on the loop: stored and indexed (or not). */
 static void
 fill_manifest_persist_done(void *arg)
 {
 	struct fill *f = arg;
 
 	f->hold--;
-	fill_manifest_finish(
-	    f, f->persist_rc == -1 ? -1 : fill_index_manifest(f, 1));
+	fill_manifest_finish(f, f->persist_rc);
 	fill_maybe_free(f);
 }
 
