@@ -581,6 +581,7 @@ fill_commit_manifest(struct fill *f)
 	struct digest got;
 	char mt[OCI_MEDIA_TYPE_MAX];
 	int rc;
+
 	digest_buf(f->mbuf, f->mlen, &got);
 	if ((f->by_digest && !digest_equal(&got, &f->digest)) ||
 	    (f->have_claimed && !digest_equal(&got, &f->claimed))) {

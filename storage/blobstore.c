@@ -552,6 +552,9 @@ blobstore_tmp_free(struct blobstore_tmp *t)
 		!(t->partial && t->size > 0 && !t->nospace)) ||
 	    t->state == BLOBSTORE_TMP_VERIFIED)
 		blobstore_tmp_discard(t);
+	else if (t->state == BLOBSTORE_TMP_WRITING)
+		/* a partial kept for resuming: no reserved blocks past it */
+		(void)!ftruncate(t->fd, (off_t)t->size);
 	close(t->fd);
 	digest_ctx_free(t->hash);
 	free(t->path);

@@ -11,8 +11,11 @@
 #    them, and every manifest is then served with the seeded bytes.
 #  - a manifest by digest asked right after its tag's reply joins the tag's
 #    fill (or hits the store): upstream never sees a GET by that digest.
+#  - a blob's blocks are reserved when its length is known (fallocate, size
+#    kept); a partial kept for resuming holds none past its end, and resumes.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_prewarm.sh"
+. "$(dirname "$0")/lib_store.sh"
 t_init coldpath
 
 ROUNDS=${COLDPATH_ROUNDS:-8}
@@ -85,4 +88,29 @@ ups=$(tail -n +"$((before + 1))" "$T_OUT/registry-UP.log" |
 check "coldpath/digest-after-tag-served" "$bad_join wrong" [ "$bad_join" -eq 0 ]
 check "coldpath/digest-after-tag-no-upstream" \
 	"upstream saw $ups manifest GETs by digest" [ "$ups" -eq 0 ]
+
+# Reserved blocks: a 4 MiB blob through a 64 KiB/s proxy, abandoned by a
+# stop (SIGTERM) after about a second.
+MIB=1048576
+make_blob "$T_TMP/big" $((4 * MIB))
+D=$(push_blob "$UP_URL" plain/blobs "$T_TMP/big") || { fail coldpath/push "cannot push the blob"; exit 1; }
+start_proxy PX "$UP_URL" slow --rate 64 || exit 1
+CCP_DATA_DIR=$T_TMP/data-partial start_ccprewarm CCP "$PX_URL" || exit 1
+p=$(partial_of "$CCP_DATA" "$D")
+curl -s -m 1 -o /dev/null "$CCP_URL/v2/plain/blobs/blobs/$D"
+reserved=$(stat -c '%b %B' "$p" 2>/dev/null | awk '{ print $1 * $2 }')
+stop CCP 10
+read -r size blocks < <(stat -c "%s %b" "$p" 2>/dev/null | awk '{ print $1, $2 * 512 }')
+note "while streaming: ${reserved:-?} bytes allocated; kept partial: ${size:-?} bytes, ${blocks:-?} allocated"
+check "coldpath/blocks-reserved" "only ${reserved:-no} bytes allocated while streaming" \
+	[ "${reserved:-0}" -ge $((4 * MIB)) ]
+check "coldpath/partial-kept" "no partial file" \
+	[ "${size:-0}" -gt 0 -a "${size:-0}" -lt $((4 * MIB)) ]
+check "coldpath/partial-no-reserved-tail" "$blocks bytes allocated for $size" \
+	[ "${blocks:-0}" -le $(((${size:-0} + 8191) / 4096 * 4096)) ]
+CCP_DATA_DIR=$CCP_DATA start_ccprewarm CCP "$UP_URL" || exit 1
+req GET "$CCP_URL/v2/plain/blobs/blobs/$D"
+got=$R_CODE:sha256:$(sha256_of "$R_BODY")
+check "coldpath/partial-resumed" "$(exchange)" [ "$got" = "200:$D" ]
+stop CCP 10
 t_done
