@@ -65,6 +65,7 @@ struct fill {
 	int64_t upstream_ms;
 	char why[96];	     /* failure, for subscribers */
 	int persist_rc;	     /* set by the worker */
+	struct db_blob meta; /* the record the worker writes */
 	unsigned char *wbuf; /* received, not yet written (FILL_WBUF) */
 	size_t wlen;
 	int persist_failed;
@@ -159,8 +160,8 @@ fill_note(const struct fill *f, struct fill_note *n)
 	n->size = f->size;
 	n->fd = f->tmp != NULL ? blobstore_tmp_fd(f->tmp) : -1;
 	n->verified = fill_verified(f);
-	n->digest = f->by_digest || f->state == FILL_DONE ? &f->digest : NULL;
-	if (f->kind == FILL_MANIFEST && f->state == FILL_DONE) {
+	n->digest = f->by_digest || fill_verified(f) ? &f->digest : NULL;
+	if (f->kind == FILL_MANIFEST && fill_verified(f)) {
 		n->body = f->mbuf;
 		n->len = f->mlen;
 		n->media_type = f->media_type;
@@ -371,8 +372,10 @@ fill_headers_cb(void *arg, const struct upstream_response *resp)
 	if (f->state == FILL_CONNECTING)
 		fill_set_state(f, FILL_STREAMING);
 	/* make room before the bytes arrive (Content-Length) */
-	if (f->kind == FILL_BLOB && f->size > (int64_t)have)
+	if (f->kind == FILL_BLOB && f->size > (int64_t)have) {
 		evict_check(f->srv, (uint64_t)f->size - have);
+		blobstore_tmp_reserve(f->tmp, (uint64_t)f->size);
+	}
 	fill_wake(f);
 	return 0;
 }
@@ -432,29 +435,29 @@ fill_body_cb(void *arg, const void *buf, size_t len)
 	return fill_keep_blob(f, p, len);
 }
 
-/* On a worker thread: only the temp file and the file system. */
+/*
+ * On a worker thread: the temp file, the file system, and once the file is
+ * durable in place, its index record (an LMDB commit's fdatasync can wait
+ * behind other blobs' writeback; the loop must not).
+ */
 static void
 fill_persist_work(void *arg)
 {
 	struct fill *f = arg;
 
 	f->persist_rc = blobstore_tmp_persist(f->tmp);
+	if (f->persist_rc == 0)
+		f->persist_rc = db_blob_put(f->srv->db, &f->digest, &f->meta);
 }
 
-/* Back on the loop: index it; from now on the store serves it. */
+/* Back on the loop: stored and indexed; from now on the store serves it. */
 static void
 fill_persist_done(void *arg)
 {
 	struct fill *f = arg;
-	struct db_blob meta;
 
 	f->hold--;
-	memset(&meta, 0, sizeof meta);
-	meta.size = blobstore_tmp_size(f->tmp);
-	meta.stored_at = meta.last_access = clock_wall_s();
-	xstrlcpy(meta.upstream, upstream_name(f->up), sizeof meta.upstream);
-	if (f->persist_rc == -1 ||
-	    db_blob_put(f->srv->db, &f->digest, &meta) == -1) {
+	if (f->persist_rc == -1) {
 		/* Verified bytes went out; a later request fetches it again. */
 		f->persist_failed = 1;
 		xstrlcpy(f->why, "cannot store the blob", sizeof f->why);
@@ -502,29 +505,22 @@ fill_commit_blob(struct fill *f)
 	 */
 	fill_set_state(f, FILL_VERIFIED);
 	fill_wake(f);
+	memset(&f->meta, 0, sizeof f->meta);
+	f->meta.size = blobstore_tmp_size(f->tmp);
+	f->meta.stored_at = f->meta.last_access = clock_wall_s();
+	xstrlcpy(
+	    f->meta.upstream, upstream_name(f->up), sizeof f->meta.upstream);
 	f->hold++;
 	pool_submit(f->srv->pool, fill_persist_work, fill_persist_done, f);
 }
 
+/* The index entries of a durable manifest (or one already stored). */
 static int
-fill_store_manifest(struct fill *f, const struct digest *d)
+fill_index_manifest(struct fill *f, int put)
 {
-	struct blobstore_tmp *tmp;
 	struct db_blob meta;
-	struct digest got;
-	int rc;
 
-	if ((rc = db_blob_get(f->srv->db, d, &meta)) == -1)
-		return -1;
-	if (rc == 1 || !blobstore_has(f->srv->store, d)) {
-		if ((tmp = blobstore_tmp_new(f->srv->store)) == NULL)
-			return -1;
-		if (blobstore_tmp_write(tmp, f->mbuf, f->mlen) == -1 ||
-		    blobstore_tmp_commit(tmp, d, &got) == -1) {
-			blobstore_tmp_free(tmp);
-			return -1;
-		}
-		blobstore_tmp_free(tmp);
+	if (put) {
 		memset(&meta, 0, sizeof meta);
 		meta.size = f->mlen;
 		meta.stored_at = meta.last_access = clock_wall_s();
@@ -532,7 +528,7 @@ fill_store_manifest(struct fill *f, const struct digest *d)
 		    meta.media_type, f->media_type, sizeof meta.media_type);
 		xstrlcpy(
 		    meta.upstream, upstream_name(f->up), sizeof meta.upstream);
-		if (db_blob_put(f->srv->db, d, &meta) == -1)
+		if (db_blob_put(f->srv->db, &f->digest, &meta) == -1)
 			return -1;
 	}
 	/*
@@ -544,7 +540,7 @@ fill_store_manifest(struct fill *f, const struct digest *d)
 		struct db_tag t;
 
 		memset(&t, 0, sizeof t);
-		t.digest = *d;
+		t.digest = f->digest;
 		t.confirmed_at = clock_wall_s();
 		xstrlcpy(t.media_type, f->media_type, sizeof t.media_type);
 		if (db_tag_put(f->srv->db, upstream_name(f->up), f->repo,
@@ -554,11 +550,59 @@ fill_store_manifest(struct fill *f, const struct digest *d)
 	return 0;
 }
 
+/*
+ * On a worker: the manifest's bytes to blobs/ (write, fsync, rename, fsync
+ * of the directory), as a blob's persist, then its index entries.
+ */
+static void
+fill_manifest_persist_work(void *arg)
+{
+	struct fill *f = arg;
+	struct blobstore_tmp *tmp;
+	struct digest got;
+
+	f->persist_rc = -1;
+	if ((tmp = blobstore_tmp_new(f->srv->store)) == NULL)
+		return;
+	if (blobstore_tmp_write(tmp, f->mbuf, f->mlen) == 0 &&
+	    blobstore_tmp_commit(tmp, &f->digest, &got) == 0)
+		f->persist_rc = fill_index_manifest(f, 1);
+	blobstore_tmp_free(tmp);
+}
+
+/* Stored (or not): indexed, the fill leaves the table, subscribers told. */
+static void
+fill_manifest_finish(struct fill *f, int rc)
+{
+	if (rc == -1)
+		log_warn("cannot store manifest %s:%s; serving it uncached",
+		    f->repo, f->tag);
+	else if (!f->shared)
+		shared_upload_mem(
+		    f->srv, &f->digest, f->media_type, f->mbuf, f->mlen);
+	fill_set_state(f, FILL_DONE);
+	fill_unlist(f);
+	fill_wake(f);
+}
+
+/* Back on the loop: stored and indexed (or not). */
+static void
+fill_manifest_persist_done(void *arg)
+{
+	struct fill *f = arg;
+
+	f->hold--;
+	fill_manifest_finish(f, f->persist_rc);
+	fill_maybe_free(f);
+}
+
 static void
 fill_commit_manifest(struct fill *f)
 {
+	struct db_blob meta;
 	struct digest got;
 	char mt[OCI_MEDIA_TYPE_MAX];
+	int rc;
 
 	digest_buf(f->mbuf, f->mlen, &got);
 	if ((f->by_digest && !digest_equal(&got, &f->digest)) ||
@@ -584,15 +628,26 @@ fill_commit_manifest(struct fill *f)
 	if (f->media_type[0] == '\0')
 		xstrlcpy(f->media_type, mt, sizeof f->media_type);
 	f->digest = got;
-	if (fill_store_manifest(f, &got) == -1)
-		log_warn("cannot store manifest %s:%s; serving it uncached",
-		    f->repo, f->tag);
-	else if (!f->shared)
-		shared_upload_mem(
-		    f->srv, &got, f->media_type, f->mbuf, f->mlen);
-	fill_set_state(f, FILL_DONE);
-	fill_unlist(f);
+	/*
+	 * Verified: waiters get the bytes from memory now, without waiting
+	 * for the disk.  The file is written and fsynced on a worker and
+	 * indexed when it is durable; until then the fill stays listed, and
+	 * a request by tag or by this digest joins it.
+	 */
+	fill_set_state(f, FILL_VERIFIED);
 	fill_wake(f);
+	if ((rc = db_blob_get(f->srv->db, &got, &meta)) == 0 &&
+	    blobstore_has(f->srv->store, &got)) {
+		fill_manifest_finish(f, fill_index_manifest(f, 0));
+		return;
+	}
+	if (rc == -1) {
+		fill_manifest_finish(f, -1);
+		return;
+	}
+	f->hold++;
+	pool_submit(f->srv->pool, fill_manifest_persist_work,
+	    fill_manifest_persist_done, f);
 }
 
 static void
@@ -873,13 +928,18 @@ fill_find(struct server *srv, const struct fill_key *k)
 	struct fill *f;
 
 	TAILQ_FOREACH(f, &srv->fills, entry) {
-		if (f->kind != k->kind || f->by_digest != k->by_digest)
+		if (f->kind != k->kind)
 			continue;
-		if (f->by_digest) {
-			/* content-addressed: any repository, any upstream */
-			if (digest_equal(&f->digest, k->digest))
+		if (k->by_digest) {
+			/*
+			 * content-addressed: any repository, any upstream;
+			 * and a tag's manifest once verified (being stored)
+			 */
+			if ((f->by_digest || fill_verified(f)) &&
+			    digest_equal(&f->digest, k->digest))
 				return f;
-		} else if (f->up == k->up && strcmp(f->repo, k->repo) == 0 &&
+		} else if (!f->by_digest && f->up == k->up &&
+		    strcmp(f->repo, k->repo) == 0 &&
 		    strcmp(f->tag, k->tag) == 0 &&
 		    oci_accepts_indexes(f->accept) ==
 			oci_accepts_indexes(k->accept))

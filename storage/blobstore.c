@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -416,6 +417,24 @@ blobstore_tmp_reset(struct blobstore_tmp *t)
 	return 0;
 }
 
+void
+blobstore_tmp_reserve(struct blobstore_tmp *t, uint64_t total)
+{
+	if (t->state != BLOBSTORE_TMP_WRITING || total <= t->size ||
+	    total > (uint64_t)INT64_MAX)
+		return;
+	/*
+	 * Extents allocated up front: the writes then fill allocated blocks
+	 * instead of reserving each one (ext4 delayed allocation).  On
+	 * failure (no space, no support) any blocks past the end are freed
+	 * again; the writes then meet ENOSPC as without it.
+	 */
+	if (fallocate(t->fd, FALLOC_FL_KEEP_SIZE, (off_t)t->size,
+		(off_t)(total - t->size)) == -1 &&
+	    errno != EOPNOTSUPP)
+		(void)!ftruncate(t->fd, (off_t)t->size);
+}
+
 int
 blobstore_tmp_fd(const struct blobstore_tmp *t)
 {
@@ -533,6 +552,9 @@ blobstore_tmp_free(struct blobstore_tmp *t)
 		!(t->partial && t->size > 0 && !t->nospace)) ||
 	    t->state == BLOBSTORE_TMP_VERIFIED)
 		blobstore_tmp_discard(t);
+	else if (t->state == BLOBSTORE_TMP_WRITING)
+		/* a partial kept for resuming: no reserved blocks past it */
+		(void)!ftruncate(t->fd, (off_t)t->size);
 	close(t->fd);
 	digest_ctx_free(t->hash);
 	free(t->path);

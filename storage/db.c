@@ -49,7 +49,8 @@ struct db {
 	MDB_dbi blobs, tags, pins, jobs, counters, meta, runs;
 	struct db_touch *touch; /* DB_TOUCH_SLOTS entries */
 	size_t ntouch;
-	uint64_t bytes, count; /* running totals of the blob records */
+	/* running totals of the blob records; fills index on worker threads */
+	_Atomic uint64_t bytes, count;
 };
 
 static const struct {

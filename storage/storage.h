@@ -94,6 +94,11 @@ int blobstore_tmp_complete(const struct blobstore_tmp *);
 int blobstore_tmp_write(struct blobstore_tmp *, const void *, size_t);
 /* Throws away what was written (for a restart from byte 0). */
 int blobstore_tmp_reset(struct blobstore_tmp *);
+/*
+ * Allocates the file's blocks up to total bytes (the declared length) ahead
+ * of the writes, keeping its size; best effort: nothing on failure.
+ */
+void blobstore_tmp_reserve(struct blobstore_tmp *, uint64_t total);
 int blobstore_tmp_fd(const struct blobstore_tmp *); /* borrowed */
 uint64_t blobstore_tmp_size(const struct blobstore_tmp *);
 /*
