@@ -527,6 +527,9 @@ fill_store_manifest(struct fill *f, const struct digest *d)
 		if (db_tag_put(f->srv->db, upstream_name(f->up), f->repo,
 			f->tag, &t) == -1)
 			return -1;
+		if (!f->shared)
+			shared_tag_publish(
+			    f->srv, upstream_name(f->up), f->repo, f->tag, &t);
 	}
 	return 0;
 }

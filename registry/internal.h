@@ -133,6 +133,8 @@ enum req_state {
 	REQ_DONE,
 };
 
+struct shared_get; /* shared.c */
+
 struct req {
 	TAILQ_ENTRY(req) entry;	 /* server->reqs */
 	TAILQ_ENTRY(req) wentry; /* fill->waiters */
@@ -185,6 +187,9 @@ struct req {
 	struct digest served; /* the Docker-Content-Digest replied */
 	int have_served;
 	char up_cache[32]; /* X-Cache of the tier above that filled it, or "" */
+	/* a bucket request owned by this request (shared.c); finish_cb
+	 * cancels it */
+	struct shared_get *sget;
 };
 
 /* http.c: struct req's one lifecycle -------------------------------------- */
@@ -309,5 +314,24 @@ struct s3 *shared_s3(struct server *);
 void shared_upload_blob(struct server *, const struct digest *);
 void shared_upload_mem(struct server *, const struct digest *,
     const char *media_type, const void *, size_t);
+/*
+ * Publishes a tag's mapping (digest, media type, when upstream last
+ * confirmed it) as "<prefix>tags/<upstream>/<repo>:<tag>", in the
+ * background: other nodes answer from it while their upstream is down.
+ */
+void shared_tag_publish(struct server *, const char *upstream, const char *repo,
+    const char *tag, const struct db_tag *);
+/*
+ * A bucket request owned by r (r->sget, cancelled if r finishes first):
+ * done gets the result once; length is the object's (-1 unknown), body
+ * the first SHARED_GET_MAX bytes of a GET.  0, or -1 if no bucket is
+ * configured or its breaker is open (done is not called).
+ */
+#define SHARED_GET_MAX 1024
+typedef void (*shared_get_fn)(
+    struct req *, enum s3_result, int64_t length, const char *body, size_t len);
+int shared_head_blob(struct req *, const struct digest *, shared_get_fn);
+int shared_get_tag(struct req *, const char *upstream, const char *repo,
+    const char *tag, shared_get_fn);
 
 #endif

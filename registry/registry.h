@@ -262,6 +262,10 @@ void s3_stats(const struct s3 *, struct s3_stats *);
 /* The counters fill.c keeps (hits, misses, corrupt), by field. */
 struct s3_stats *s3_counters(struct s3 *);
 const char *s3_bucket(const struct s3 *);
+/* The pool that hashes multipart parts (each part is signed with its own
+ * SHA-256); without one, blobs from multipart_min are not uploaded. */
+struct pool;
+void s3_set_pool(struct s3 *, struct pool *);
 const char *s3_prefix(const struct s3 *); /* "" or "ci/" */
 /*
  * GET (or HEAD) of the blob object for d.  NULL (no callback) when the
@@ -647,5 +651,8 @@ void fill_fetch_cancel(struct fill_sub *);
 
 /* 1 if name may name a node's pin set ("ci-runner-3": [A-Za-z0-9._-]). */
 int shared_node_valid(const char *name);
+/* A published tag mapping's text ("sha256:<hex>\n<confirmed_at>\n<media
+ * type>\n") -> mapping; 0, or -1 if it is not exactly one. */
+int shared_tag_parse(const char *, size_t, struct db_tag *);
 
 #endif
