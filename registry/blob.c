@@ -4,7 +4,8 @@
  * fill for its digest.  A HEAD for a blob we neither have nor are fetching
  * is asked of the shared store, then upstream, and not stored, unless it
  * comes from a ccprewarm child (a tier): then it starts the fill and is
- * answered from it..
+ * answered from it.  A cold ranged GET below a parent tier is relayed
+ * (rangefwd.c) beside the fill.
  */
 #include <stdio.h>
 #include <string.h>
@@ -113,5 +114,9 @@ blob_handle(struct req *r)
 			blob_head_upstream(r);
 		return;
 	}
+	/* a cold ranged GET below a parent tier: the Range goes up too */
+	if (r->method == REQ_GET && !fill_in_flight(r, FILL_BLOB) &&
+	    rangefwd_start(r) == 0)
+		return;
 	fill_attach(r, FILL_BLOB);
 }

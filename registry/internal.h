@@ -134,6 +134,7 @@ enum req_state {
 };
 
 struct shared_get; /* shared.c */
+struct rangefwd;   /* rangefwd.c */
 
 struct req {
 	TAILQ_ENTRY(req) entry;	 /* server->reqs */
@@ -190,6 +191,9 @@ struct req {
 	/* a bucket request owned by this request (shared.c); finish_cb
 	 * cancels it */
 	struct shared_get *sget;
+	/* a ranged GET relayed from a parent tier (rangefwd.c); finish_cb
+	 * frees it */
+	struct rangefwd *rfwd;
 };
 
 /* http.c: struct req's one lifecycle -------------------------------------- */
@@ -238,6 +242,16 @@ void fill_abort_all(struct server *);
 int fill_in_flight(struct req *, enum fill_kind);
 /* 1 if a fill by digest d (blob or manifest) is in flight. */
 int fill_digest_busy(struct server *, const struct digest *);
+
+/* rangefwd.c: a cold ranged GET relayed from a parent tier ------------- */
+
+/*
+ * For a blob GET with one Range (no If-Range), neither stored nor in
+ * flight, whose upstream is a ccprewarm: starts this node's full fill and
+ * relays the parent's answer to the Range; 0 if it took r (it replies, or
+ * hands r to the fill if the parent sends no 206), -1 to go on as usual.
+ */
+int rangefwd_start(struct req *);
 
 /* evict.c: the store's budget, gc and verify --------------------------- */
 

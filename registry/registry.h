@@ -98,6 +98,7 @@ struct upstream_req {
 	const char *repo;    /* "library/alpine": the token scope */
 	const char *accept;  /* Accept header value, or NULL */
 	int64_t range_start; /* -1: whole; else "Range: bytes=N-" */
+	const char *range;   /* range_start -1: "A-B", "A-" or "-S", or NULL */
 };
 
 /* Health and counters of one upstream (for routing and /metrics). */
@@ -119,6 +120,8 @@ struct upstream_stats {
 void upstream_stats(const struct upstream *, struct upstream_stats *);
 /* 0 while the circuit is open or a 429's Retry-After has not passed. */
 int upstream_usable(const struct upstream *);
+/* 1 once a reply showed it is a cache tier (a ccprewarm parent). */
+int upstream_is_cache(const struct upstream *);
 /* Seconds left of a 429's Retry-After window (rounded up); 0 if none. */
 long upstream_retry_after_s(const struct upstream *);
 size_t upstream_code_count(void);

@@ -91,6 +91,31 @@ cold=$(seed_q '.images[] | select(.ref == "test/multi-docker:v1") | .platforms[]
 req GET "$C1_URL/v2/test/multi-docker/blobs/$cold"
 check tiers/x-cache-cold "X-Cache '$(hdr X-Cache)', HTTP $R_CODE" [ "$(hdr X-Cache)" = "MISS, MISS" ]
 
+# A client's Range on a blob cold everywhere, at a child that knows its
+# upstream is a parent (a reply carried its X-Cache): the child forwards
+# the Range (the proxy between them counts ranged requests), relays the
+# parent's 206 byte for byte, and fills the whole blob beside it; the
+# origin serves the blob once.
+start_proxy TPX "$P_URL" pass || exit 1
+start_ccprewarm C4 "$TPX_URL" || exit 1
+req GET "$C4_URL/v2/test/single-oci/manifests/v1"
+rg=$(seed_q '.images[] | select(.ref == "test/multi-docker:v1") | .platforms[].layers[].digest' |
+	grep -vxF -e "$hd" -e "$cold" -f <(echo "$want") | head -n 1)
+rgsize=$(stat -c %s "$SEED_BLOBS/${rg#sha256:}")
+rgoff=$((rgsize / 3))
+req GET "$C4_URL/v2/test/multi-docker/blobs/$rg" -H "Range: bytes=$rgoff-"
+tail -c +$((rgoff + 1)) "$SEED_BLOBS/${rg#sha256:}" >"$T_TMP/range-want"
+check tiers/range-at-child "ranged GET of a cold blob at a child: $(exchange), Content-Range '$(hdr Content-Range)'" \
+	[ "$R_CODE" = 206 ] && cmp -s "$R_BODY" "$T_TMP/range-want" &&
+	[ "$(hdr Content-Range)" = "bytes $rgoff-$((rgsize - 1))/$rgsize" ]
+nr=$(proxy_stats TPX | jq '.ranged')
+check tiers/range-forwarded "the parent saw $nr ranged requests from the child" [ "$nr" -ge 1 ]
+end=$((SECONDS + 30))
+until store_has "$C4_DATA" "$rg" || [ $SECONDS -ge $end ]; do sleep 0.2; done
+check tiers/range-child-filled "the child did not store $rg beside the range" store_has "$C4_DATA" "$rg"
+n=$(registry_blob_gets "$UP_LOG" | awk -v d="$rg" '$2 == d' | wc -l)
+check tiers/range-origin-once "the origin served $rg $n times" [ "$n" -eq 1 ]
+
 stop UP
 req GET "$C2_URL/v2/test/multi-docker/blobs/$hd"
 check tiers/head-warmed-tier "GET at another child with the origin stopped: $R_CODE" \
@@ -113,7 +138,7 @@ for c in C1 C2 C3; do
 	done
 done
 check tiers/origin-stopped "children could not serve:${bad:0:600}" [ -z "$bad" ]
-for n in C1 C2 C3 P; do
+for n in C1 C2 C3 C4 P; do
 	stop "$n" 20
 	lv="${n}_LOG"
 	r=$(asan_report "${!lv}")

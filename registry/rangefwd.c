@@ -1,0 +1,274 @@
+/*
+ * registry/rangefwd.c: a client's ranged GET for a blob this node neither
+ * has nor is fetching, when its upstream is another ccprewarm (a parent
+ * tier).  The Range goes up as the client sent it and the parent's 206 is
+ * relayed as it arrives (through an unlinked temp file, so a slow client
+ * never holds the transfer), while this node's own full fill of the blob
+ * runs beside it: single flight, verified, stored; it is what every later
+ * request joins.  The parent serves a child's range from its own single
+ * fill and holds the range's last byte until the whole blob has verified,
+ * so the relayed reply, like every reply here, completes only for
+ * verified bytes; the origin still sees the blob once.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "../common/common.h"
+#include "internal.h"
+
+#define RANGEFWD_CHUNK_MAX (16 * 1024 * 1024)
+#define RANGEFWD_SPEC_MAX 64
+
+enum rangefwd_state {
+	RANGEFWD_HEADERS, /* waiting for the parent's answer */
+	RANGEFWD_BODY,	  /* relaying the 206 */
+	RANGEFWD_DONE,	  /* the parent's body is complete */
+	RANGEFWD_FAILED,  /* cut: the client's reply is cut too */
+	RANGEFWD_FALLBACK /* no 206: the request joins the fill instead */
+};
+
+struct rangefwd {
+	struct req *r;
+	enum rangefwd_state state;
+	struct blobstore_tmp *tmp;
+	struct event *wake_ev;
+	long status;   /* the parent's */
+	uint64_t want; /* bytes the 206 declared */
+	uint64_t sent; /* bytes of tmp handed to the client */
+};
+
+/* The single range of a "bytes=" header ("A-B", "A-", "-S"), or -1. */
+static int
+rangefwd_spec(const char *h, char *out, size_t len)
+{
+	const char *p;
+	size_t n;
+
+	if (h == NULL || strncmp(h, "bytes=", 6) != 0)
+		return -1;
+	p = h + 6;
+	n = strlen(p);
+	if (n == 0 || n >= len || strspn(p, "0123456789-") != n ||
+	    strchr(p, '-') == NULL || strchr(p, '-') != strrchr(p, '-') ||
+	    strcmp(p, "-") == 0)
+		return -1;
+	memcpy(out, p, n + 1);
+	return 0;
+}
+
+static void
+rangefwd_free(struct rangefwd *rf)
+{
+	if (rf->wake_ev != NULL)
+		event_free(rf->wake_ev);
+	blobstore_tmp_free(rf->tmp);
+	free(rf);
+}
+
+/* req_finish: the transfer goes first, then what relayed it. */
+static void
+rangefwd_finish_cb(struct req *r)
+{
+	struct rangefwd *rf = r->rfwd;
+
+	r->finish_cb = NULL;
+	r->rfwd = NULL;
+	upstream_xfer_cancel(r->xfer);
+	r->xfer = NULL;
+	if (rf != NULL)
+		rangefwd_free(rf);
+}
+
+static void
+rangefwd_wake(struct rangefwd *rf)
+{
+	if (!event_pending(rf->wake_ev, EV_TIMEOUT | EV_READ | EV_WRITE, NULL))
+		event_active(rf->wake_ev, 0, 0);
+}
+
+static void rangefwd_pump(struct req *);
+
+/* From the loop (never inside a curl callback): the next step. */
+static void
+rangefwd_wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct rangefwd *rf = arg;
+	struct req *r = rf->r;
+
+	(void)fd;
+	(void)what;
+	if (rf->state == RANGEFWD_FALLBACK) {
+		/* the request is the fill's now; r->xfer is over */
+		r->finish_cb = NULL;
+		r->rfwd = NULL;
+		rangefwd_free(rf);
+		fill_attach(r, FILL_BLOB);
+		return;
+	}
+	rangefwd_pump(r);
+}
+
+static void
+rangefwd_pump(struct req *r)
+{
+	struct rangefwd *rf = r->rfwd;
+	uint64_t written, n;
+
+	if (rf == NULL || r->chunk_pending)
+		return;
+	if (rf->state == RANGEFWD_FAILED) {
+		req_abort(r, "upstream range transfer failed");
+		return;
+	}
+	if (rf->state != RANGEFWD_BODY && rf->state != RANGEFWD_DONE)
+		return;
+	written = blobstore_tmp_size(rf->tmp);
+	if (rf->sent < written) {
+		n = written - rf->sent;
+		if (n > RANGEFWD_CHUNK_MAX)
+			n = RANGEFWD_CHUNK_MAX;
+		rf->sent += n;
+		req_stream_file(r, blobstore_tmp_fd(rf->tmp), rf->sent - n, n,
+		    rangefwd_pump);
+		return;
+	}
+	if (rf->state == RANGEFWD_DONE)
+		req_stream_end(r);
+}
+
+/* "bytes A-B/T" -> A, B, T; 0 or -1. */
+static int
+rangefwd_content_range(
+    const char *cr, uint64_t *a, uint64_t *b, uint64_t *total)
+{
+	unsigned long long x, y, t;
+	int n = 0;
+
+	if (cr == NULL ||
+	    sscanf(cr, "bytes %llu-%llu/%llu%n", &x, &y, &t, &n) != 3 ||
+	    cr[n] != '\0' || y < x || y >= t)
+		return -1;
+	*a = x;
+	*b = y;
+	*total = t;
+	return 0;
+}
+
+static int
+rangefwd_headers_cb(void *arg, const struct upstream_response *resp)
+{
+	struct req *r = arg;
+	struct rangefwd *rf = r->rfwd;
+	uint64_t a, b, total;
+
+	r->upstream_ms = resp->duration_ms;
+	rf->status = resp->status;
+	if (resp->status != 206 ||
+	    rangefwd_content_range(resp->content_range, &a, &b, &total) == -1 ||
+	    resp->content_length != (int64_t)(b - a + 1)) {
+		/* not a range we can relay: the fill serves it instead */
+		rf->state = RANGEFWD_FALLBACK;
+		return -1;
+	}
+	if (resp->x_cache != NULL)
+		xstrlcpy(r->up_cache, resp->x_cache, sizeof r->up_cache);
+	r->cache = REQ_CACHE_MISS;
+	r->ranged = 1;
+	r->off = a;
+	r->end = b + 1;
+	rf->want = b - a + 1;
+	rf->state = RANGEFWD_BODY;
+	req_stream_start(r, 206, (int64_t)rf->want, "application/octet-stream",
+	    &r->route.digest, total);
+	return 0;
+}
+
+static int
+rangefwd_body_cb(void *arg, const void *buf, size_t len)
+{
+	struct req *r = arg;
+	struct rangefwd *rf = r->rfwd;
+
+	metrics_upstream_bytes(r->srv, len);
+	if (blobstore_tmp_size(rf->tmp) + len > rf->want ||
+	    blobstore_tmp_write(rf->tmp, buf, len) == -1)
+		return -1;
+	rangefwd_wake(rf);
+	return 0;
+}
+
+static void
+rangefwd_done_cb(void *arg, enum upstream_result res, const char *why)
+{
+	struct req *r = arg;
+	struct rangefwd *rf = r->rfwd;
+
+	(void)why;
+	r->xfer = NULL;
+	metrics_upstream_result(r->srv, res, rf->status);
+	if (rf->state == RANGEFWD_BODY)
+		rf->state = res == UPSTREAM_OK &&
+			blobstore_tmp_size(rf->tmp) == rf->want
+		    ? RANGEFWD_DONE
+		    : RANGEFWD_FAILED;
+	else if (rf->state == RANGEFWD_HEADERS)
+		rf->state = RANGEFWD_FALLBACK; /* no answer: the fill's turn */
+	rangefwd_wake(rf);
+}
+
+/* Pre-warm style subscriber: the fill needs no one to report to. */
+static void
+rangefwd_fill_cb(void *arg, const struct digest *d, const char *why)
+{
+	(void)arg;
+	(void)d;
+	(void)why;
+}
+
+int
+rangefwd_start(struct req *r)
+{
+	static const struct upstream_cbs cbs = {
+	    rangefwd_headers_cb, rangefwd_body_cb, rangefwd_done_cb};
+	char spec[RANGEFWD_SPEC_MAX], path[ROUTE_NAME_MAX + 128];
+	char hex[DIGEST_STRLEN];
+	struct upstream_req ureq;
+	struct rangefwd *rf;
+
+	if (r->method != REQ_GET || !upstream_is_cache(r->up) ||
+	    r->finish_cb != NULL || req_header(r, "If-Range") != NULL ||
+	    rangefwd_spec(req_header(r, "Range"), spec, sizeof spec) == -1)
+		return -1;
+	rf = xcalloc(1, sizeof *rf);
+	rf->r = r;
+	if ((rf->tmp = blobstore_tmp_new(r->srv->store)) == NULL) {
+		free(rf);
+		return -1;
+	}
+	if ((rf->wake_ev = event_new(
+		 r->srv->base, -1, 0, rangefwd_wake_cb, rf)) == NULL)
+		fatal("out of memory creating a range relay event");
+	/* the whole blob, verified and stored, beside the relayed range */
+	(void)fill_fetch(r->srv, r->up, r->route.name, FILL_BLOB, NULL,
+	    &r->route.digest, rangefwd_fill_cb, NULL);
+	digest_format(&r->route.digest, hex);
+	snprintf(path, sizeof path, "/v2/%s/blobs/%s", r->route.name, hex);
+	memset(&ureq, 0, sizeof ureq);
+	ureq.method = UPSTREAM_GET;
+	ureq.path = path;
+	ureq.repo = r->route.name;
+	ureq.range_start = -1;
+	ureq.range = spec;
+	r->rfwd = rf;
+	r->finish_cb = rangefwd_finish_cb;
+	r->state = REQ_WAITING;
+	if ((r->xfer = upstream_xfer_start(r->up, &ureq, &cbs, r)) == NULL) {
+		rf->state = RANGEFWD_FALLBACK;
+		rangefwd_wake(rf);
+	}
+	return 0;
+}
