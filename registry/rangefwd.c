@@ -6,14 +6,17 @@
  * never holds the transfer), while this node's own full fill of the blob
  * runs beside it: single flight, verified, stored; it is what every later
  * request joins.  The parent serves a child's range from its own single
- * fill and holds the range's last byte until the whole blob has verified,
- * so the relayed reply, like every reply here, completes only for
- * verified bytes; the origin still sees the blob once.
+ * fill (the origin still sees the blob once).  The relayed reply's last
+ * byte waits until this node's fill has verified the blob and the relayed
+ * bytes compare equal to that range of it (on a worker): like every reply
+ * here, it completes only for bytes verified here, and is cut otherwise.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -31,14 +34,27 @@ enum rangefwd_state {
 	RANGEFWD_FALLBACK /* no 206: the request joins the fill instead */
 };
 
+/* The relayed bytes against the verified blob, on a worker. */
+struct rangefwd_cmp {
+	struct rangefwd *rf; /* NULL once the relay is gone */
+	int relay_fd, blob_fd;
+	uint64_t off, len;
+	int equal;
+};
+
 struct rangefwd {
 	struct req *r;
 	enum rangefwd_state state;
 	struct blobstore_tmp *tmp;
 	struct event *wake_ev;
-	long status;   /* the parent's */
-	uint64_t want; /* bytes the 206 declared */
-	uint64_t sent; /* bytes of tmp handed to the client */
+	struct fill_sub *sub; /* this node's full fill, until it ends */
+	int fill_ok;	      /* it verified and stored the blob */
+	int fill_failed;
+	struct rangefwd_cmp *cmp; /* comparing */
+	int verified;		  /* the relayed bytes are the blob's */
+	long status;		  /* the parent's */
+	uint64_t want;		  /* bytes the 206 declared */
+	uint64_t sent;		  /* bytes of tmp handed to the client */
 };
 
 /* The single range of a "bytes=" header ("A-B", "A-", "-S"), or -1. */
@@ -63,6 +79,9 @@ rangefwd_spec(const char *h, char *out, size_t len)
 static void
 rangefwd_free(struct rangefwd *rf)
 {
+	fill_fetch_cancel(rf->sub);
+	if (rf->cmp != NULL)
+		rf->cmp->rf = NULL; /* its completion frees it */
 	if (rf->wake_ev != NULL)
 		event_free(rf->wake_ev);
 	blobstore_tmp_free(rf->tmp);
@@ -112,23 +131,124 @@ rangefwd_wake_cb(evutil_socket_t fd, short what, void *arg)
 	rangefwd_pump(r);
 }
 
+/* On a worker: relay[0, len) == blob[off, off + len)? */
+static void
+rangefwd_cmp_work(void *arg)
+{
+	struct rangefwd_cmp *c = arg;
+	enum { CHUNK = 256 * 1024 };
+	unsigned char *a = xmalloc(CHUNK), *b = xmalloc(CHUNK);
+	uint64_t done = 0;
+	ssize_t na, nb;
+	size_t want;
+
+	c->equal = 1;
+	while (done < c->len && c->equal) {
+		want = c->len - done < CHUNK ? (size_t)(c->len - done) : CHUNK;
+		do
+			na = pread(c->relay_fd, a, want, (off_t)done);
+		while (na == -1 && errno == EINTR);
+		do
+			nb = pread(c->blob_fd, b, want, (off_t)(c->off + done));
+		while (nb == -1 && errno == EINTR);
+		if (na != (ssize_t)want || nb != (ssize_t)want ||
+		    memcmp(a, b, want) != 0)
+			c->equal = 0;
+		done += want;
+	}
+	free(a);
+	free(b);
+}
+
+static void
+rangefwd_cmp_done(void *arg)
+{
+	struct rangefwd_cmp *c = arg;
+	struct rangefwd *rf = c->rf;
+	char d[DIGEST_STRLEN];
+
+	close(c->relay_fd);
+	close(c->blob_fd);
+	if (rf != NULL) {
+		rf->cmp = NULL;
+		if (c->equal)
+			rf->verified = 1;
+		else {
+			digest_format(&rf->r->route.digest, d);
+			metrics_digest_mismatch(rf->r->srv);
+			log_warn(
+			    "relayed range of %s does not match the verified "
+			    "blob; cutting the reply",
+			    d);
+			rf->state = RANGEFWD_FAILED;
+		}
+		rangefwd_wake(rf);
+	}
+	free(c);
+}
+
+/* Everything relayed and the blob stored here: compare them. */
+static void
+rangefwd_cmp_start(struct rangefwd *rf)
+{
+	struct req *r = rf->r;
+	struct rangefwd_cmp *c;
+	off_t size;
+
+	c = xcalloc(1, sizeof *c);
+	c->off = r->off;
+	c->len = rf->want;
+	c->blob_fd =
+	    blobstore_open_blob(r->srv->store, &r->route.digest, &size);
+	c->relay_fd = dup(blobstore_tmp_fd(rf->tmp));
+	if (c->blob_fd == -1 || c->relay_fd == -1 ||
+	    (uint64_t)size < c->off + c->len) {
+		if (c->blob_fd != -1)
+			close(c->blob_fd);
+		if (c->relay_fd != -1)
+			close(c->relay_fd);
+		free(c);
+		rf->state = RANGEFWD_FAILED;
+		rangefwd_wake(rf);
+		return;
+	}
+	c->rf = rf;
+	rf->cmp = c;
+	pool_submit(r->srv->pool, rangefwd_cmp_work, rangefwd_cmp_done, c);
+}
+
 static void
 rangefwd_pump(struct req *r)
 {
 	struct rangefwd *rf = r->rfwd;
-	uint64_t written, n;
+	uint64_t written, limit, n;
 
 	if (rf == NULL || r->chunk_pending)
 		return;
-	if (rf->state == RANGEFWD_FAILED) {
-		req_abort(r, "upstream range transfer failed");
+	/* before the parent's answer, a failed fill waits for it (a 404
+	 * there is the client's answer, through the fill) */
+	if (rf->state != RANGEFWD_BODY && rf->state != RANGEFWD_DONE &&
+	    rf->state != RANGEFWD_FAILED)
+		return;
+	if (rf->state == RANGEFWD_FAILED || rf->fill_failed) {
+		req_abort(r,
+		    rf->fill_failed ? "the blob did not verify here"
+				    : "upstream range transfer failed");
 		return;
 	}
-	if (rf->state != RANGEFWD_BODY && rf->state != RANGEFWD_DONE)
-		return;
 	written = blobstore_tmp_size(rf->tmp);
-	if (rf->sent < written) {
-		n = written - rf->sent;
+	/* the last byte waits for the comparison with the verified blob */
+	limit = rf->verified || written < rf->want ? written : rf->want - 1;
+	if (rf->state == RANGEFWD_DONE && rf->fill_ok && !rf->verified &&
+	    rf->cmp == NULL) {
+		rangefwd_cmp_start(rf);
+		if (rf->state == RANGEFWD_FAILED) {
+			req_abort(r, "cannot compare the relayed range");
+			return;
+		}
+	}
+	if (rf->sent < limit) {
+		n = limit - rf->sent;
 		if (n > RANGEFWD_CHUNK_MAX)
 			n = RANGEFWD_CHUNK_MAX;
 		rf->sent += n;
@@ -136,7 +256,7 @@ rangefwd_pump(struct req *r)
 		    rangefwd_pump);
 		return;
 	}
-	if (rf->state == RANGEFWD_DONE)
+	if (rf->state == RANGEFWD_DONE && rf->verified && rf->sent == rf->want)
 		req_stream_end(r);
 }
 
@@ -220,13 +340,19 @@ rangefwd_done_cb(void *arg, enum upstream_result res, const char *why)
 	rangefwd_wake(rf);
 }
 
-/* Pre-warm style subscriber: the fill needs no one to report to. */
+/* This node's full fill ended: the relay may finish (or is cut). */
 static void
 rangefwd_fill_cb(void *arg, const struct digest *d, const char *why)
 {
-	(void)arg;
-	(void)d;
+	struct rangefwd *rf = arg;
+
 	(void)why;
+	rf->sub = NULL; /* fill.c frees it */
+	if (d != NULL)
+		rf->fill_ok = 1;
+	else
+		rf->fill_failed = 1;
+	rangefwd_wake(rf);
 }
 
 int
@@ -253,8 +379,13 @@ rangefwd_start(struct req *r)
 		 r->srv->base, -1, 0, rangefwd_wake_cb, rf)) == NULL)
 		fatal("out of memory creating a range relay event");
 	/* the whole blob, verified and stored, beside the relayed range */
-	(void)fill_fetch(r->srv, r->up, r->route.name, FILL_BLOB, NULL,
-	    &r->route.digest, rangefwd_fill_cb, NULL);
+	rf->sub = fill_fetch(r->srv, r->up, r->route.name, FILL_BLOB, NULL,
+	    &r->route.digest, rangefwd_fill_cb, rf);
+	if (rf->sub == NULL) {
+		/* no fill to verify against: the usual way */
+		rangefwd_free(rf);
+		return -1;
+	}
 	digest_format(&r->route.digest, hex);
 	snprintf(path, sizeof path, "/v2/%s/blobs/%s", r->route.name, hex);
 	memset(&ureq, 0, sizeof ureq);

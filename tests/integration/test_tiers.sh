@@ -115,6 +115,24 @@ until store_has "$C4_DATA" "$rg" || [ $SECONDS -ge $end ]; do sleep 0.2; done
 check tiers/range-child-filled "the child did not store $rg beside the range" store_has "$C4_DATA" "$rg"
 n=$(registry_blob_gets "$UP_LOG" | awk -v d="$rg" '$2 == d' | wc -l)
 check tiers/range-origin-once "the origin served $rg $n times" [ "$n" -eq 1 ]
+# Bytes corrupted between parent and child: the relayed range is never a
+# clean 206 with wrong bytes (its last byte waits for the blob to verify
+# here and for the relayed bytes to match it).
+rcline=$(seed_q '.images[] | (.ref | split(":")[0]) as $r | .platforms[].layers[] | select(.size > 4096) | "\($r) \(.digest)"' |
+	grep -vF -e "$hd" -e "$cold" -e "$rg" -f <(echo "$want") | head -n 1)
+rcrepo=${rcline% *}
+rc2=${rcline#* }
+[ -n "$rc2" ] || fail tiers/range-corrupt-blob "no cold layer left in the seed"
+curl -sf -o /dev/null -X POST "$TPX_URL/_proxy/mode?m=corrupt"
+rcsize=$(stat -c %s "$SEED_BLOBS/${rc2#sha256:}")
+req GET "$C4_URL/v2/$rcrepo/blobs/$rc2" -H "Range: bytes=$((rcsize / 3))-"
+tail -c +$((rcsize / 3 + 1)) "$SEED_BLOBS/${rc2#sha256:}" >"$T_TMP/range-want2"
+if [ "$R_RC" -eq 0 ] && [ "$R_CODE" = 206 ] && ! cmp -s "$R_BODY" "$T_TMP/range-want2"; then
+	fail tiers/range-corrupt-never-clean "a clean 206 with wrong bytes"
+else
+	pass tiers/range-corrupt-never-clean
+fi
+curl -sf -o /dev/null -X POST "$TPX_URL/_proxy/mode?m=pass"
 
 stop UP
 req GET "$C2_URL/v2/test/multi-docker/blobs/$hd"
