@@ -134,6 +134,19 @@ else
 fi
 curl -sf -o /dev/null -X POST "$TPX_URL/_proxy/mode?m=pass"
 
+# The Accept list goes up as the client sent it: a client that takes no
+# index gets the linux/amd64 manifest of a multi-platform tag through the
+# tier (as from the origin), and one that takes indexes gets the index.
+amd=$(seed_q '.images[] | select(.ref == "test/multi-docker:v1") | .platforms[] | select(.platform.architecture == "amd64") | .digest')
+idx=$(seed_q '.images[] | select(.ref == "test/multi-docker:v1") | .digest')
+req GET "$C3_URL/v2/test/multi-docker/manifests/v1" -H "Accept: application/vnd.docker.distribution.manifest.v2+json"
+check tiers/accept-narrow "no-index Accept at a child: $(exchange), digest $(hdr Docker-Content-Digest)" \
+	[ "$R_CODE" = 200 ] && [ "$(hdr Docker-Content-Digest)" = "$amd" ] &&
+	[ "$(hdr Content-Type)" = application/vnd.docker.distribution.manifest.v2+json ]
+req GET "$C3_URL/v2/test/multi-docker/manifests/v1" -H "Accept: application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json"
+check tiers/accept-index "index Accept at a child: $(exchange), digest $(hdr Docker-Content-Digest)" \
+	[ "$R_CODE" = 200 ] && [ "$(hdr Docker-Content-Digest)" = "$idx" ]
+
 stop UP
 req GET "$C2_URL/v2/test/multi-docker/blobs/$hd"
 check tiers/head-warmed-tier "GET at another child with the origin stopped: $R_CODE" \
