@@ -78,14 +78,14 @@ manifest_shared_tag_cb(struct req *r, enum s3_result res, int64_t length,
 	if (res != S3_OK || shared_tag_parse(body, len, &t) == -1 ||
 	    !oci_accepts(req_accept(r), t.media_type)) {
 		if (res == S3_OK)
-			log_warn("shared store: the mapping of '%s:%s' is not "
-				 "usable here; ignored",
+			log_warn(
+			    "shared store: the mapping of '%s:%s' is not usable here; ignored",
 			    r->route.name, r->route.tag);
 		req_error(r, r->fill_err, r->fill_why);
 		return;
 	}
-	log_info("serving '%s:%s' from the shared store's mapping, confirmed "
-		 "upstream %lld s ago: upstream unavailable",
+	log_info(
+	    "serving '%s:%s' from the shared store's mapping, confirmed upstream %lld s ago: upstream unavailable",
 	    r->route.name, r->route.tag,
 	    (long long)(clock_wall_s() - t.confirmed_at));
 	r->stale = t;

@@ -177,8 +177,7 @@ rangefwd_cmp_done(void *arg)
 			digest_format(&rf->r->route.digest, d);
 			metrics_digest_mismatch(rf->r->srv);
 			log_warn(
-			    "relayed range of %s does not match the verified "
-			    "blob; cutting the reply",
+			    "relayed range of %s does not match the verified blob; cutting the reply",
 			    d);
 			rf->state = RANGEFWD_FAILED;
 		}

@@ -921,8 +921,8 @@ s3_parthash_done(void *arg)
 	if (u != NULL) {
 		u->hashing = NULL;
 		if (ph->rc == -1) {
-			log_error("cannot read the blob to hash part %u of its "
-				  "upload",
+			log_error(
+			    "cannot read the blob to hash part %u of its upload",
 			    u->npart + 1);
 			s3_upload_end(u, S3_EFAIL, "cannot read the blob");
 		} else
