@@ -20,6 +20,7 @@
 #define AUTH_BODY_MAX (256 * 1024)
 /* Token spec: "if omitted, the token is valid for 60 seconds". */
 #define AUTH_EXPIRES_DEFAULT_S 60
+#define AUTH_EXPIRES_MAX_S 86400 /* a token is kept a day at most */
 /* A token is dropped this long before it expires. */
 #define AUTH_EXPIRES_MARGIN_S 10
 
@@ -412,6 +413,7 @@ auth_reply_parse(const char *body, size_t len, char **token, long *expires_in)
 {
 	json_t *root, *t, *e;
 	json_error_t err;
+	double v;
 	int rc = -1;
 
 	*token = NULL;
@@ -423,9 +425,11 @@ auth_reply_parse(const char *body, size_t len, char **token, long *expires_in)
 	if (!json_is_string(t) || json_string_length(t) == 0)
 		goto out;
 	e = json_object_get(root, "expires_in");
-	*expires_in = json_is_number(e) && json_number_value(e) >= 1
-	    ? (long)json_number_value(e)
-	    : AUTH_EXPIRES_DEFAULT_S;
+	v = json_is_number(e) ? json_number_value(e) : 0;
+	/* capped before the conversion: 3E40 is no long (fuzz_auth) */
+	*expires_in = v < 1	     ? AUTH_EXPIRES_DEFAULT_S
+	    : v > AUTH_EXPIRES_MAX_S ? AUTH_EXPIRES_MAX_S
+				     : (long)v;
 	*token = xstrdup(json_string_value(t));
 	rc = 0;
 out:

@@ -2,8 +2,10 @@
  * registry/blob.c: GET/HEAD /v2/<name>/blobs/<digest>.  A stored blob is
  * sent with sendfile (Range honoured); anything else joins or starts the
  * fill for its digest.  A HEAD for a blob we neither have nor are fetching
- * is asked upstream and not stored, unless it comes from a ccprewarm child
- * (a tier): then it starts the fill and is answered from it.
+ * is asked of the shared store, then upstream, and not stored, unless it
+ * comes from a ccprewarm child (a tier): then it starts the fill and is
+ * answered from it.  A cold ranged GET below a parent tier is relayed
+ * (rangefwd.c) beside the fill.
  */
 #include <stdio.h>
 #include <string.h>
@@ -42,12 +44,46 @@ blob_from_child(struct req *r)
 	return ua != NULL && strncmp(ua, "ccprewarm/", 10) == 0;
 }
 
+/* A HEAD nobody here can answer: asked upstream, nothing stored. */
+static void
+blob_head_upstream(struct req *r)
+{
+	char path[ROUTE_NAME_MAX + DIGEST_STRLEN + 32], hex[DIGEST_STRLEN];
+
+	digest_format(&r->route.digest, hex);
+	snprintf(path, sizeof path, "/v2/%s/blobs/%s", r->route.name, hex);
+	passthru_start(r, UPSTREAM_HEAD, path, NULL, blob_head_done);
+}
+
+/*
+ * The shared store's answer to a HEAD on its object: there (a size, as a
+ * GET from the bucket would stream it, verified then) or upstream.
+ */
+static void
+blob_shared_head_cb(struct req *r, enum s3_result res, int64_t length,
+    const char *body, size_t len)
+{
+	struct s3_stats *st = s3_counters(shared_s3(r->srv));
+
+	(void)body;
+	(void)len;
+	if (res == S3_OK && length >= 0) {
+		st->hits++;
+		r->cache = REQ_CACHE_MISS;
+		req_reply_mem(r, 200, "application/octet-stream",
+		    &r->route.digest, NULL, (size_t)length);
+		return;
+	}
+	if (res == S3_ENOTFOUND)
+		st->misses++;
+	blob_head_upstream(r);
+}
+
 void
 blob_handle(struct req *r)
 {
 	struct server *srv = r->srv;
 	const struct digest *d = &r->route.digest;
-	char path[ROUTE_NAME_MAX + DIGEST_STRLEN + 32], hex[DIGEST_STRLEN];
 	struct db_blob meta;
 	off_t size;
 	int fd;
@@ -73,11 +109,14 @@ blob_handle(struct req *r)
 	}
 	if (r->method == REQ_HEAD && !stream_in_flight(r, FILL_BLOB) &&
 	    !blob_from_child(r)) {
-		digest_format(d, hex);
-		snprintf(
-		    path, sizeof path, "/v2/%s/blobs/%s", r->route.name, hex);
-		passthru_start(r, UPSTREAM_HEAD, path, NULL, blob_head_done);
+		/* the bucket first, as for a GET */
+		if (shared_head_blob(r, d, blob_shared_head_cb) == -1)
+			blob_head_upstream(r);
 		return;
 	}
+	/* a cold ranged GET below a parent tier: the Range goes up too */
+	if (r->method == REQ_GET && !stream_in_flight(r, FILL_BLOB) &&
+	    rangefwd_start(r) == 0)
+		return;
 	stream_attach(r, FILL_BLOB);
 }

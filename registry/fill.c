@@ -63,9 +63,11 @@ struct fill {
 	int64_t start_ms;
 	int64_t progress_ms; /* last body byte (or the start) */
 	int64_t upstream_ms;
-	char why[96];	     /* failure, for subscribers */
-	int persist_rc;	     /* set by the worker */
-	struct db_blob meta; /* the record the worker writes */
+	char why[96];	       /* failure, for subscribers */
+	int persist_rc;	       /* set by the worker */
+	struct db_blob meta;   /* the record the worker writes */
+	struct db_tag tag_rec; /* the tag mapping it wrote (tag_put) */
+	int tag_put;
 	unsigned char *wbuf; /* received, not yet written (FILL_WBUF) */
 	size_t wlen;
 	int persist_failed;
@@ -546,6 +548,8 @@ fill_index_manifest(struct fill *f, int put)
 		if (db_tag_put(f->srv->db, upstream_name(f->up), f->repo,
 			f->tag, &t) == -1)
 			return -1;
+		f->tag_rec = t; /* published from the loop */
+		f->tag_put = 1;
 	}
 	return 0;
 }
@@ -577,9 +581,13 @@ fill_manifest_finish(struct fill *f, int rc)
 	if (rc == -1)
 		log_warn("cannot store manifest %s:%s; serving it uncached",
 		    f->repo, f->tag);
-	else if (!f->shared)
+	else if (!f->shared) {
 		shared_upload_mem(
 		    f->srv, &f->digest, f->media_type, f->mbuf, f->mlen);
+		if (f->tag_put)
+			shared_tag_publish(f->srv, upstream_name(f->up),
+			    f->repo, f->tag, &f->tag_rec);
+	}
 	fill_set_state(f, FILL_DONE);
 	fill_unlist(f);
 	fill_wake(f);

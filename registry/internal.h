@@ -134,6 +134,9 @@ enum req_state {
 	REQ_DONE,
 };
 
+struct shared_get; /* shared.c */
+struct rangefwd;   /* rangefwd.c */
+
 struct req {
 	TAILQ_ENTRY(req) entry; /* server->reqs */
 	struct server *srv;
@@ -170,6 +173,8 @@ struct req {
 	passthru_done_fn passthru_done;
 	/* the fill failed before streaming: 0 if this replied (STALE) */
 	int (*fill_failed)(struct req *);
+	enum oci_err fill_err; /* how the fill failed, for the reply */
+	const char *fill_why;
 	struct db_tag stale; /* the cached mapping, for STALE */
 	int have_stale;
 	/* a subsystem holding r while it waits (a stream, gc, verify):
@@ -179,6 +184,12 @@ struct req {
 	struct digest served; /* the Docker-Content-Digest replied */
 	int have_served;
 	char up_cache[32]; /* X-Cache of the tier above that filled it, or "" */
+	/* a bucket request owned by this request (shared.c); finish_cb
+	 * cancels it */
+	struct shared_get *sget;
+	/* a ranged GET relayed from a parent tier (rangefwd.c); finish_cb
+	 * frees it */
+	struct rangefwd *rfwd;
 };
 
 /* http.c: struct req's one lifecycle -------------------------------------- */
@@ -337,6 +348,16 @@ struct readers *readers_add(struct server *, const struct digest *);
 void readers_del(struct readers *, const struct digest *);
 int readers_busy(const struct server *, const struct digest *);
 
+/* rangefwd.c: a cold ranged GET relayed from a parent tier ------------- */
+
+/*
+ * For a blob GET with one Range (no If-Range), neither stored nor in
+ * flight, whose upstream is a ccprewarm: starts this node's full fill and
+ * relays the parent's answer to the Range; 0 if it took r (it replies, or
+ * hands r to the fill if the parent sends no 206), -1 to go on as usual.
+ */
+int rangefwd_start(struct req *);
+
 /* evict.c: the store's budget, gc and verify --------------------------- */
 
 struct evict;
@@ -403,5 +424,24 @@ struct s3 *shared_s3(struct server *);
 void shared_upload_blob(struct server *, const struct digest *);
 void shared_upload_mem(struct server *, const struct digest *,
     const char *media_type, const void *, size_t);
+/*
+ * Publishes a tag's mapping (digest, media type, when upstream last
+ * confirmed it) as "<prefix>tags/<upstream>/<repo>:<tag>", in the
+ * background: other nodes answer from it while their upstream is down.
+ */
+void shared_tag_publish(struct server *, const char *upstream, const char *repo,
+    const char *tag, const struct db_tag *);
+/*
+ * A bucket request owned by r (r->sget, cancelled if r finishes first):
+ * done gets the result once; length is the object's (-1 unknown), body
+ * the first SHARED_GET_MAX bytes of a GET.  0, or -1 if no bucket is
+ * configured or its breaker is open (done is not called).
+ */
+#define SHARED_GET_MAX 1024
+typedef void (*shared_get_fn)(
+    struct req *, enum s3_result, int64_t length, const char *body, size_t len);
+int shared_head_blob(struct req *, const struct digest *, shared_get_fn);
+int shared_get_tag(struct req *, const char *upstream, const char *repo,
+    const char *tag, shared_get_fn);
 
 #endif

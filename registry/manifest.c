@@ -63,12 +63,66 @@ manifest_stale(struct req *r, const char *why)
 		    r, OCI_ERR_UNAVAILABLE, "upstream registry unavailable");
 }
 
+/*
+ * The shared store's mapping for the tag arrived (or did not): serve the
+ * manifest it names, by digest (from here or the bucket, verified), as
+ * STALE; else the error the fill failed with.
+ */
+static void
+manifest_shared_tag_cb(struct req *r, enum s3_result res, int64_t length,
+    const char *body, size_t len)
+{
+	struct db_tag t;
+
+	(void)length;
+	if (res != S3_OK || shared_tag_parse(body, len, &t) == -1 ||
+	    !oci_accepts(req_accept(r), t.media_type)) {
+		if (res == S3_OK)
+			log_warn(
+			    "shared store: the mapping of '%s:%s' is not usable here; ignored",
+			    r->route.name, r->route.tag);
+		req_error(r, r->fill_err, r->fill_why);
+		return;
+	}
+	log_info(
+	    "serving '%s:%s' from the shared store's mapping, confirmed upstream %lld s ago: upstream unavailable",
+	    r->route.name, r->route.tag,
+	    (long long)(clock_wall_s() - t.confirmed_at));
+	r->stale = t;
+	r->route.by_digest = 1; /* from here on: that manifest, verified */
+	r->route.digest = t.digest;
+	r->cache = REQ_CACHE_STALE;
+	if (manifest_serve_stored(r, &t.digest) == 0)
+		return;
+	if (stream_attach(r, FILL_MANIFEST) >= 0)
+		r->cache = REQ_CACHE_STALE;
+}
+
+/*
+ * No mapping here and upstream unreachable (never when it answered, e.g.
+ * "not found"): another node's, from the shared store.  0 if asked.
+ */
+static int
+manifest_shared_fallback(struct req *r)
+{
+	if (r->route.by_digest ||
+	    (r->fill_err != OCI_ERR_UNAVAILABLE &&
+		r->fill_err != OCI_ERR_TOOMANYREQUESTS))
+		return -1;
+	stream_detach(r);
+	if (shared_get_tag(r, upstream_name(r->up), r->route.name, r->route.tag,
+		manifest_shared_tag_cb) == 0)
+		return 0;
+	req_error(r, r->fill_err, r->fill_why);
+	return 0;
+}
+
 /* The fill failed before a byte went out: the cached mapping, if any. */
 static int
 manifest_fill_failed(struct req *r)
 {
 	if (!r->have_stale)
-		return -1;
+		return manifest_shared_fallback(r);
 	stream_detach(r);
 	r->cache = REQ_CACHE_STALE;
 	return manifest_serve_stored(r, &r->stale.digest);
@@ -99,6 +153,9 @@ manifest_revalidated(struct req *r, const struct passthru_result *px)
 			r->route.tag, &t) == -1)
 			log_warn("cannot record revalidation of '%s:%s'",
 			    r->route.name, r->route.tag);
+		else
+			shared_tag_publish(r->srv, upstream_name(r->up),
+			    r->route.name, r->route.tag, &t);
 		r->cache = REQ_CACHE_REVALIDATED;
 		if (manifest_serve_stored(r, &t.digest) == 0)
 			return;

@@ -98,6 +98,7 @@ struct upstream_req {
 	const char *repo;    /* "library/alpine": the token scope */
 	const char *accept;  /* Accept header value, or NULL */
 	int64_t range_start; /* -1: whole; else "Range: bytes=N-" */
+	const char *range;   /* range_start -1: "A-B", "A-" or "-S", or NULL */
 };
 
 /* Health and counters of one upstream (for routing and /metrics). */
@@ -119,6 +120,8 @@ struct upstream_stats {
 void upstream_stats(const struct upstream *, struct upstream_stats *);
 /* 0 while the circuit is open or a 429's Retry-After has not passed. */
 int upstream_usable(const struct upstream *);
+/* 1 once a reply showed it is a cache tier (a ccprewarm parent). */
+int upstream_is_cache(const struct upstream *);
 /* Seconds left of a 429's Retry-After window (rounded up); 0 if none. */
 long upstream_retry_after_s(const struct upstream *);
 size_t upstream_code_count(void);
@@ -262,6 +265,10 @@ void s3_stats(const struct s3 *, struct s3_stats *);
 /* The counters fill.c keeps (hits, misses, corrupt), by field. */
 struct s3_stats *s3_counters(struct s3 *);
 const char *s3_bucket(const struct s3 *);
+/* The pool that hashes multipart parts (each part is signed with its own
+ * SHA-256); without one, blobs from multipart_min are not uploaded. */
+struct pool;
+void s3_set_pool(struct s3 *, struct pool *);
 const char *s3_prefix(const struct s3 *); /* "" or "ci/" */
 /*
  * GET (or HEAD) of the blob object for d.  NULL (no callback) when the
@@ -661,5 +668,8 @@ void fill_fetch_cancel(struct fill_sub *);
 
 /* 1 if name may name a node's pin set ("ci-runner-3": [A-Za-z0-9._-]). */
 int shared_node_valid(const char *name);
+/* A published tag mapping's text ("sha256:<hex>\n<confirmed_at>\n<media
+ * type>\n") -> mapping; 0, or -1 if it is not exactly one. */
+int shared_tag_parse(const char *, size_t, struct db_tag *);
 
 #endif

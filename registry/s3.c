@@ -24,7 +24,6 @@
 
 #define S3_EMPTY_SHA256 \
 	"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-#define S3_UNSIGNED "UNSIGNED-PAYLOAD"
 /* XML answers (errors, listings, multipart ids) are read up to this. */
 #define S3_XML_MAX (4 * 1024 * 1024)
 #define S3_OPEN_MIN_MS 2000
@@ -49,6 +48,7 @@ struct s3 {
 	int64_t open_until_ms; /* breaker: skip the bucket until then */
 	int64_t open_ms;
 	struct s3_stats stats;
+	struct pool *pool; /* hashes multipart parts; NULL: no multipart */
 	LIST_HEAD(, s3_xfer) xfers;
 	LIST_HEAD(, s3_upload) uploads;
 };
@@ -96,9 +96,19 @@ struct s3_upload {
 	char *upload_id;
 	char (*etags)[128];
 	struct s3_xfer *x;
+	struct s3_parthash *hashing; /* a part being hashed on the pool */
 	struct s3_cbs cbs;
 	void *arg;
 	LIST_ENTRY(s3_upload) link;
+};
+
+/* A part's SHA-256, computed on a worker from the verified blob file. */
+struct s3_parthash {
+	struct s3_upload *u; /* NULL once the upload is gone */
+	int fd;		     /* its own dup */
+	uint64_t off, end;
+	struct digest d;
+	int rc;
 };
 
 /* Breaker --------------------------------------------------------------- */
@@ -208,6 +218,12 @@ const char *
 s3_bucket(const struct s3 *s3)
 {
 	return s3->bucket;
+}
+
+void
+s3_set_pool(struct s3 *s3, struct pool *pool)
+{
+	s3->pool = pool;
 }
 
 /* "<prefix>blobs/sha256/<hex>" */
@@ -643,7 +659,8 @@ s3_object_get(
 	xasprintf(&key, "%s%s", s3->prefix, name);
 	x = s3_xfer_new(s3, S3_GET, key, NULL, NULL, cbs, arg);
 	free(key);
-	return x != NULL ? s3_xfer_go(x) : NULL;
+	/* small objects (pin sets, tag mappings): an answer in time, too */
+	return x != NULL ? s3_xfer_go_answer(x) : NULL;
 }
 
 struct s3_xfer *
@@ -777,6 +794,8 @@ static void
 s3_upload_free(struct s3_upload *u)
 {
 	LIST_REMOVE(u, link);
+	if (u->hashing != NULL)
+		u->hashing->u = NULL; /* its completion frees it */
 	s3_xfer_cancel(u->x);
 	if (u->fd >= 0)
 		close(u->fd);
@@ -859,11 +878,126 @@ s3_upload_start_cb(void *arg, enum s3_result res, const char *why)
 	s3_upload_next(u);
 }
 
+/* On a worker: the part's bytes, read back from the stored file. */
+static void
+s3_parthash_work(void *arg)
+{
+	struct s3_parthash *ph = arg;
+	struct digest_ctx *ctx = digest_ctx_new();
+	unsigned char *buf = xmalloc(1024 * 1024);
+	uint64_t off = ph->off;
+	ssize_t got;
+	size_t want;
+
+	ph->rc = 0;
+	while (off < ph->end) {
+		want = ph->end - off < 1024 * 1024 ? (size_t)(ph->end - off)
+						   : 1024 * 1024;
+		got = pread(ph->fd, buf, want, (off_t)off);
+		if (got == -1 && errno == EINTR)
+			continue;
+		if (got <= 0) {
+			ph->rc = -1;
+			break;
+		}
+		digest_ctx_update(ctx, buf, (size_t)got);
+		off += (uint64_t)got;
+	}
+	digest_ctx_final(ctx, &ph->d);
+	digest_ctx_free(ctx);
+	free(buf);
+}
+
+static void s3_upload_part_send(struct s3_upload *, const struct digest *);
+
+/* Back on the loop: send the part, signed with its hash. */
+static void
+s3_parthash_done(void *arg)
+{
+	struct s3_parthash *ph = arg;
+	struct s3_upload *u = ph->u;
+
+	close(ph->fd);
+	if (u != NULL) {
+		u->hashing = NULL;
+		if (ph->rc == -1) {
+			log_error(
+			    "cannot read the blob to hash part %u of its upload",
+			    u->npart + 1);
+			s3_upload_end(u, S3_EFAIL, "cannot read the blob");
+		} else
+			s3_upload_part_send(u, &ph->d);
+	}
+	free(ph);
+}
+
+/*
+ * Each part is signed with its own SHA-256 (x-amz-content-sha256), as a
+ * single PUT is with the blob's digest: the bucket checks the bytes it
+ * got against it.  Hashing reads the part back from the stored (verified)
+ * file, on a worker, never on the loop.
+ */
+static void
+s3_upload_part_hash(struct s3_upload *u, uint64_t off, uint64_t end)
+{
+	struct s3_parthash *ph;
+
+	if (u->s3->pool == NULL) {
+		s3_upload_end(u, S3_EFAIL, "no worker pool to hash parts");
+		return;
+	}
+	ph = xcalloc(1, sizeof *ph);
+	if ((ph->fd = dup(u->fd)) == -1) {
+		log_error("cannot dup the blob file: %s", strerror(errno));
+		free(ph);
+		s3_upload_end(u, S3_EFAIL, "cannot read the blob");
+		return;
+	}
+	ph->u = u;
+	ph->off = off;
+	ph->end = end;
+	u->hashing = ph;
+	pool_submit(u->s3->pool, s3_parthash_work, s3_parthash_done, ph);
+}
+
+/* [off, end) of part u->npart, hashed to d: PUT it. */
+static void
+s3_upload_part_send(struct s3_upload *u, const struct digest *d)
+{
+	static const struct s3_cbs part_cbs = {NULL, NULL, s3_upload_part_cb};
+	char key[512], *q, *eid, ds[DIGEST_STRLEN];
+	uint64_t off, end;
+	CURL *e;
+
+	off = (uint64_t)u->npart * u->s3->part_size;
+	end =
+	    off + u->s3->part_size < u->size ? off + u->s3->part_size : u->size;
+	s3_blob_key(u->s3, &u->digest, key, sizeof key);
+	if ((e = curl_easy_init()) == NULL)
+		fatal("cannot create a curl handle");
+	if ((eid = curl_easy_escape(e, u->upload_id, 0)) == NULL)
+		fatal("out of memory escaping a query");
+	curl_easy_cleanup(e);
+	xasprintf(&q, "partNumber=%u&uploadId=%s", u->npart + 1, eid);
+	curl_free(eid);
+	digest_format(d, ds);
+	u->x = s3_xfer_new(u->s3, S3_PUT, key, q, ds + 7, &part_cbs, u);
+	free(q);
+	if (u->x != NULL && s3_xfer_body_fd(u->x, u->fd, off, end) == -1) {
+		s3_xfer_cancel(u->x);
+		u->x = NULL;
+	}
+	if (u->x == NULL) {
+		s3_upload_end(u, S3_EFAIL, "shared store unavailable");
+		return;
+	}
+	s3_xfer_go(u->x);
+}
+
 /* The next part, or the completion once every part is in. */
 static void
 s3_upload_next(struct s3_upload *u)
 {
-	static const struct s3_cbs part_cbs = {NULL, NULL, s3_upload_part_cb};
 	static const struct s3_cbs done_cbs = {
 	    NULL, NULL, s3_upload_complete_cb};
 	char key[512], *q, *eid, *xml = NULL, *line;
@@ -874,32 +1008,20 @@ s3_upload_next(struct s3_upload *u)
 	struct digest d;
 	CURL *e;
 
+	if (u->npart < u->nparts) {
+		off = (uint64_t)u->npart * u->s3->part_size;
+		end = off + u->s3->part_size < u->size ? off + u->s3->part_size
+						       : u->size;
+		s3_upload_part_hash(u, off, end);
+		return;
+	}
 	s3_blob_key(u->s3, &u->digest, key, sizeof key);
 	if ((e = curl_easy_init()) == NULL)
 		fatal("cannot create a curl handle");
 	if ((eid = curl_easy_escape(e, u->upload_id, 0)) == NULL)
 		fatal("out of memory escaping a query");
 	curl_easy_cleanup(e);
-	if (u->npart < u->nparts) {
-		off = (uint64_t)u->npart * u->s3->part_size;
-		end = off + u->s3->part_size < u->size ? off + u->s3->part_size
-						       : u->size;
-		xasprintf(&q, "partNumber=%u&uploadId=%s", u->npart + 1, eid);
-		/*
-		 * Parts are sent unsigned-payload: hashing each part first
-		 * would cost a second read of the blob; the whole blob was
-		 * verified before the upload started, and S3 checks each
-		 * part's length.
-		 */
-		u->x = s3_xfer_new(
-		    u->s3, S3_PUT, key, q, S3_UNSIGNED, &part_cbs, u);
-		free(q);
-		if (u->x != NULL &&
-		    s3_xfer_body_fd(u->x, u->fd, off, end) == -1) {
-			s3_xfer_cancel(u->x);
-			u->x = NULL;
-		}
-	} else {
+	{
 		for (i = 0; i < u->nparts; i++) {
 			xasprintf(&line,
 			    "%s<Part><PartNumber>%u</PartNumber>"

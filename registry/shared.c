@@ -7,6 +7,7 @@
  */
 #include <sys/queue.h>
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,11 +30,30 @@ struct shared_up {
 	LIST_ENTRY(shared_up) link;
 };
 
+/* A tag mapping being published. */
+struct shared_tagput {
+	struct shared *sh;
+	struct s3_xfer *x;
+	LIST_ENTRY(shared_tagput) link;
+};
+
+/* A bucket request owned by a client request (r->sget). */
+struct shared_get {
+	struct req *r;
+	struct s3_xfer *x;
+	shared_get_fn done;
+	int64_t length;
+	char body[SHARED_GET_MAX];
+	size_t len;
+};
+
 struct shared {
 	struct server *srv;
 	struct s3 *s3;
 	LIST_HEAD(, shared_up) ups;
 	size_t nups;
+	LIST_HEAD(, shared_tagput) tagputs;
+	size_t ntagputs;
 	uint64_t dropped;
 	/* the pin set, published as "<prefix>pins/<node>.txt" for shared-gc */
 	char node[SHARED_NODE_MAX];
@@ -45,6 +65,7 @@ struct shared {
 };
 
 static void shared_metrics(struct evbuffer *, void *);
+static void shared_tagput_free(struct shared_tagput *);
 static void shared_pins_event_cb(evutil_socket_t, short, void *);
 
 int
@@ -74,10 +95,12 @@ shared_open(struct server *srv)
 	sh = xcalloc(1, sizeof *sh);
 	sh->srv = srv;
 	LIST_INIT(&sh->ups);
+	LIST_INIT(&sh->tagputs);
 	if ((sh->s3 = s3_new(srv->base, srv->uc, c)) == NULL) {
 		free(sh);
 		return -1;
 	}
+	s3_set_pool(sh->s3, srv->pool);
 	if (srv->opts->shared_node != NULL)
 		xstrlcpy(sh->node, srv->opts->shared_node, sizeof sh->node);
 	else if (gethostname(sh->node, sizeof sh->node) == -1 ||
@@ -113,6 +136,15 @@ shared_up_free(struct shared_up *up)
 	free(up);
 }
 
+static void
+shared_tagput_free(struct shared_tagput *tp)
+{
+	LIST_REMOVE(tp, link);
+	tp->sh->ntagputs--;
+	s3_xfer_cancel(tp->x);
+	free(tp);
+}
+
 void
 shared_close(struct server *srv)
 {
@@ -122,6 +154,8 @@ shared_close(struct server *srv)
 		return;
 	while (!LIST_EMPTY(&sh->ups))
 		shared_up_free(LIST_FIRST(&sh->ups));
+	while (!LIST_EMPTY(&sh->tagputs))
+		shared_tagput_free(LIST_FIRST(&sh->tagputs));
 	if (sh->pins_ev != NULL)
 		event_free(sh->pins_ev);
 	s3_xfer_cancel(sh->pins_x);
@@ -210,6 +244,203 @@ shared_upload_mem(struct server *srv, const struct digest *d,
 	up->u = s3_blob_put_mem(sh->s3, d, media_type, buf, len, &cbs, up);
 	if (up->u == NULL)
 		shared_up_free(up);
+}
+
+/* Tags -------------------------------------------------------------------- */
+
+/* "tags/<upstream>/<repo>:<tag>" (the name's part under the prefix) */
+static void
+shared_tag_name(char *buf, size_t len, const char *upstream, const char *repo,
+    const char *tag)
+{
+	snprintf(buf, len, "tags/%s/%s:%s", upstream, repo, tag);
+}
+
+static void
+shared_tagput_done_cb(void *arg, enum s3_result res, const char *why)
+{
+	struct shared_tagput *tp = arg;
+
+	if (res != S3_OK)
+		log_warn("shared store: cannot publish a tag mapping: %s",
+		    why != NULL ? why : "unknown error");
+	tp->x = NULL; /* s3.c frees it after this */
+	shared_tagput_free(tp);
+}
+
+/*
+ * The object's text: "sha256:<hex>\n<confirmed_at>\n<media type>\n".  Not
+ * content-addressed, so not verifiable by itself; what it names is (the
+ * manifest is fetched by digest and verified like any other).
+ */
+void
+shared_tag_publish(struct server *srv, const char *upstream, const char *repo,
+    const char *tag, const struct db_tag *t)
+{
+	static const struct s3_cbs cbs = {NULL, NULL, shared_tagput_done_cb};
+	struct shared *sh = srv->shared;
+	struct shared_tagput *tp;
+	char name[ROUTE_NAME_MAX + ROUTE_TAG_MAX + 256], d[DIGEST_STRLEN];
+	char text[DIGEST_STRLEN + DB_MEDIA_TYPE_MAX + 64];
+	int n;
+
+	if (sh == NULL || !s3_usable(sh->s3))
+		return;
+	if (sh->ntagputs >= SHARED_UPLOADS_MAX) {
+		sh->dropped++;
+		return;
+	}
+	shared_tag_name(name, sizeof name, upstream, repo, tag);
+	digest_format(&t->digest, d);
+	n = snprintf(text, sizeof text, "%s\n%" PRId64 "\n%s\n", d,
+	    t->confirmed_at, t->media_type);
+	tp = xcalloc(1, sizeof *tp);
+	tp->sh = sh;
+	LIST_INSERT_HEAD(&sh->tagputs, tp, link);
+	sh->ntagputs++;
+	if ((tp->x = s3_object_put(sh->s3, name, text, (size_t)n, &cbs, tp)) ==
+	    NULL)
+		shared_tagput_free(tp);
+}
+
+int
+shared_tag_parse(const char *buf, size_t len, struct db_tag *t)
+{
+	char text[SHARED_GET_MAX + 1], *nl, *nl2, *end;
+	long long at;
+
+	if (len >= sizeof text)
+		return -1;
+	memcpy(text, buf, len);
+	text[len] = '\0';
+	memset(t, 0, sizeof *t);
+	if ((nl = strchr(text, '\n')) == NULL)
+		return -1;
+	*nl = '\0';
+	if (digest_parse(&t->digest, text) == -1)
+		return -1;
+	if ((nl2 = strchr(nl + 1, '\n')) == NULL)
+		return -1;
+	*nl2 = '\0';
+	errno = 0;
+	at = strtoll(nl + 1, &end, 10);
+	if (errno != 0 || end == nl + 1 || *end != '\0' || at <= 0)
+		return -1;
+	t->confirmed_at = at;
+	if ((end = strchr(nl2 + 1, '\n')) == NULL || end == nl2 + 1 ||
+	    (size_t)(end - (nl2 + 1)) >= sizeof t->media_type || end[1] != '\0')
+		return -1;
+	*end = '\0';
+	xstrlcpy(t->media_type, nl2 + 1, sizeof t->media_type);
+	return 0;
+}
+
+/* Lookups owned by one request ------------------------------------------ */
+
+static void
+shared_get_finish_cb(struct req *r)
+{
+	struct shared_get *sg = r->sget;
+
+	r->finish_cb = NULL;
+	r->sget = NULL;
+	if (sg != NULL) {
+		s3_xfer_cancel(sg->x);
+		free(sg);
+	}
+}
+
+static int
+shared_get_headers_cb(void *arg, int64_t length, const char *ctype)
+{
+	struct shared_get *sg = arg;
+
+	(void)ctype;
+	sg->length = length;
+	return 0;
+}
+
+static int
+shared_get_body_cb(void *arg, const void *buf, size_t len)
+{
+	struct shared_get *sg = arg;
+
+	if (sg->len + len > sizeof sg->body)
+		return -1; /* not what we asked for */
+	memcpy(sg->body + sg->len, buf, len);
+	sg->len += len;
+	return 0;
+}
+
+static void
+shared_get_done_cb(void *arg, enum s3_result res, const char *why)
+{
+	struct shared_get *sg = arg;
+	struct req *r = sg->r;
+
+	(void)why;
+	r->sget = NULL;
+	r->finish_cb = NULL;
+	sg->x = NULL; /* s3.c frees it after this */
+	sg->done(r, res, sg->length, sg->body, sg->len);
+	free(sg);
+}
+
+static struct shared_get *
+shared_get_new(struct req *r, shared_get_fn done)
+{
+	struct shared_get *sg;
+
+	if (shared_s3(r->srv) == NULL || !s3_usable(shared_s3(r->srv)) ||
+	    r->finish_cb != NULL)
+		return NULL;
+	sg = xcalloc(1, sizeof *sg);
+	sg->r = r;
+	sg->done = done;
+	sg->length = -1;
+	return sg;
+}
+
+static int
+shared_get_go(struct req *r, struct shared_get *sg)
+{
+	if (sg->x == NULL) {
+		free(sg);
+		return -1;
+	}
+	r->sget = sg;
+	r->finish_cb = shared_get_finish_cb;
+	r->state = REQ_WAITING;
+	return 0;
+}
+
+int
+shared_head_blob(struct req *r, const struct digest *d, shared_get_fn done)
+{
+	static const struct s3_cbs cbs = {
+	    shared_get_headers_cb, shared_get_body_cb, shared_get_done_cb};
+	struct shared_get *sg;
+
+	if ((sg = shared_get_new(r, done)) == NULL)
+		return -1;
+	sg->x = s3_blob_get(shared_s3(r->srv), d, 1, &cbs, sg);
+	return shared_get_go(r, sg);
+}
+
+int
+shared_get_tag(struct req *r, const char *upstream, const char *repo,
+    const char *tag, shared_get_fn done)
+{
+	static const struct s3_cbs cbs = {
+	    shared_get_headers_cb, shared_get_body_cb, shared_get_done_cb};
+	char name[ROUTE_NAME_MAX + ROUTE_TAG_MAX + 256];
+	struct shared_get *sg;
+
+	if ((sg = shared_get_new(r, done)) == NULL)
+		return -1;
+	shared_tag_name(name, sizeof name, upstream, repo, tag);
+	sg->x = s3_object_get(shared_s3(r->srv), name, &cbs, sg);
+	return shared_get_go(r, sg);
 }
 
 /* Pin set ----------------------------------------------------------------- */

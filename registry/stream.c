@@ -218,6 +218,8 @@ stream_failed_cb(void *arg, const struct fill_note *n)
 		req_abort(r, "upstream fetch failed");
 		return;
 	}
+	r->fill_err = n->err;
+	r->fill_why = n->why;
 	if (r->fill_failed != NULL && r->fill_failed(r) == 0)
 		return;
 	req_error(r, n->err, n->why);

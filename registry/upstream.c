@@ -130,7 +130,8 @@ struct upstream {
 	enum upstream_breaker breaker;
 	int64_t open_ms; /* how long it stays open this time */
 	struct event *probe_ev;
-	int local; /* it is itself on a loopback or link-local address */
+	int local;    /* it is itself on a loopback or link-local address */
+	int is_cache; /* its replies carry a ccprewarm X-Cache (a parent) */
 	struct upstream_stats stats;
 };
 
@@ -159,6 +160,7 @@ struct upstream_xfer {
 	char *accept;
 	char *repo;
 	int64_t range_start;
+	char *range;	      /* a client's range, forwarded as is (or NULL) */
 	const char *username; /* borrowed from the upstream */
 	const char *password;
 	char *token; /* bearer token sent, or NULL */
@@ -549,6 +551,12 @@ upstream_name(const struct upstream *up)
 	return up->name;
 }
 
+int
+upstream_is_cache(const struct upstream *up)
+{
+	return up->is_cache;
+}
+
 const char *
 upstream_url(const struct upstream *up)
 {
@@ -676,6 +684,7 @@ upstream_xfer_free(struct upstream_xfer *x)
 	upstream_resp_reset(&x->resp);
 	free(x->url);
 	free(x->accept);
+	free(x->range);
 	free(x->repo);
 	free(x->token);
 	free(x);
@@ -748,6 +757,11 @@ upstream_note_response(struct upstream *up, const struct upstream_response *r)
 		if (upstream_codes[i] == r->status)
 			break;
 	st->requests[i]++; /* i == nitems: "other" */
+	/* another ccprewarm (a parent tier) says which tier served */
+	if (r->x_cache != NULL && r->x_cache[0] != '\0' &&
+	    r->x_cache[strspn(r->x_cache, "ABCDEFGHIJKLMNOPQRSTUVWXYZ, ")] ==
+		'\0')
+		up->is_cache = 1;
 	for (i = 0; i < UPSTREAM_NBUCKETS && secs > upstream_bounds[i]; i++)
 		;
 	st->duration_buckets[i]++;
@@ -1187,7 +1201,8 @@ upstream_xfer_setup(struct upstream_xfer *x)
 		snprintf(
 		    range, sizeof range, "%lld-", (long long)x->range_start);
 		bad |= curl_easy_setopt(e, CURLOPT_RANGE, range) != CURLE_OK;
-	}
+	} else if (x->range != NULL)
+		bad |= curl_easy_setopt(e, CURLOPT_RANGE, x->range) != CURLE_OK;
 	if (bad)
 		log_error("cannot set up curl for '%s'", x->url);
 	return bad ? -1 : 0;
@@ -1469,6 +1484,7 @@ upstream_xfer_start(struct upstream *up, const struct upstream_req *req,
 	x->accept = req->accept != NULL ? xstrdup(req->accept) : NULL;
 	x->repo = req->repo != NULL ? xstrdup(req->repo) : NULL;
 	x->range_start = req->range_start;
+	x->range = req->range != NULL ? xstrdup(req->range) : NULL;
 	x->username = up->username;
 	x->password = up->password;
 	/* Skip the 401 round trip when a token for the scope is at hand. */

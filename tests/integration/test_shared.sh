@@ -27,11 +27,12 @@ start_registry UP || exit 1
 seed_registry "$UP_URL" --size-mb 24 --large-layers 1 || exit 1
 start_proxy PX "$UP_URL" pass || exit 1
 
-# cfg NAME: a config file with the shared store (multipart from 5 MiB, so
-# the large layer goes up in parts).
+# cfg NAME [URL]: a config file with the shared store (multipart from 5
+# MiB, so the large layer goes up in parts); URL: the bucket's endpoint
+# (default: radosgw itself).
 cfg() {
 	cat >"$T_TMP/$1.json" <<-JSON
-	{"shared_store": {"url": "$S3_URL", "bucket": "$BUCKET",
+	{"shared_store": {"url": "${2:-$S3_URL}", "bucket": "$BUCKET",
 	  "region": "$S3_REGION", "credentials_file": "$S3_CREDS",
 	  "prefix": "ci/", "multipart_min_bytes": 5242880,
 	  "part_size_bytes": 5242880, "node": "node-$1",
@@ -45,7 +46,10 @@ metric() {
 	curl -sf "$1/metrics" | awk -v n="$2" '$1 == n { v = $2 } END { print v + 0 }'
 }
 
-start_ccprewarm A "$UP_URL" --config "$(cfg A)" || exit 1
+# Node A reaches the bucket through a proxy that checks each PUT's signed
+# payload hash (x-amz-content-sha256) against its body.
+start_proxy S3PX "$S3_URL" pass || exit 1
+start_ccprewarm A "$UP_URL" --config "$(cfg A "$S3PX_URL")" || exit 1
 pull_all "$A_HOSTPORT" shared/node-a
 
 # Every blob and manifest of the set is in the bucket once A's background
@@ -70,11 +74,37 @@ etag=$(s3_cli -I "$S3_URL/$BUCKET/ci/blobs/sha256/$big" | tr -d '\r' | awk -F': 
 # S3's ETag of a multipart object is "<md5 of the part md5s>-<parts>".
 check shared/multipart-upload "ETag $etag is not a multipart one" grep -q -- '-[0-9]*"$' <<<"$etag"
 check shared/multipart-object-intact "the largest blob ($(stat -c %s "$SEED_BLOBS/$big") bytes, multipart) reads back as $got" [ "$got" = "$big" ]
+# Every PUT (single blobs, parts, tag mappings) is signed with its body's
+# own SHA-256: none UNSIGNED-PAYLOAD, none that does not match.
+pl=$(proxy_stats S3PX | jq -c '.payload')
+check shared/payloads-signed "PUTs to the bucket, by x-amz-content-sha256: $pl" \
+	[ "$(jq '.unsigned // 0' <<<"$pl")" = 0 ] && [ "$(jq '.mismatch // 0' <<<"$pl")" = 0 ] &&
+	[ "$(jq '.signed // 0' <<<"$pl")" -gt "$nblobs" ]
+# Node A published what it learned of each tag (digest, when confirmed).
+missing=
+for ref in $(seed_refs); do
+	dg=$(seed_q --arg r "$ref" '.images[] | select(.ref == $r) | .digest')
+	# ':' percent-encoded, as SigV4's canonical path has it
+	s3_cli "$S3_URL/$BUCKET/ci/tags/docker.io/${ref/:/%3A}" | head -n 1 | grep -qx "$dg" || missing="$missing $ref"
+done
+check shared/tags-published "tag mappings missing or wrong in the bucket:$missing" [ -z "$missing" ]
 
-# Node B: empty store, its upstream gone.  It serves the set by digest
-# (tags need the upstream; manifests by digest are in the bucket).
+# Node B: empty store, its upstream gone.  A blob HEAD is answered from
+# the bucket; the set is served by tag (the mapping A published, said
+# STALE) and by digest (manifests and blobs from the bucket, verified).
 stop PX
 start_ccprewarm B "$PX_URL" --config "$(cfg B)" || exit 1
+req HEAD "$B_URL/v2/test/single-docker/blobs/sha256:$big"
+check shared/node-b-head-from-bucket "HEAD of a blob B lacks: $(exchange)" \
+	[ "$R_CODE" = 200 ] && [ "$(hdr Content-Length)" = "$(stat -c %s "$SEED_BLOBS/$big")" ] &&
+	[ "$(hdr Docker-Content-Digest)" = "sha256:$big" ]
+pull_all "$B_HOSTPORT" shared/node-b-by-tag
+req GET "$B_URL/v2/test/single-oci/manifests/v1" -H "Accept: application/vnd.oci.image.manifest.v1+json"
+check shared/node-b-tag-stale "tag at B with its upstream down: $(exchange), X-Cache '$(hdr X-Cache)'" \
+	[ "$R_CODE" = 200 ] && [ "$(hdr X-Cache)" = STALE ] &&
+	[ "$(hdr Docker-Content-Digest)" = "$(seed_q '.images[] | select(.ref == "test/single-oci:v1") | .digest')" ]
+check shared/node-b-stale-counted "ccprewarm_stale_responses_total at B is $(metric "$B_URL" ccprewarm_stale_responses_total)" \
+	[ "$(metric "$B_URL" ccprewarm_stale_responses_total)" -ge 1 ]
 for ref in $(seed_refs); do
 	repo=${ref%%:*}
 	dg=$(seed_q --arg r "$ref" '.images[] | select(.ref == $r) | .digest')
@@ -129,6 +159,14 @@ check shared/corrupt-reported "ccprewarm_shared_store_corrupt_total is $(metric 
 	[ "$(metric "$C_URL" ccprewarm_shared_store_corrupt_total)" -ge 1 ]
 check shared/corrupt-logged "no warning in C's log" \
 	grep -q "shared store object for sha256:$victim does not match its digest" "$C_LOG"
+# The bucket's mapping is a fallback for an unreachable upstream only: a
+# tag upstream answers "not found" for stays not found.
+printf '%s\n%s\n%s\n' "$(seed_q '.images[] | select(.ref == "test/single-oci:v1") | .digest')" "$(date +%s)" \
+	application/vnd.oci.image.manifest.v1+json >"$T_TMP/gone-tag"
+s3_cli -o /dev/null -T "$T_TMP/gone-tag" "$S3_URL/$BUCKET/ci/tags/docker.io/test/single-oci%3Agone"
+req GET "$C_URL/v2/test/single-oci/manifests/gone"
+check shared/tag-not-found-not-stale "a tag upstream does not know: $(exchange), X-Cache '$(hdr X-Cache)'" \
+	[ "$R_CODE" = 404 ] && [ "$(hdr X-Cache)" != STALE ]
 n=$(proxy_stats PX | jq --arg d "sha256:$victim" '[.requests | to_entries[] | select(.key | endswith($d)) | .value] | add // 0')
 check shared/corrupt-from-upstream "upstream saw $n GETs for the blob" [ "$n" -ge 1 ]
 end=$((SECONDS + 60))
@@ -167,6 +205,8 @@ done
 check shared/pins-published "node A's published pin set ($(wc -l <"$PINS") lines) lacks $want layers/configs of its pinned images" \
 	[ -s "$PINS" ] && [ "$want" -eq 0 ]
 GC=$(ccprewarm_bin)
+# shared-gc talks to radosgw itself (A.json names the checking proxy)
+cfg A >/dev/null
 "$GC" shared-gc --config "$T_TMP/A.json" --min-age 0 --dry-run >"$T_TMP/gc-dry.out" 2>>"$T_OUT/gc.log"
 rc=$?
 note "$(cat "$T_TMP/gc-dry.out")"
@@ -181,7 +221,7 @@ for d in $(ls "$SEED_BLOBS"); do
 	if grep -qx "sha256:$d" "$PINS"; then
 		inbucket "$d" || kept_bad=$((kept_bad + 1))
 	else
-		! inbucket "$d" || gone_bad=$((gone_bad + 1))
+		! inbucket "$d" || { gone_bad=$((gone_bad + 1)); note "unpinned, still in the bucket: $d"; }
 	fi
 done
 check shared/gc-keeps-pinned "shared-gc exited $rc; $kept_bad pinned blobs missing after it" [ "$rc" -eq 0 ] && [ "$kept_bad" -eq 0 ]

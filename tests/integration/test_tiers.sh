@@ -91,6 +91,62 @@ cold=$(seed_q '.images[] | select(.ref == "test/multi-docker:v1") | .platforms[]
 req GET "$C1_URL/v2/test/multi-docker/blobs/$cold"
 check tiers/x-cache-cold "X-Cache '$(hdr X-Cache)', HTTP $R_CODE" [ "$(hdr X-Cache)" = "MISS, MISS" ]
 
+# A client's Range on a blob cold everywhere, at a child that knows its
+# upstream is a parent (a reply carried its X-Cache): the child forwards
+# the Range (the proxy between them counts ranged requests), relays the
+# parent's 206 byte for byte, and fills the whole blob beside it; the
+# origin serves the blob once.
+start_proxy TPX "$P_URL" pass || exit 1
+start_ccprewarm C4 "$TPX_URL" || exit 1
+req GET "$C4_URL/v2/test/single-oci/manifests/v1"
+rg=$(seed_q '.images[] | select(.ref == "test/multi-docker:v1") | .platforms[].layers[].digest' |
+	grep -vxF -e "$hd" -e "$cold" -f <(echo "$want") | head -n 1)
+rgsize=$(stat -c %s "$SEED_BLOBS/${rg#sha256:}")
+rgoff=$((rgsize / 3))
+req GET "$C4_URL/v2/test/multi-docker/blobs/$rg" -H "Range: bytes=$rgoff-"
+tail -c +$((rgoff + 1)) "$SEED_BLOBS/${rg#sha256:}" >"$T_TMP/range-want"
+check tiers/range-at-child "ranged GET of a cold blob at a child: $(exchange), Content-Range '$(hdr Content-Range)'" \
+	[ "$R_CODE" = 206 ] && cmp -s "$R_BODY" "$T_TMP/range-want" &&
+	[ "$(hdr Content-Range)" = "bytes $rgoff-$((rgsize - 1))/$rgsize" ]
+nr=$(proxy_stats TPX | jq '.ranged')
+check tiers/range-forwarded "the parent saw $nr ranged requests from the child" [ "$nr" -ge 1 ]
+end=$((SECONDS + 30))
+until store_has "$C4_DATA" "$rg" || [ $SECONDS -ge $end ]; do sleep 0.2; done
+check tiers/range-child-filled "the child did not store $rg beside the range" store_has "$C4_DATA" "$rg"
+n=$(registry_blob_gets "$UP_LOG" | awk -v d="$rg" '$2 == d' | wc -l)
+check tiers/range-origin-once "the origin served $rg $n times" [ "$n" -eq 1 ]
+# Bytes corrupted between parent and child: the relayed range is never a
+# clean 206 with wrong bytes (its last byte waits for the blob to verify
+# here and for the relayed bytes to match it).
+rcline=$(seed_q '.images[] | (.ref | split(":")[0]) as $r | .platforms[].layers[] | select(.size > 4096) | "\($r) \(.digest)"' |
+	grep -vF -e "$hd" -e "$cold" -e "$rg" -f <(echo "$want") | head -n 1)
+rcrepo=${rcline% *}
+rc2=${rcline#* }
+[ -n "$rc2" ] || fail tiers/range-corrupt-blob "no cold layer left in the seed"
+curl -sf -o /dev/null -X POST "$TPX_URL/_proxy/mode?m=corrupt"
+rcsize=$(stat -c %s "$SEED_BLOBS/${rc2#sha256:}")
+req GET "$C4_URL/v2/$rcrepo/blobs/$rc2" -H "Range: bytes=$((rcsize / 3))-"
+tail -c +$((rcsize / 3 + 1)) "$SEED_BLOBS/${rc2#sha256:}" >"$T_TMP/range-want2"
+if [ "$R_RC" -eq 0 ] && [ "$R_CODE" = 206 ] && ! cmp -s "$R_BODY" "$T_TMP/range-want2"; then
+	fail tiers/range-corrupt-never-clean "a clean 206 with wrong bytes"
+else
+	pass tiers/range-corrupt-never-clean
+fi
+curl -sf -o /dev/null -X POST "$TPX_URL/_proxy/mode?m=pass"
+
+# The Accept list goes up as the client sent it: a client that takes no
+# index gets the linux/amd64 manifest of a multi-platform tag through the
+# tier (as from the origin), and one that takes indexes gets the index.
+amd=$(seed_q '.images[] | select(.ref == "test/multi-docker:v1") | .platforms[] | select(.platform.architecture == "amd64") | .digest')
+idx=$(seed_q '.images[] | select(.ref == "test/multi-docker:v1") | .digest')
+req GET "$C3_URL/v2/test/multi-docker/manifests/v1" -H "Accept: application/vnd.docker.distribution.manifest.v2+json"
+check tiers/accept-narrow "no-index Accept at a child: $(exchange), digest $(hdr Docker-Content-Digest)" \
+	[ "$R_CODE" = 200 ] && [ "$(hdr Docker-Content-Digest)" = "$amd" ] &&
+	[ "$(hdr Content-Type)" = application/vnd.docker.distribution.manifest.v2+json ]
+req GET "$C3_URL/v2/test/multi-docker/manifests/v1" -H "Accept: application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json"
+check tiers/accept-index "index Accept at a child: $(exchange), digest $(hdr Docker-Content-Digest)" \
+	[ "$R_CODE" = 200 ] && [ "$(hdr Docker-Content-Digest)" = "$idx" ]
+
 stop UP
 req GET "$C2_URL/v2/test/multi-docker/blobs/$hd"
 check tiers/head-warmed-tier "GET at another child with the origin stopped: $R_CODE" \
@@ -113,7 +169,7 @@ for c in C1 C2 C3; do
 	done
 done
 check tiers/origin-stopped "children could not serve:${bad:0:600}" [ -z "$bad" ]
-for n in C1 C2 C3 P; do
+for n in C1 C2 C3 C4 P; do
 	stop "$n" 20
 	lv="${n}_LOG"
 	r=$(asan_report "${!lv}")

@@ -28,7 +28,8 @@ own address, as a registry's usually is.
 
 Every request (method + path, query stripped) is counted; GET /_proxy/stats
 returns {"mode", "total", "requests": {"GET /v2/...": n}, "faults": n,
-"ranged": requests with a Range header} (in bearer and redirect modes,
+"ranged": requests with a Range header, "payload": {"signed" | "unsigned" |
+"mismatch": n}, how each PUT's x-amz-content-sha256 matched its body} (in bearer and redirect modes,
 "faults" counts 401 challenges and redirects sent) and
 POST /_proxy/reset clears the counts and drop's memory of seen blobs.
 "Blob" means a path /v2/<name>/blobs/sha256:<hex>.  The Range header and
@@ -77,6 +78,11 @@ class State:
         self.faults = 0
         self.ranged = 0
         self.dropped = set()
+        self.payload = {}
+
+    def payload_seen(self, kind):
+        with self.lock:
+            self.payload[kind] = self.payload.get(kind, 0) + 1
 
     def count(self, key, ranged=False):
         with self.lock:
@@ -112,11 +118,13 @@ class State:
             return {"mode": self.mode, "stall": self.stall,
                     "total": self.total, "faults": self.faults,
                     "ranged": self.ranged,
+                    "payload": dict(self.payload),
                     "requests": dict(self.counts)}
 
     def reset(self):
         with self.lock:
             self.counts.clear()
+            self.payload.clear()
             self.total = 0
             self.faults = 0
             self.ranged = 0
@@ -166,6 +174,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n > 0 else None
 
+    def _payload_check(self, body):
+        """S3 in front: how a PUT's x-amz-content-sha256 relates to its
+        body (signed: the body's SHA-256; unsigned; mismatch)."""
+        amz = self.headers.get("x-amz-content-sha256")
+        if amz is None or self.command != "PUT":
+            return
+        if amz == "UNSIGNED-PAYLOAD":
+            kind = "unsigned"
+        elif hashlib.sha256(body or b"").hexdigest() == amz:
+            kind = "signed"
+        else:
+            kind = "mismatch"
+        self.server.state.payload_seen(kind)
+
     def _handle(self):
         u = urllib.parse.urlsplit(self.path)
         path = u.path
@@ -176,6 +198,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         st.count("%s %s" % (self.command, path),
                  ranged=self.headers.get("Range") is not None)
         body = self._read_body()
+        self._payload_check(body)
         mode = st.mode
         if mode == "blackhole":
             st.fault()
@@ -211,8 +234,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if k.lower() in HOP or k.lower() == "content-length":
                     continue
                 conn.putheader(k, v)
-            if body is not None:
-                conn.putheader("Content-Length", str(len(body)))
+            if body is not None or \
+                    self.headers.get("Content-Length") is not None:
+                # an empty PUT keeps its "Content-Length: 0" (S3 wants it)
+                conn.putheader("Content-Length", str(len(body or b"")))
             conn.endheaders(body)
             r = conn.getresponse()
         except OSError as e:

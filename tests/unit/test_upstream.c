@@ -455,7 +455,7 @@ static void
 test_start(struct fx *fx, struct res *r, struct upstream *up,
     enum upstream_method method, const char *path, int64_t range)
 {
-	struct upstream_req req = {method, path, "x", NULL, range};
+	struct upstream_req req = {method, path, "x", NULL, range, NULL};
 
 	memset(r, 0, sizeof *r);
 	r->fx = fx;
