@@ -54,13 +54,19 @@ def spawn(argv, log):
 
 
 def stop(p):
+    """SIGTERM to the daemon's own process group (a perf or strace
+    wrapper and the daemon under it), SIGKILL after 20 s."""
     if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
         try:
+            os.killpg(p.pid, signal.SIGTERM)
             p.wait(20)
         except subprocess.TimeoutExpired:
-            p.kill()
+            os.killpg(p.pid, signal.SIGKILL)
             p.wait()
+    try:
+        os.killpg(p.pid, signal.SIGTERM)  # a daemon its wrapper left
+    except ProcessLookupError:
+        pass
 
 
 def cpu_s(pid):

@@ -11,6 +11,8 @@
 #    them, and every manifest is then served with the seeded bytes.
 #  - a manifest by digest asked right after its tag's reply joins the tag's
 #    fill (or hits the store): upstream never sees a GET by that digest.
+#    (The window between the reply and the index is a few ms of fsyncs, so
+#    this guards the outcome; it did not catch a build without the join.)
 #  - a blob's blocks are reserved when its length is known (fallocate, size
 #    kept); a partial kept for resuming holds none past its end, and resumes.
 . "$(dirname "$0")/lib.sh"
