@@ -843,6 +843,8 @@ fill_shared_done_cb(void *arg, enum s3_result res, const char *why)
 		return;
 	}
 	if (res == S3_OK) {
+		/* a failed refetch may fail the fill: keep f to read it */
+		f->hold++;
 		if (f->kind == FILL_BLOB)
 			fill_commit_blob(f);
 		else
@@ -850,6 +852,8 @@ fill_shared_done_cb(void *arg, enum s3_result res, const char *why)
 		if (f->shared &&
 		    (f->state == FILL_VERIFIED || f->state == FILL_DONE))
 			st->hits++;
+		f->hold--;
+		fill_maybe_free(f);
 		return;
 	}
 	if (res == S3_ENOTFOUND)
