@@ -11,6 +11,7 @@
 #include <netinet/tcp.h>
 
 #include <errno.h>
+#include <stdarg.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -626,21 +627,76 @@ req_abort(struct req *r, const char *why)
 	req_finish(r, r->status ? r->status : 502, why);
 }
 
-static void
-http_json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
+/*
+ * An access line is built on the stack (a long path spills to the heap)
+ * and handed to the log whole: lines are never torn.
+ */
+struct http_line {
+	char *p;
+	size_t len, cap;
+	char stack[1024];
+};
 
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20 || c >= 0x7f)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
+static void
+http_line_add(struct http_line *l, const char *s, size_t n)
+{
+	if (l->len + n > l->cap) {
+		size_t cap = (l->len + n) * 2;
+		char *p = xmalloc(cap);
+
+		memcpy(p, l->p, l->len);
+		if (l->p != l->stack)
+			free(l->p);
+		l->p = p;
+		l->cap = cap;
 	}
-	fputc('"', f);
+	memcpy(l->p + l->len, s, n);
+	l->len += n;
+}
+
+static void http_line_printf(struct http_line *l, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+http_line_printf(struct http_line *l, const char *fmt, ...)
+{
+	char tmp[256];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		http_line_add(l, tmp,
+		    (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+}
+
+static void
+http_json_str(struct http_line *l, const char *s)
+{
+	const char *run;
+	char esc[8];
+
+	http_line_add(l, "\"", 1);
+	while (*s != '\0') {
+		unsigned char c;
+
+		for (run = s; (c = (unsigned char)*s) != '\0' && c != '"' &&
+		     c != '\\' && c >= 0x20 && c < 0x7f;
+		     s++)
+			;
+		http_line_add(l, run, (size_t)(s - run));
+		if (c == '\0')
+			break;
+		if (c == '"' || c == '\\')
+			snprintf(esc, sizeof esc, "\\%c", c);
+		else
+			snprintf(esc, sizeof esc, "\\u%04x", c);
+		http_line_add(l, esc, strlen(esc));
+		s++;
+	}
+	http_line_add(l, "\"", 1);
 }
 
 static void
@@ -648,35 +704,39 @@ http_access_log(struct req *r, const char *why)
 {
 	static const char *const methods[] = {
 	    "GET", "HEAD", "POST", "DELETE", "OTHER"};
-	FILE *f = r->srv->access_log;
+	struct http_line l = {.len = 0, .cap = sizeof l.stack};
 	struct timespec ts;
 	struct tm tm;
 	char when[40];
 
-	if (f == NULL)
+	if (r->srv->alog == NULL)
 		return;
+	l.p = l.stack;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-	fprintf(f, "{\"time\":\"%s.%03ldZ\",\"method\":\"%s\",\"path\":", when,
+	http_line_printf(&l,
+	    "{\"time\":\"%s.%03ldZ\",\"method\":\"%s\",\"path\":", when,
 	    ts.tv_nsec / 1000000, methods[r->method]);
-	http_json_str(f, r->path != NULL ? r->path : "");
-	fprintf(f,
+	http_json_str(&l, r->path != NULL ? r->path : "");
+	http_line_printf(&l,
 	    ",\"status\":%d,\"bytes\":%" PRIu64 ",\"duration_ms\":%" PRId64,
 	    r->status, r->sent, clock_now_ms() - r->start_ms);
 	/* as X-Cache says: a local reply or an error is a MISS too */
-	fprintf(f, ",\"cache\":");
-	http_json_str(f,
+	http_line_printf(&l, ",\"cache\":\"%s\"",
 	    http_cache_names[r->cache != REQ_CACHE_NONE ? r->cache
 							: REQ_CACHE_MISS]);
 	if (r->upstream_ms >= 0)
-		fprintf(f, ",\"upstream_ms\":%" PRId64, r->upstream_ms);
+		http_line_printf(
+		    &l, ",\"upstream_ms\":%" PRId64, r->upstream_ms);
 	if (why != NULL) {
-		fprintf(f, ",\"error\":");
-		http_json_str(f, why);
+		http_line_add(&l, ",\"error\":", 9);
+		http_json_str(&l, why);
 	}
-	fputs("}\n", f);
-	fflush(f);
+	http_line_add(&l, "}\n", 2);
+	alog_line(r->srv->alog, l.p, l.len);
+	if (l.p != l.stack)
+		free(l.p);
 }
 
 /* The end of r: its access line, and free. */

@@ -534,6 +534,8 @@ struct server_opts {
 	int64_t header_timeout_s;    /* a request's headers, from its first
 					byte; 0: no limit */
 	const char *access_log;	     /* path, "-" for stderr, NULL for none */
+	int64_t access_log_buffer_bytes; /* 0: a write per line */
+	int64_t access_log_flush_ms;	 /* buffered lines wait at most this */
 	/* the store's budget (storage/lru.c); 0 is off */
 	uint64_t max_bytes;
 	uint64_t min_free_bytes;
