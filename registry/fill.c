@@ -527,7 +527,12 @@ fill_store_manifest(struct fill *f, const struct digest *d)
 		if (db_tag_put(f->srv->db, upstream_name(f->up), f->repo,
 			f->tag, &t) == -1)
 			return -1;
+		mcache_tag_put(
+		    f->srv->mcache, upstream_name(f->up), f->repo, f->tag, &t);
 	}
+	/* verified above: the next hit is served from memory */
+	mcache_blob_unref(
+	    mcache_put(f->srv->mcache, d, f->media_type, f->mbuf, f->mlen));
 	return 0;
 }
 

@@ -545,6 +545,33 @@ req_reply_file(struct req *r, int fd, uint64_t size, const char *ctype,
 }
 
 void
+req_reply_cached(struct req *r, struct mcache_blob *b, const struct digest *d)
+{
+	uint64_t start, end;
+	struct evbuffer *buf;
+	const unsigned char *p;
+	size_t len;
+	int rr, status;
+
+	p = mcache_blob_bytes(b, &len);
+	if ((rr = req_range(r, len, &start, &end)) < 0) {
+		mcache_blob_unref(b);
+		req_range_invalid(r, len);
+		return;
+	}
+	status = rr ? 206 : 200;
+	http_headers(r, mcache_blob_type(b), d, (int64_t)(end - start));
+	http_range_headers(r, start, end, len);
+	buf = evbuffer_new();
+	if (r->method != REQ_HEAD && end > start)
+		evbuffer_add(buf, p + start, (size_t)(end - start));
+	mcache_blob_unref(b);
+	http_send(r, status, buf);
+	evbuffer_free(buf);
+	req_finish(r, status, NULL);
+}
+
+void
 req_stream_start(struct req *r, int status, int64_t length, const char *ctype,
     const struct digest *d, uint64_t total)
 {

@@ -124,6 +124,7 @@ server_new(struct event_base *base, const struct server_opts *o)
 		 (size_t)o->access_log_buffer_bytes, o->access_log_flush_ms)) ==
 		NULL)
 		goto fail;
+	srv->mcache = mcache_new((size_t)o->manifest_cache_bytes);
 	if (shared_open(srv) == -1)
 		goto fail;
 	admin_add(srv, "stats", REQ_GET, admin_stats, NULL);
@@ -255,6 +256,7 @@ server_free(struct server *srv)
 		metrics_flush(srv);
 	db_free(srv->db);
 	blobstore_free(srv->store);
+	mcache_free(srv->mcache);
 	alog_close(srv->alog); /* last: the lines of the drain above */
 	free(srv);
 }
