@@ -11,10 +11,10 @@ tests/tools/seed.py), one image manifest; every server gets wrk (2 threads,
 32 connections) for the tag and then the digest, in rounds rotating the
 order; prints medians, ratios to nginx (2 workers) and the server's CPU
 time per request (perf stat -e task-clock on its pid, software counter).
-With --callgrind N instead: each server runs under valgrind's callgrind
-and N keep-alive GETs (one curl) of the tag, then of the digest, are
-counted: instructions per request (user space, load-independent) and, by
-strace -c, system calls per request.
+With --callgrind N instead: N keep-alive GETs (one curl) of the tag, then
+of the digest, are counted: system calls per request (strace -c on the
+native process), then instructions per request under valgrind's callgrind
+(user space only, load-independent); HITS_COUNT=strace or =cg for one.
 """
 
 import json
@@ -57,19 +57,22 @@ def perf_wrk(pid, url, seconds, headers):
     return res["rps"], cpu
 
 
-def callgrind(name, binary, extra, up_url, paths, n):
-    """Instructions (Ir) and syscalls per request for each path."""
-    data = os.path.join(bench.TMP, "cg-data-" + name)
+def count(name, binary, extra, up_url, paths, n, mode):
+    """mode "cg": instructions (Ir) per request under callgrind; "strace":
+    system calls per request of the native process."""
+    data = os.path.join(bench.TMP, "%s-data-%s" % (mode, name))
     os.makedirs(data, exist_ok=True)
     port = bench.free_port()
     url = "http://127.0.0.1:%d" % port
-    out = os.path.join(bench.TMP, "cg-%s.out" % name)
-    d = bench.Daemon(name, ["valgrind", "--tool=callgrind",
-                            "--callgrind-out-file=" + out + ".%p",
-                            binary, "serve", "--listen",
-                            "127.0.0.1:%d" % port, "--data", data,
-                            "--upstream", up_url] + extra,
-                     os.path.join(bench.OUT, "cg-" + name + ".log"),
+    out = os.path.join(bench.TMP, "%s-%s.out" % (mode, name))
+    wrap = []
+    if mode == "cg":
+        wrap = ["valgrind", "--tool=callgrind",
+                "--callgrind-out-file=" + out + ".%p"]
+    d = bench.Daemon(name, wrap + [binary, "serve", "--listen",
+                                   "127.0.0.1:%d" % port, "--data", data,
+                                   "--upstream", up_url] + extra,
+                     os.path.join(bench.OUT, "%s-%s.log" % (mode, name)),
                      url + "/v2/").start()
     res = {}
     for fig, p in paths:
@@ -79,43 +82,52 @@ def callgrind(name, binary, extra, up_url, paths, n):
         with open(cfg, "w") as f:
             for _ in range(n):
                 f.write('url = "%s%s"\noutput = "/dev/null"\n' % (url, p))
-        subprocess.run(["callgrind_control", "-z", str(d.pid)],
-                       stdout=subprocess.DEVNULL, check=True)
-        st = subprocess.Popen(["strace", "-c", "-f", "-o",
-                               out + ".strace", "-p", str(d.pid)],
-                              stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-        time.sleep(1.0)
+        st = None
+        if mode == "cg":
+            subprocess.run(["callgrind_control", "-z", str(d.pid)],
+                           stdout=subprocess.DEVNULL, check=True)
+        else:
+            st = subprocess.Popen(["strace", "-c", "-f", "-o",
+                                   out + ".strace", "-p", str(d.pid)],
+                                  stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+            time.sleep(1.0)
         subprocess.run(["curl", "-s", "-K", cfg, "-H",
                         "Accept: " + bench.ACCEPT], check=True)
-        time.sleep(0.5)
-        st.send_signal(2)
-        st.wait(30)
-        subprocess.run(["callgrind_control", "-d", str(d.pid)],
-                       stdout=subprocess.DEVNULL, check=True)
-        time.sleep(0.5)
-        dumps = sorted(f for f in os.listdir(bench.TMP)
-                       if f.startswith("cg-%s.out.%d." % (name, d.pid)))
-        ir = None
-        with open(os.path.join(bench.TMP, dumps[-1])) as f:
-            for line in f:
-                if line.startswith("summary:") or line.startswith("totals:"):
-                    ir = int(line.split()[1])
-        calls, top = 0, []
-        with open(out + ".strace") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 5 and parts[0][0].isdigit() and \
-                        parts[-1] != "total":
-                    c = int(parts[3])
-                    calls += c
-                    top.append((c, parts[-1]))
-        top.sort(reverse=True)
-        res[fig] = (ir / n if ir else None, calls / n,
-                    " ".join("%s %.2f" % (s_, c / n) for c, s_ in top[:6]))
-        print("%-12s %-6s %8.0f Ir/req %6.2f syscalls/req (%s)" % (
-            name, fig, res[fig][0] or 0, res[fig][1], res[fig][2]),
-            flush=True)
+        if mode == "cg":
+            subprocess.run(["callgrind_control", "-d", str(d.pid)],
+                           stdout=subprocess.DEVNULL, check=True)
+            time.sleep(0.5)
+            dumps = sorted(f for f in os.listdir(bench.TMP)
+                           if f.startswith("%s-%s.out.%d." % (
+                               mode, name, d.pid)))
+            ir = None
+            with open(os.path.join(bench.TMP, dumps[-1])) as f:
+                for line in f:
+                    if line.startswith(("summary:", "totals:")):
+                        ir = int(line.split()[1])
+            res[fig] = ir / n
+            print("%-12s %-6s %8.0f Ir/req" % (name, fig, ir / n),
+                  flush=True)
+        else:
+            time.sleep(1.5)  # the last lines: the log's flush timer
+            st.send_signal(2)
+            st.wait(30)
+            calls, top = 0, []
+            with open(out + ".strace") as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) >= 5 and parts[0][0].isdigit() and \
+                            parts[-1] != "total":
+                        c = int(parts[3])
+                        calls += c
+                        top.append((c, parts[-1]))
+            top.sort(reverse=True)
+            res[fig] = calls / n
+            print("%-12s %-6s %6.2f syscalls/req (%s)" % (
+                name, fig, calls / n,
+                " ".join("%s %.2f" % (s_, c / n) for c, s_ in top[:8])),
+                flush=True)
     d.stop(60)
     return res
 
@@ -156,9 +168,11 @@ def main():
     dig_path = "/v2/%s/manifests/%s" % (img["repo"], img["digest"])
     hdrs = ["Accept: " + bench.ACCEPT]
     if cg_n:
-        for name, binary, extra in variants:
-            callgrind(name, binary, extra, up.url,
-                      (("tag", tag_path), ("digest", dig_path)), cg_n)
+        for mode in os.environ.get("HITS_COUNT", "strace,cg").split(","):
+            for name, binary, extra in variants:
+                count(name, binary, extra, up.url,
+                      (("tag", tag_path), ("digest", dig_path)), cg_n,
+                      mode)
         up.stop()
         return
     servers = {}
