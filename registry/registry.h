@@ -628,6 +628,24 @@ void metrics_add(struct server *, metrics_fn, void *arg);
 /* 1 while pinned content alone exceeds the budget. */
 int evict_pins_over(const struct server *);
 
+/* alog.c: the access log's buffer ---------------------------------------- */
+
+struct alog;
+/*
+ * Opens path ("-": stderr) for appending; buffer_bytes 0 writes each line
+ * at once, else lines wait in the buffer until it is full or flush_ms
+ * passed (a timer on base).  NULL (logged) if it cannot open, or for a
+ * NULL or empty path (no log: check path first).
+ */
+struct alog *alog_open(struct event_base *, const char *path,
+    size_t buffer_bytes, int64_t flush_ms);
+/* Appends one whole line (with its newline); any thread. */
+void alog_line(struct alog *, const char *line, size_t len);
+/* Writes what is buffered; any thread.  NULL-safe. */
+void alog_flush(struct alog *);
+/* Flushes and closes; NULL-safe.  Only on the loop that opened it. */
+void alog_close(struct alog *);
+
 /* mcache.c: small manifests in RAM --------------------------------------- */
 
 /*
