@@ -33,7 +33,7 @@ manifest_serve_file(
 	if ((fd = blobstore_open_blob(srv->store, d, &size)) == -1)
 		return -1;
 	db_touch(srv->db, d, clock_wall_s());
-	if (srv->mcache != NULL && size <= OCI_MANIFEST_MAX) {
+	if (mcache_fits(srv->mcache, (size_t)size)) {
 		buf = xmalloc((size_t)size + 1);
 		if (pread(fd, buf, (size_t)size, 0) == size) {
 			digest_buf(buf, (size_t)size, &got);

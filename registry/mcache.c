@@ -201,6 +201,13 @@ mcache_entry_new(const unsigned char *k, size_t n, size_t extra)
 	return e;
 }
 
+int
+mcache_fits(const struct mcache *mc, size_t len)
+{
+	/* one manifest never takes more than an eighth of the budget */
+	return mc != NULL && len <= mc->max_bytes / 8;
+}
+
 struct mcache_blob *
 mcache_put(struct mcache *mc, const struct digest *d, const char *media_type,
     const void *bytes, size_t len)
@@ -209,8 +216,7 @@ mcache_put(struct mcache *mc, const struct digest *d, const char *media_type,
 	struct mcache_blob *e;
 	size_t n;
 
-	/* one manifest never takes more than an eighth of the budget */
-	if (mc == NULL || len > mc->max_bytes / 8)
+	if (!mcache_fits(mc, len))
 		return NULL;
 	n = mcache_digest_key(k, d);
 	e = mcache_entry_new(k, n, len);

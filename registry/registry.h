@@ -668,6 +668,8 @@ void mcache_free(struct mcache *);
  * (larger than an eighth of the budget). */
 struct mcache_blob *mcache_put(struct mcache *, const struct digest *,
     const char *media_type, const void *, size_t);
+/* 1 if len bytes would be kept (not larger than an eighth of the budget). */
+int mcache_fits(const struct mcache *, size_t len);
 /* A new reference to d's bytes, or NULL; unref when done with them. */
 struct mcache_blob *mcache_get(struct mcache *, const struct digest *);
 const void *mcache_blob_bytes(const struct mcache_blob *, size_t *len);

@@ -103,7 +103,9 @@ test_mcache_budget(void)
 	mcache_stats(mc, &st);
 	CHECK(st.evictions > 0 && st.entries < 16);
 	/* larger than an eighth of the budget: never kept */
+	CHECK(!mcache_fits(mc, 1025) && mcache_fits(mc, 1024));
 	CHECK(mcache_put(mc, &d[1], "t", body, 1025) == NULL);
+	CHECK(!mcache_fits(NULL, 1));
 	mcache_free(mc);
 }
 
