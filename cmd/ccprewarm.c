@@ -31,6 +31,7 @@ static const struct cmd {
 	"        [--upstream URL | --upstream HOST=URL]... "
 	"[--tag-freshness SECONDS]\n"
 	"        [--log-level LEVEL] [--access-log FILE|-] [-n|--check]\n"
+	"        [--access-log-buffer N[K|M]]\n"
 	"        [--max-bytes N[KMGT]] [--min-free-bytes N[KMGT]] "
 	"[--min-free-percent P]",
 	cmd_serve},
@@ -156,13 +157,14 @@ cmd_serve(int argc, char **argv)
 	    {"tag-freshness", required_argument, NULL, 't'},
 	    {"log-level", required_argument, NULL, 'L'},
 	    {"access-log", required_argument, NULL, 'a'},
+	    {"access-log-buffer", required_argument, NULL, 'B'},
 	    {"check", no_argument, NULL, 'n'},
 	    {"max-bytes", required_argument, NULL, 'M'},
 	    {"min-free-bytes", required_argument, NULL, 'F'},
 	    {"min-free-percent", required_argument, NULL, 'P'},
 	    {NULL, 0, NULL, 0},
 	};
-	const char *maxb = NULL, *minfree = NULL, *minpct = NULL;
+	const char *maxb = NULL, *minfree = NULL, *minpct = NULL, *abuf = NULL;
 	struct config cfg;
 	struct event_base *base = NULL;
 	struct event *sigterm = NULL, *sigint = NULL;
@@ -178,7 +180,7 @@ cmd_serve(int argc, char **argv)
 
 	config_init(&cfg);
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "c:l:d:u:t:L:a:nM:F:P:", longopts,
+	while ((c = getopt_long(argc, argv, "c:l:d:u:t:L:a:B:nM:F:P:", longopts,
 		    NULL)) != -1) {
 		switch (c) {
 		case 'c':
@@ -203,6 +205,9 @@ cmd_serve(int argc, char **argv)
 			break;
 		case 'a':
 			access_log = optarg;
+			break;
+		case 'B':
+			abuf = optarg;
 			break;
 		case 'n':
 			check = 1;
@@ -243,6 +248,19 @@ cmd_serve(int argc, char **argv)
 	}
 	if (access_log != NULL)
 		cfg.opts.access_log = config_str(&cfg, access_log);
+	if (abuf != NULL) {
+		uint64_t v;
+
+		if (config_set_bytes(&cfg, "--access-log-buffer", abuf, &v) ==
+		    0) {
+			if (v > 16u << 20) {
+				log_error(
+				    "--access-log-buffer: must be at most 16M");
+				cfg.errors++;
+			} else
+				cfg.opts.access_log_buffer_bytes = (int64_t)v;
+		}
+	}
 	if (maxb != NULL)
 		config_set_bytes(
 		    &cfg, "--max-bytes", maxb, &cfg.opts.max_bytes);

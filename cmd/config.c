@@ -47,6 +47,9 @@ config_init(struct config *cfg)
 	cfg->opts.stall_s = 20;
 	cfg->opts.stall_total_s = 60;
 	cfg->opts.access_log = "-";
+	cfg->opts.access_log_buffer_bytes = 64 * 1024;
+	cfg->opts.access_log_flush_ms = 1000;
+	cfg->opts.manifest_cache_bytes = 4 << 20;
 	cfg->opts.runs_keep = 50;
 	cfg->opts.shared_pins_s = 60;
 }
@@ -416,7 +419,8 @@ static const char *const config_keys[] = {"listen", "data", "upstream",
     "max_requests", "platforms", "log_level", "access_log", "max_bytes",
     "min_free_bytes", "min_free_percent", "low_water_percent", "runs_keep",
     "header_timeout_seconds", "index_map_bytes", "upstream_stall_seconds",
-    "upstream_stall_total_seconds", "recipe_versions", "shared_store"};
+    "upstream_stall_total_seconds", "recipe_versions", "shared_store",
+    "access_log_buffer_bytes", "access_log_flush_ms", "manifest_cache_bytes"};
 
 /* The store's budget (storage/lru.c): bytes and percentages, 0 is off. */
 static void
@@ -594,6 +598,13 @@ config_load_root(struct config *cfg, json_t *root, const char *path)
 	}
 	if ((s = config_string(cfg, root, "", "access_log")) != NULL)
 		o->access_log = config_str(cfg, s);
+	/* 0: a write per line, as before buffering */
+	config_int(cfg, root, "access_log_buffer_bytes", 0, 16 << 20,
+	    &o->access_log_buffer_bytes);
+	config_int(cfg, root, "access_log_flush_ms", 1, 60000,
+	    &o->access_log_flush_ms);
+	config_int(cfg, root, "manifest_cache_bytes", 0, (int64_t)1 << 34,
+	    &o->manifest_cache_bytes);
 	json_decref(root);
 	return cfg->errors ? -1 : 0;
 }

@@ -293,8 +293,11 @@ evict_pass_cb(evutil_socket_t fd, short what, void *arg)
 				it->last_access, &b) != 0)
 				continue;
 			u->d[u->n++] = it->digest;
-			if (b.media_type[0] != '\0')
+			if (b.media_type[0] != '\0') {
 				manifests[nman++] = it->digest;
+				/* and its tags: memory follows the index */
+				mcache_drop(e->srv->mcache, &it->digest);
+			}
 		}
 		it->chosen = 2; /* done */
 		e->freed += it->size;
@@ -578,9 +581,12 @@ evict_verify_done(void *arg)
 		req_error(r, OCI_ERR_INTERNAL, "cannot read the store");
 	} else if (r != NULL) {
 		evict_verify_recheck(e, &v->rep);
-		if (e->verify_repair)
+		if (e->verify_repair) {
 			failed = verify_repair(
 			    e->srv->store, e->srv->db, 0, &v->rep);
+			/* repairs drop index records and tags */
+			mcache_clear(e->srv->mcache);
+		}
 		b = evbuffer_new();
 		evbuffer_add_printf(b, "{\"repair\":%s,\"problems\":[",
 		    e->verify_repair ? "true" : "false");

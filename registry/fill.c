@@ -550,7 +550,12 @@ fill_index_manifest(struct fill *f, int put)
 			return -1;
 		f->tag_rec = t; /* published from the loop */
 		f->tag_put = 1;
+		mcache_tag_put(
+		    f->srv->mcache, upstream_name(f->up), f->repo, f->tag, &t);
 	}
+	/* verified above: the next hit is served from memory */
+	mcache_blob_unref(mcache_put(
+	    f->srv->mcache, &f->digest, f->media_type, f->mbuf, f->mlen));
 	return 0;
 }
 

@@ -80,7 +80,8 @@ struct server {
 	struct event *drain_ev;	  /* shutdown deadline / poll */
 	int64_t drain_deadline_ms;
 	int draining;
-	FILE *access_log;
+	struct alog *alog;     /* NULL: no access log */
+	struct mcache *mcache; /* NULL: manifests are read from the store */
 	struct server_counters ctr;
 	struct server_admin {
 		char path[64];
@@ -92,7 +93,7 @@ struct server {
 	struct server_metrics {
 		metrics_fn fn;
 		void *arg;
-	} metrics_extra[4];
+	} metrics_extra[8];
 	size_t nmetrics_extra;
 	req_hook_fn req_hook; /* runs/: attributes requests to open runs */
 	void *req_hook_arg;
@@ -200,6 +201,10 @@ void http_stop(struct server *);
  * the access line, detaches from fills and transfers, frees.  The one exit
  * of every request. */
 void req_finish(struct req *, int status, const char *why);
+/* Bytes from the manifest cache (the reference is the reply's from here
+ * on), honouring Range, with the same headers as req_reply_file. */
+void req_reply_cached(
+    struct req *, struct mcache_blob *, const struct digest *);
 /* A stored file (fd owned from here on), honouring Range. */
 void req_reply_file(struct req *, int fd, uint64_t size,
     const char *content_type, const struct digest *);

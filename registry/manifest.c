@@ -3,6 +3,8 @@
  * By digest: the store, else one fetch.  By tag: the LMDB mapping while it
  * is fresh; after that one upstream HEAD (free on Docker Hub) revalidates
  * it; an unreachable or failing upstream gets the cached mapping (STALE).
+ * Fresh hits come from memory (registry/mcache.c) when both the mapping
+ * and the bytes are there.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,20 +14,63 @@
 #include "../common/common.h"
 #include "internal.h"
 
-/* Serves a stored manifest whose index record the caller has read. */
+/*
+ * Serves a stored manifest whose index record the caller has read, from
+ * its file, and keeps its bytes in memory for the next hit (hashed again
+ * first: memory only ever holds bytes that match their digest).
+ */
 static int
-manifest_serve(
+manifest_serve_file(
     struct req *r, const struct digest *d, const struct db_blob *meta)
 {
 	struct server *srv = r->srv;
+	struct mcache_blob *b = NULL;
+	struct digest got;
 	off_t size;
+	char *buf;
 	int fd;
 
 	if ((fd = blobstore_open_blob(srv->store, d, &size)) == -1)
 		return -1;
 	db_touch(srv->db, d, clock_wall_s());
-	req_reply_file(r, fd, (uint64_t)size, meta->media_type, d);
+	if (mcache_fits(srv->mcache, (size_t)size)) {
+		buf = xmalloc((size_t)size + 1);
+		if (pread(fd, buf, (size_t)size, 0) == size) {
+			digest_buf(buf, (size_t)size, &got);
+			if (digest_equal(&got, d))
+				b = mcache_put(srv->mcache, d, meta->media_type,
+				    buf, (size_t)size);
+		}
+		free(buf);
+	}
+	if (b != NULL) {
+		close(fd);
+		req_reply_cached(r, b, d);
+	} else
+		req_reply_file(r, fd, (uint64_t)size, meta->media_type, d);
 	return 0;
+}
+
+/* From memory, no index or file access; -1 if not there. */
+static int
+manifest_serve_ram(struct req *r, const struct digest *d)
+{
+	struct mcache_blob *b;
+
+	if ((b = mcache_get(r->srv->mcache, d)) == NULL)
+		return -1;
+	db_touch(r->srv->db, d, clock_wall_s());
+	req_reply_cached(r, b, d);
+	return 0;
+}
+
+static int
+manifest_serve(
+    struct req *r, const struct digest *d, const struct db_blob *meta)
+{
+	if (manifest_serve_ram(r, d) == 0)
+		return 0;
+	return manifest_serve_file(r, d, meta);
 }
 
 static int
@@ -33,9 +78,33 @@ manifest_serve_stored(struct req *r, const struct digest *d)
 {
 	struct db_blob meta;
 
+	if (manifest_serve_ram(r, d) == 0)
+		return 0;
 	if (db_blob_get(r->srv->db, d, &meta) != 0)
 		return -1;
-	return manifest_serve(r, d, &meta);
+	return manifest_serve_file(r, d, &meta);
+}
+
+/*
+ * A fresh tag whose mapping and bytes are both in memory: no LMDB lookup,
+ * no open or read.  The same conditions as the index path below.
+ */
+static int
+manifest_tag_from_ram(struct req *r)
+{
+	struct server *srv = r->srv;
+	struct db_tag t;
+
+	if (mcache_tag_get(srv->mcache, upstream_name(r->up), r->route.name,
+		r->route.tag, &t) != 0 ||
+	    clock_wall_s() - t.confirmed_at >= srv->opts->tag_freshness_s ||
+	    !oci_accepts(req_accept(r), t.media_type))
+		return -1;
+	r->cache = REQ_CACHE_HIT;
+	if (manifest_serve_ram(r, &t.digest) == 0)
+		return 0;
+	r->cache = REQ_CACHE_NONE;
+	return -1;
 }
 
 static void
@@ -153,9 +222,12 @@ manifest_revalidated(struct req *r, const struct passthru_result *px)
 			r->route.tag, &t) == -1)
 			log_warn("cannot record revalidation of '%s:%s'",
 			    r->route.name, r->route.tag);
-		else
+		else {
 			shared_tag_publish(r->srv, upstream_name(r->up),
 			    r->route.name, r->route.tag, &t);
+			mcache_tag_put(r->srv->mcache, upstream_name(r->up),
+			    r->route.name, r->route.tag, &t);
+		}
 		r->cache = REQ_CACHE_REVALIDATED;
 		if (manifest_serve_stored(r, &t.digest) == 0)
 			return;
@@ -242,8 +314,13 @@ manifest_handle(struct req *r)
 		stream_attach(r, FILL_MANIFEST);
 		return;
 	}
+	if (manifest_tag_from_ram(r) == 0)
+		return;
 	rc = db_tag_get(srv->db, upstream_name(r->up), r->route.name,
 	    r->route.tag, &r->stale);
+	if (rc == 0) /* the index's record, so the next hit needs no lookup */
+		mcache_tag_put(srv->mcache, upstream_name(r->up), r->route.name,
+		    r->route.tag, &r->stale);
 	if (rc == 0 && db_blob_get(srv->db, &r->stale.digest, &meta) == 0 &&
 	    !oci_accepts(req_accept(r), r->stale.media_type) &&
 	    clock_wall_s() - r->stale.confirmed_at <

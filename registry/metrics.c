@@ -298,6 +298,32 @@ metrics_upstreams(struct evbuffer *b, struct server *srv)
 	}
 }
 
+/* The manifest cache (registry/mcache.c); absent when it is off. */
+static void
+metrics_mcache(struct evbuffer *b, struct server *srv)
+{
+	struct mcache_stats st;
+
+	if (srv->mcache == NULL)
+		return;
+	mcache_stats(srv->mcache, &st);
+	metrics_one(b, "ccprewarm_manifest_cache_hits_total", "counter",
+	    "Manifest replies served from the in-memory cache", st.hits);
+	metrics_one(b, "ccprewarm_manifest_cache_misses_total", "counter",
+	    "Manifest lookups the in-memory cache did not have (read from "
+	    "the store)",
+	    st.misses);
+	metrics_one(b, "ccprewarm_manifest_cache_evictions_total", "counter",
+	    "Entries the in-memory manifest cache dropped for its budget",
+	    st.evictions);
+	metrics_one(b, "ccprewarm_manifest_cache_bytes", "gauge",
+	    "Bytes held by the in-memory manifest cache", st.bytes);
+	metrics_one(b, "ccprewarm_manifest_cache_entries", "gauge",
+	    "Manifests and tag mappings in the in-memory cache", st.entries);
+	metrics_one(b, "ccprewarm_manifest_cache_max_bytes", "gauge",
+	    "The in-memory manifest cache's budget", st.max_bytes);
+}
+
 void
 metrics_handle(struct req *r)
 {
@@ -372,6 +398,7 @@ metrics_handle(struct req *r)
 	}
 	metrics_http(b, c);
 	metrics_upstreams(b, srv);
+	metrics_mcache(b, srv);
 	for (i = 0; i < srv->nmetrics_extra; i++)
 		srv->metrics_extra[i].fn(b, srv->metrics_extra[i].arg);
 	req_reply_mem(r, 200, "text/plain; version=0.0.4; charset=utf-8", NULL,

@@ -555,6 +555,9 @@ struct server_opts {
 	int64_t header_timeout_s;    /* a request's headers, from its first
 					byte; 0: no limit */
 	const char *access_log;	     /* path, "-" for stderr, NULL for none */
+	int64_t access_log_buffer_bytes; /* 0: a write per line */
+	int64_t access_log_flush_ms;	 /* buffered lines wait at most this */
+	int64_t manifest_cache_bytes;	 /* small manifests in RAM; 0: off */
 	/* the store's budget (storage/lru.c); 0 is off */
 	uint64_t max_bytes;
 	uint64_t min_free_bytes;
@@ -645,6 +648,63 @@ void req_hook_set(struct server *, req_hook_fn, void *arg);
 void metrics_add(struct server *, metrics_fn, void *arg);
 /* 1 while pinned content alone exceeds the budget. */
 int evict_pins_over(const struct server *);
+
+/* alog.c: the access log's buffer ---------------------------------------- */
+
+struct alog;
+/*
+ * Opens path ("-": stderr) for appending; buffer_bytes 0 writes each line
+ * at once, else lines wait in the buffer until it is full or flush_ms
+ * passed (a timer on base).  NULL (logged) if it cannot open, or for a
+ * NULL or empty path (no log: check path first).
+ */
+struct alog *alog_open(struct event_base *, const char *path,
+    size_t buffer_bytes, int64_t flush_ms);
+/* Appends one whole line (with its newline); any thread. */
+void alog_line(struct alog *, const char *line, size_t len);
+/* Writes what is buffered; any thread.  NULL-safe. */
+void alog_flush(struct alog *);
+/* Flushes and closes; NULL-safe.  Only on the loop that opened it. */
+void alog_close(struct alog *);
+
+/* mcache.c: small manifests in RAM --------------------------------------- */
+
+/*
+ * Manifest bytes by digest and tag -> digest mappings (struct db_tag, with
+ * its confirmed_at), LRU within max_bytes (every entry's bytes and its
+ * overhead).  Any thread: one mutex, held only for a lookup or an insert.
+ * The mappings mirror the index: put one wherever db_tag_put() succeeds.
+ */
+struct mcache;
+struct mcache_blob;
+struct mcache_stats {
+	uint64_t hits, misses; /* mcache_get() */
+	uint64_t evictions;    /* entries pushed out by the budget */
+	uint64_t bytes, entries, max_bytes;
+};
+/* NULL (no cache; every function below takes it) when max_bytes is 0. */
+struct mcache *mcache_new(size_t max_bytes);
+void mcache_free(struct mcache *);
+/* Copies the bytes; a new reference to the entry, or NULL if not kept
+ * (larger than an eighth of the budget). */
+struct mcache_blob *mcache_put(struct mcache *, const struct digest *,
+    const char *media_type, const void *, size_t);
+/* 1 if len bytes would be kept (not larger than an eighth of the budget). */
+int mcache_fits(const struct mcache *, size_t len);
+/* A new reference to d's bytes, or NULL; unref when done with them. */
+struct mcache_blob *mcache_get(struct mcache *, const struct digest *);
+const void *mcache_blob_bytes(const struct mcache_blob *, size_t *len);
+const char *mcache_blob_type(const struct mcache_blob *);
+void mcache_blob_unref(struct mcache_blob *); /* NULL-safe */
+void mcache_tag_put(struct mcache *, const char *upstream, const char *repo,
+    const char *tag, const struct db_tag *);
+/* 0 found (copied to *out), 1 absent. */
+int mcache_tag_get(struct mcache *, const char *upstream, const char *repo,
+    const char *tag, struct db_tag *out);
+/* d's bytes and every mapping to d go (evicted, deleted). */
+void mcache_drop(struct mcache *, const struct digest *);
+void mcache_clear(struct mcache *);
+void mcache_stats(struct mcache *, struct mcache_stats *);
 
 /* fill.c for pre-warm ---------------------------------------------------- */
 

@@ -45,23 +45,6 @@ server_mkdir(const char *path)
 	return 0;
 }
 
-static int
-server_open_access_log(struct server *srv, const char *path)
-{
-	if (path == NULL || path[0] == '\0')
-		return 0;
-	if (strcmp(path, "-") == 0) {
-		srv->access_log = stderr;
-		return 0;
-	}
-	if ((srv->access_log = fopen(path, "ae")) == NULL) {
-		log_error(
-		    "cannot open access log '%s': %s", path, strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
 /*
  * Crash safety: the cheap half of verify before serving.  An index entry
  * whose file is gone (or has the wrong size) is dropped with its tags; a
@@ -141,8 +124,13 @@ server_new(struct event_base *base, const struct server_opts *o)
 		if (c->ca_file != NULL)
 			upstream_set_ca_file(srv->upstreams[i], c->ca_file);
 	}
-	if (server_open_access_log(srv, o->access_log) == -1 ||
-	    shared_open(srv) == -1)
+	if (o->access_log != NULL && o->access_log[0] != '\0' &&
+	    (srv->alog = alog_open(base, o->access_log,
+		 (size_t)o->access_log_buffer_bytes, o->access_log_flush_ms)) ==
+		NULL)
+		goto fail;
+	srv->mcache = mcache_new((size_t)o->manifest_cache_bytes);
+	if (shared_open(srv) == -1)
 		goto fail;
 	admin_add(srv, "stats", REQ_GET, admin_stats, NULL);
 	if (http_start(srv) == -1)
@@ -232,6 +220,7 @@ server_shutdown(struct server *srv)
 	log_info("shutting down: draining live requests");
 	srv->draining = 1;
 	http_stop(srv);
+	alog_flush(srv->alog);
 	srv->drain_deadline_ms =
 	    clock_now_ms() + srv->opts->drain_timeout_s * 1000;
 	srv->drain_ev = evtimer_new(srv->base, server_drain_cb, srv);
@@ -274,7 +263,7 @@ server_free(struct server *srv)
 		metrics_flush(srv);
 	db_free(srv->db);
 	blobstore_free(srv->store);
-	if (srv->access_log != NULL && srv->access_log != stderr)
-		fclose(srv->access_log);
+	mcache_free(srv->mcache);
+	alog_close(srv->alog); /* last: the lines of the drain above */
 	free(srv);
 }

@@ -358,8 +358,11 @@ start_ccprewarm() {
 	printf -v "${name}_DATA" '%s' "$data"
 	echo "lib.sh: $bin serve --listen 127.0.0.1:$port --data $data --upstream $upstream $*" \
 		>>"$T_OUT/ccprewarm-$name.log"
+	# Tests read the access log right after a request: a write per line
+	# unless the test asks for the buffer (CCP_ACCESS_LOG_BUFFER=64K).
 	_spawn "$name" "$T_OUT/ccprewarm-$name.log" "$bin" serve \
-		--listen "127.0.0.1:$port" --data "$data" --upstream "$upstream" "$@"
+		--listen "127.0.0.1:$port" --data "$data" --upstream "$upstream" \
+		--access-log-buffer "${CCP_ACCESS_LOG_BUFFER:-0}" "$@"
 	if ! wait_http "http://127.0.0.1:$port/v2/" 30 "$name"; then
 		fail "$T_NAME/start-ccprewarm-$name" "ccprewarm did not answer GET /v2/ with 200 within 30s"
 		return 1

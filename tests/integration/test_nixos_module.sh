@@ -252,6 +252,8 @@ cat >"$T_TMP/run.nix" <<EOF
   containerdHosts = true;
   pinProtection = true;
   settings.access_log = "$T_OUT/access.log";
+  # read right after each pull: a write per line
+  settings.access_log_buffer_bytes = 0;
 }
 EOF
 cp "$T_TMP/run.nix" "$T_OUT/run.nix"
