@@ -10,6 +10,7 @@
  * The admin API's gc and verify run here too.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,7 +73,10 @@ struct evict {
  * reply's file segment may be freed by libevent after the server is (its
  * connection goes with the event base), so each holder keeps a reference.
  */
+/* Added and removed from every event loop (a hit on any loop sends from
+ * its file), read by the passes on loop 0: under mu. */
 struct evict_readers {
+	pthread_mutex_t mu;
 	unsigned refs;
 	struct evict_reader *r;
 	size_t n;
@@ -89,11 +93,16 @@ evict_reader_find(struct evict_readers *t, const struct digest *d)
 	return NULL;
 }
 
+/* Called with t->mu held; releases it. */
 static void
 evict_readers_unref(struct evict_readers *t)
 {
-	if (--t->refs > 0)
+	if (--t->refs > 0) {
+		pthread_mutex_unlock(&t->mu);
 		return;
+	}
+	pthread_mutex_unlock(&t->mu);
+	pthread_mutex_destroy(&t->mu);
 	free(t->r);
 	free(t);
 }
@@ -107,6 +116,7 @@ evict_reader_add(struct server *srv, const struct digest *d)
 	if (srv->evict == NULL)
 		return NULL;
 	t = srv->evict->readers;
+	pthread_mutex_lock(&t->mu);
 	if ((r = evict_reader_find(t, d)) == NULL) {
 		t->r = xreallocarray(t->r, t->n + 1, sizeof *t->r);
 		r = &t->r[t->n++];
@@ -115,6 +125,7 @@ evict_reader_add(struct server *srv, const struct digest *d)
 	}
 	r->n++;
 	t->refs++;
+	pthread_mutex_unlock(&t->mu);
 	return t;
 }
 
@@ -125,6 +136,7 @@ evict_reader_del(struct evict_readers *t, const struct digest *d)
 
 	if (t == NULL)
 		return;
+	pthread_mutex_lock(&t->mu);
 	if ((r = evict_reader_find(t, d)) != NULL && --r->n == 0)
 		*r = t->r[--t->n];
 	evict_readers_unref(t);
@@ -133,8 +145,12 @@ evict_reader_del(struct evict_readers *t, const struct digest *d)
 static int
 evict_busy(struct evict *e, const struct digest *d)
 {
-	return evict_reader_find(e->readers, d) != NULL ||
-	    fill_digest_busy(e->srv, d);
+	int reading;
+
+	pthread_mutex_lock(&e->readers->mu);
+	reading = evict_reader_find(e->readers, d) != NULL;
+	pthread_mutex_unlock(&e->readers->mu);
+	return reading || fill_digest_busy(e->srv, d);
 }
 
 /* Usage -------------------------------------------------------------------- */
@@ -761,6 +777,7 @@ evict_new(struct server *srv)
 	e->srv = srv;
 	e->readers = xcalloc(1, sizeof *e->readers);
 	e->readers->refs = 1;
+	pthread_mutex_init(&e->readers->mu, NULL);
 	e->budget.max_bytes = o->max_bytes;
 	e->budget.min_free_bytes = o->min_free_bytes;
 	e->budget.min_free_percent = (unsigned)o->min_free_percent;
@@ -788,6 +805,7 @@ evict_free(struct evict *e)
 	if (e->tick_ev != NULL)
 		event_free(e->tick_ev);
 	free(e->items);
+	pthread_mutex_lock(&e->readers->mu);
 	evict_readers_unref(e->readers);
 	free(e);
 }
