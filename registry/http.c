@@ -49,8 +49,7 @@ static const struct http_handler {
 	 * store; -1 (nothing sent) relays the request to loop 0 */
 	int (*hit)(struct req *);
 } http_handlers[] = {
-    {ROUTE_BASE, HTTP_M_GET | HTTP_M_HEAD, 0, http_base_handle,
-	http_base_hit},
+    {ROUTE_BASE, HTTP_M_GET | HTTP_M_HEAD, 0, http_base_handle, http_base_hit},
     {ROUTE_MANIFEST, HTTP_M_GET | HTTP_M_HEAD, 1, manifest_handle,
 	manifest_hit},
     {ROUTE_BLOB, HTTP_M_GET | HTTP_M_HEAD, 1, blob_handle, blob_hit},
@@ -348,7 +347,8 @@ http_send(struct req *r, int status, struct evbuffer *body)
 	r->status = status;
 	if (r->shadow) {
 		/* its front sends it (and counts the bytes) */
-		loop_shadow_reply(r, status, r->method == REQ_HEAD ? NULL : body);
+		loop_shadow_reply(
+		    r, status, r->method == REQ_HEAD ? NULL : body);
 		evhttp_request_free(r->ev);
 		r->ev = NULL;
 		return;
@@ -1134,8 +1134,8 @@ http_bind_reuseport(struct loop *l, const char *host, unsigned short port)
 		return NULL;
 	}
 	lev = evconnlistener_new_bind(l->base, NULL, NULL,
-	    LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT |
-		LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+	    LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_FREE |
+		LEV_OPT_CLOSE_ON_EXEC,
 	    -1, ai->ai_addr, (int)ai->ai_addrlen);
 	evutil_freeaddrinfo(ai);
 	if (lev == NULL)
@@ -1167,12 +1167,12 @@ http_start(struct loop *l, int reuseport, unsigned short port)
 		l->bound = evhttp_bind_socket_with_handle(
 		    l->http, o->listen_host, port);
 	if (l->bound == NULL) {
-		log_error("cannot listen on '%s:%u': %s", o->listen_host,
-		    port, strerror(errno));
+		log_error("cannot listen on '%s:%u': %s", o->listen_host, port,
+		    strerror(errno));
 		return -1;
 	}
-	l->conns = conn_guard_new(
-	    l->base, l->http, l->bound, o->header_timeout_s);
+	l->conns =
+	    conn_guard_new(l->base, l->http, l->bound, o->header_timeout_s);
 	return 0;
 }
 

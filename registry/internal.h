@@ -76,9 +76,9 @@ struct loop {
 	struct event_base *base;
 	struct evhttp *http;
 	struct evhttp_bound_socket *bound;
-	struct conn_guard *conns; /* fd exhaustion, header deadline */
-	TAILQ_HEAD(, req) reqs;	  /* this loop's live requests */
-	size_t nreqs;		  /* written here, read by loop 0 (atomic) */
+	struct conn_guard *conns;    /* fd exhaustion, header deadline */
+	TAILQ_HEAD(, req) reqs;	     /* this loop's live requests */
+	size_t nreqs;		     /* written here, read by loop 0 (atomic) */
 	struct server_counters *ctr; /* loop 0: &srv->ctr */
 	struct server_counters own;  /* the others' */
 	pthread_mutex_t ctr_mu;	     /* ctr, against metrics' snapshot */
@@ -176,8 +176,8 @@ struct req {
 	 * talking to the client; on loop 0 its shadow, doing the work */
 	struct loop_link *link;
 	int shadow;
-	int relay_mask;		     /* the method's bit, for the shadow */
-	struct loop_msg *relay_end;  /* a shadow's last word, sent at retire */
+	int relay_mask;		    /* the method's bit, for the shadow */
+	struct loop_msg *relay_end; /* a shadow's last word, sent at retire */
 	struct evhttp_request *ev;
 	struct evhttp_connection *evcon;
 	enum req_method method;
@@ -265,6 +265,9 @@ void loop_stop_accepting(struct server *);
 /* 1 if no loop has a live request. */
 int loop_idle(struct server *);
 void loop_join(struct server *);
+/* Cuts every request and frees every evhttp; then the counters may be
+ * flushed before loop_free_all frees the loops. */
+void loop_cut_all(struct server *);
 void loop_free_all(struct server *);
 /* A serving loop's request that is not a store hit: loop 0 does it. */
 void loop_relay(struct req *);

@@ -122,8 +122,8 @@ loop_post(struct loop *l, struct loop_msg *m)
 	pthread_mutex_unlock(&l->mu);
 	/* a full pipe already wakes it */
 	if (wake && write(l->wake[1], &c, 1) == -1 && errno != EAGAIN)
-		log_warn("cannot wake event loop %d: %s", l->id,
-		    strerror(errno));
+		log_warn(
+		    "cannot wake event loop %d: %s", l->id, strerror(errno));
 }
 
 static void
@@ -143,7 +143,8 @@ loop_front_sent_cb(struct req *front)
 	struct loop_link *link = front->link;
 
 	if (link != NULL)
-		loop_post(front->srv->loops[0], loop_msg_new(LOOP_MSG_SENT, link));
+		loop_post(
+		    front->srv->loops[0], loop_msg_new(LOOP_MSG_SENT, link));
 }
 
 void
@@ -164,8 +165,7 @@ loop_relay(struct req *r)
 	m->method = r->method;
 	m->path = xstrdup(r->path);
 	xstrlcpy(m->peer, r->peer, sizeof m->peer);
-	loop_copy_headers(
-	    &m->headers, evhttp_request_get_input_headers(r->ev));
+	loop_copy_headers(&m->headers, evhttp_request_get_input_headers(r->ev));
 	body = req_body(r, &len);
 	m->body = evbuffer_new();
 	evbuffer_add(m->body, body, len);
@@ -400,8 +400,8 @@ loop_new(struct server *srv, int id, struct event_base *base)
 	if (pipe2(l->wake, O_CLOEXEC | O_NONBLOCK) == -1)
 		fatal("cannot create a pipe for event loop %d: %s", id,
 		    strerror(errno));
-	l->wake_ev = event_new(base, l->wake[0], EV_READ | EV_PERSIST,
-	    loop_wake_cb, l);
+	l->wake_ev =
+	    event_new(base, l->wake[0], EV_READ | EV_PERSIST, loop_wake_cb, l);
 	if (l->wake_ev == NULL)
 		fatal("out of memory creating event loop %d", id);
 	event_add(l->wake_ev, NULL);
@@ -503,11 +503,12 @@ loop_drop_inbox(struct loop *l)
 
 /*
  * After loop_join and after loop 0's requests were cut: delivers what the
- * shadows said last, cuts what is left, frees the serving loops.  Requests
- * still on their way to loop 0 are dropped (their fronts are cut).
+ * shadows said last, cuts what is left and frees every evhttp (and with
+ * it every connection).  Requests still on their way to loop 0 are
+ * dropped (their fronts are cut).  The counters stay until loop_free_all.
  */
 void
-loop_free_all(struct server *srv)
+loop_cut_all(struct server *srv)
 {
 	struct loop *l;
 	struct req *r;
@@ -521,11 +522,21 @@ loop_free_all(struct server *srv)
 		http_free(l);
 		loop_drop_inbox(l);
 	}
+	if (srv->nloops > 0) {
+		loop_drop_inbox(srv->loops[0]);
+		http_free(srv->loops[0]);
+		loop_drop_inbox(srv->loops[0]);
+	}
+}
+
+void
+loop_free_all(struct server *srv)
+{
+	struct loop *l;
+	size_t i;
+
 	for (i = 0; i < srv->nloops; i++) {
 		l = srv->loops[i];
-		loop_drop_inbox(l);
-		if (i == 0)
-			http_free(l);
 		loop_drop_inbox(l);
 		event_free(l->wake_ev);
 		close(l->wake[0]);

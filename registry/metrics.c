@@ -71,8 +71,8 @@ metrics_sum(struct server_counters *a, const struct server_counters *b)
 {
 	const uint64_t *pb = (const uint64_t *)(const void *)b;
 	uint64_t *pa = (uint64_t *)(void *)a;
-	size_t i, j, n = offsetof(struct server_counters, http_sum) /
-	    sizeof(uint64_t);
+	size_t i, j,
+	    n = offsetof(struct server_counters, http_sum) / sizeof(uint64_t);
 
 	for (i = 0; i < n; i++)
 		pa[i] += pb[i];
@@ -142,8 +142,7 @@ metrics_status_index(int status)
 	return METRICS_NSTATUS - 1; /* "other" */
 }
 
-static void metrics_request_count(
-    struct server_counters *, const struct req *);
+static void metrics_request_count(struct server_counters *, const struct req *);
 
 void
 metrics_request_done(struct server *srv, const struct req *r)
@@ -418,8 +417,7 @@ metrics_handle(struct req *r)
 	for (i = 0; i < srv->nloops; i++) {
 		pthread_mutex_lock(&srv->loops[i]->ctr_mu);
 		evbuffer_add_printf(b,
-		    "ccprewarm_loop_requests_total{loop=\"%zu\"} %" PRIu64
-		    "\n",
+		    "ccprewarm_loop_requests_total{loop=\"%zu\"} %" PRIu64 "\n",
 		    i, srv->loops[i]->ctr->requests);
 		pthread_mutex_unlock(&srv->loops[i]->ctr_mu);
 	}

@@ -257,10 +257,10 @@ server_free(struct server *srv)
 	pool_free(srv->pool);
 	srv->pool = NULL;
 	fill_abort_all(srv);
-	while (srv->nloops > 0 &&
-	    (r = TAILQ_FIRST(&srv->loops[0]->reqs)) != NULL)
+	while (
+	    srv->nloops > 0 && (r = TAILQ_FIRST(&srv->loops[0]->reqs)) != NULL)
 		req_abort(r, "shutting down");
-	loop_free_all(srv); /* every evhttp and connection */
+	loop_cut_all(srv);	/* every evhttp and connection */
 	evict_free(srv->evict); /* after evhttp: its readers call back */
 	srv->evict = NULL;
 	for (i = 0; i < srv->nupstreams; i++)
@@ -273,6 +273,7 @@ server_free(struct server *srv)
 		event_free(srv->drain_ev);
 	if (srv->db != NULL)
 		metrics_flush(srv);
+	loop_free_all(srv);
 	db_free(srv->db);
 	blobstore_free(srv->store);
 	if (srv->access_log != NULL && srv->access_log != stderr)
