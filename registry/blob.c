@@ -75,13 +75,13 @@ blob_handle(struct req *r)
 	 * answered here (with the time left) rather than asked again.
 	 * With a shared store the fill asks the bucket first.
 	 */
-	if (!fill_in_flight(r, FILL_BLOB) && shared_s3(r->srv) == NULL &&
+	if (!stream_in_flight(r, FILL_BLOB) && shared_s3(r->srv) == NULL &&
 	    upstream_retry_after_s(r->up) > 0) {
 		req_error(r, OCI_ERR_TOOMANYREQUESTS,
 		    "upstream registry is rate limiting; retry later");
 		return;
 	}
-	if (r->method == REQ_HEAD && !fill_in_flight(r, FILL_BLOB) &&
+	if (r->method == REQ_HEAD && !stream_in_flight(r, FILL_BLOB) &&
 	    !blob_from_child(r)) {
 		digest_format(d, hex);
 		snprintf(
@@ -89,5 +89,5 @@ blob_handle(struct req *r)
 		passthru_start(r, UPSTREAM_HEAD, path, NULL, blob_head_done);
 		return;
 	}
-	fill_attach(r, FILL_BLOB);
+	stream_attach(r, FILL_BLOB);
 }

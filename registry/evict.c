@@ -10,7 +10,6 @@
  * The admin API's gc and verify run here too.
  */
 #include <errno.h>
-#include <pthread.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,11 +33,6 @@ enum evict_state {
 	EVICT_RUNNING,	/* batches on the loop */
 };
 
-struct evict_reader {
-	struct digest d;
-	unsigned n;
-};
-
 struct evict {
 	struct server *srv;
 	struct lru_budget budget;
@@ -59,98 +53,17 @@ struct evict {
 	struct req *gc_next;
 	uint64_t pinned_bytes; /* from the last walk */
 	int pins_over;
-	struct evict_readers *readers;
 	uint64_t evictions, evicted_bytes, nospace;
 	int64_t idle_until_ms; /* a run that freed nothing: wait for the tick */
 	struct req *verify;    /* one verify at a time */
 	int verify_repair;
 };
 
-/* Open readers ------------------------------------------------------------- */
-
-/*
- * Counted per digest in a table that outlives the server if it must: a
- * reply's file segment may be freed by libevent after the server is (its
- * connection goes with the event base), so each holder keeps a reference.
- */
-/* Added and removed from every event loop (a hit on any loop sends from
- * its file), read by the passes on loop 0: under mu. */
-struct evict_readers {
-	pthread_mutex_t mu;
-	unsigned refs;
-	struct evict_reader *r;
-	size_t n;
-};
-
-static struct evict_reader *
-evict_reader_find(struct evict_readers *t, const struct digest *d)
-{
-	size_t i;
-
-	for (i = 0; t != NULL && i < t->n; i++)
-		if (digest_equal(&t->r[i].d, d))
-			return &t->r[i];
-	return NULL;
-}
-
-/* Called with t->mu held; releases it. */
-static void
-evict_readers_unref(struct evict_readers *t)
-{
-	if (--t->refs > 0) {
-		pthread_mutex_unlock(&t->mu);
-		return;
-	}
-	pthread_mutex_unlock(&t->mu);
-	pthread_mutex_destroy(&t->mu);
-	free(t->r);
-	free(t);
-}
-
-struct evict_readers *
-evict_reader_add(struct server *srv, const struct digest *d)
-{
-	struct evict_readers *t;
-	struct evict_reader *r;
-
-	if (srv->evict == NULL)
-		return NULL;
-	t = srv->evict->readers;
-	pthread_mutex_lock(&t->mu);
-	if ((r = evict_reader_find(t, d)) == NULL) {
-		t->r = xreallocarray(t->r, t->n + 1, sizeof *t->r);
-		r = &t->r[t->n++];
-		r->d = *d;
-		r->n = 0;
-	}
-	r->n++;
-	t->refs++;
-	pthread_mutex_unlock(&t->mu);
-	return t;
-}
-
-void
-evict_reader_del(struct evict_readers *t, const struct digest *d)
-{
-	struct evict_reader *r;
-
-	if (t == NULL)
-		return;
-	pthread_mutex_lock(&t->mu);
-	if ((r = evict_reader_find(t, d)) != NULL && --r->n == 0)
-		*r = t->r[--t->n];
-	evict_readers_unref(t);
-}
-
 static int
 evict_busy(struct evict *e, const struct digest *d)
 {
-	int reading;
-
-	pthread_mutex_lock(&e->readers->mu);
-	reading = evict_reader_find(e->readers, d) != NULL;
-	pthread_mutex_unlock(&e->readers->mu);
-	return reading || fill_digest_busy(e->srv, d);
+	/* a fill holds its digest as a reader while it is in flight */
+	return readers_busy(e->srv, d);
 }
 
 /* Usage -------------------------------------------------------------------- */
@@ -200,7 +113,7 @@ evict_partials_now(struct evict *e, uint64_t need, int all)
 		it[i].digest = p[i].digest;
 		it[i].size = p[i].size;
 		it[i].last_access = p[i].mtime;
-		it[i].busy = fill_digest_busy(e->srv, &p[i].digest);
+		it[i].busy = readers_busy(e->srv, &p[i].digest);
 	}
 	lru_sort(it, n);
 	lru_plan(it, n, need, all);
@@ -629,7 +542,7 @@ evict_verify_recheck(struct evict *e, struct verify_report *rep)
 		case VERIFY_ORPHAN:
 			indexed = db_blob_get(e->srv->db, &p->digest, &b) == 0;
 			p->ignore = indexed ||
-			    fill_digest_busy(e->srv, &p->digest) ||
+			    readers_busy(e->srv, &p->digest) ||
 			    access(p->path, F_OK) == -1;
 			break;
 		case VERIFY_MISSING:
@@ -775,9 +688,6 @@ evict_new(struct server *srv)
 
 	e = xcalloc(1, sizeof *e);
 	e->srv = srv;
-	e->readers = xcalloc(1, sizeof *e->readers);
-	e->readers->refs = 1;
-	pthread_mutex_init(&e->readers->mu, NULL);
 	e->budget.max_bytes = o->max_bytes;
 	e->budget.min_free_bytes = o->min_free_bytes;
 	e->budget.min_free_percent = (unsigned)o->min_free_percent;
@@ -805,7 +715,5 @@ evict_free(struct evict *e)
 	if (e->tick_ev != NULL)
 		event_free(e->tick_ev);
 	free(e->items);
-	pthread_mutex_lock(&e->readers->mu);
-	evict_readers_unref(e->readers);
 	free(e);
 }

@@ -1,10 +1,10 @@
 /*
- * registry/fill.c: one upstream fetch per in-flight digest (or tag), and
- * every request that wants it as a waiter.  Blob bytes go to a temp file
- * while they are hashed; waiters stream [their offset, written) from that
- * file and follow it as it grows.  No waiter receives its final byte before
- * the digest has verified, so corruption is always a cut connection, never
- * a clean reply.  An upstream that drops mid-body is resumed with Range.
+ * registry/fill.c: one upstream (or shared-store) fetch per in-flight digest
+ * (or tag): the transfer, the temp file, hashing, verification, the commit
+ * to the store, and telling its subscribers (fill_subscribe) how far it got.
+ * It knows nothing of HTTP requests: a client streaming a fill (stream.c)
+ * and a pre-warm job (fill_fetch) are both subscribers.  An upstream that
+ * drops mid-body is resumed with Range.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -17,7 +17,6 @@
 #include "../common/common.h"
 #include "internal.h"
 
-#define FILL_CHUNK_MAX (16 * 1024 * 1024)
 #define FILL_MAX_ATTEMPTS 4
 #define FILL_BACKOFF_MS 250
 #define FILL_WBUF (256 * 1024)
@@ -39,7 +38,8 @@ struct fill {
 	enum fill_kind kind;
 	enum fill_state state;
 	int listed;
-	int hold; /* > 0 while iterating waiters */
+	struct readers *reading; /* by digest: held while listed */
+	int hold; /* > 0 while telling subscribers (or persisting) */
 	struct upstream *up;
 	char repo[ROUTE_NAME_MAX];
 	char tag[ROUTE_TAG_MAX + 1]; /* manifests by tag */
@@ -55,8 +55,7 @@ struct fill {
 	char media_type[OCI_MEDIA_TYPE_MAX];
 	struct digest claimed; /* upstream's Docker-Content-Digest */
 	int have_claimed;
-	TAILQ_HEAD(, req) waiters;
-	TAILQ_HEAD(, fill_sub) subs; /* fill_fetch() callers */
+	TAILQ_HEAD(, fill_sub) subs;
 	struct upstream_xfer *xfer;
 	int attempts;
 	struct event *retry_ev;
@@ -69,22 +68,26 @@ struct fill {
 	unsigned char *wbuf; /* received, not yet written (FILL_WBUF) */
 	size_t wlen;
 	int persist_failed;
+	enum oci_err err;      /* how it failed, for replies */
+	const char *err_why;   /* static detail for replies, or NULL */
 	char up_cache[32];     /* the tier above's X-Cache, or "" */
 	struct s3_xfer *sxfer; /* reading from the shared store */
 	int shared;	       /* bytes came from the shared store */
 };
 
-/* A caller that wants the result, not the bytes (pre-warm jobs). */
+/* One subscriber: a stream (stream.c) or a pre-warm fetch (fill_fetch). */
 struct fill_sub {
 	TAILQ_ENTRY(fill_sub) entry;
 	struct fill *f;
-	fill_fetch_cb cb;
+	const struct fill_cbs *cbs;
 	void *arg;
+	int told_verified;
+	fill_fetch_cb fetch_cb; /* fill_fetch's caller (arg is the sub) */
+	void *fetch_arg;
 };
 
 static void fill_start_xfer(struct fill *);
 static void fill_fail(struct fill *, enum oci_err, const char *);
-static void fill_pump(struct req *);
 static int fill_shared_start(struct fill *);
 static int fill_shared_refetch(struct fill *, int discarded);
 
@@ -117,6 +120,8 @@ fill_unlist(struct fill *f)
 		TAILQ_REMOVE(&f->srv->fills, f, entry);
 		f->srv->nfills--;
 		f->listed = 0;
+		readers_del(f->reading, &f->digest);
+		f->reading = NULL;
 	}
 }
 
@@ -140,21 +145,64 @@ fill_free(struct fill *f)
 static void
 fill_maybe_free(struct fill *f)
 {
-	if (f->hold == 0 && TAILQ_EMPTY(&f->waiters) && TAILQ_EMPTY(&f->subs) &&
+	if (f->hold == 0 && TAILQ_EMPTY(&f->subs) &&
 	    (f->state == FILL_DONE || f->state == FILL_FAILED))
 		fill_free(f);
 }
 
-/* Runs fn on every waiter; waiters may leave (and finish) meanwhile. */
+/* What a subscriber is told: a snapshot, by value (see internal.h). */
 static void
-fill_each_waiter(struct fill *f, void (*fn)(struct req *))
+fill_note(const struct fill *f, struct fill_note *n)
 {
-	struct req *r, *next;
+	memset(n, 0, sizeof *n);
+	n->avail = f->tmp != NULL ? blobstore_tmp_size(f->tmp) : 0;
+	n->size = f->size;
+	n->fd = f->tmp != NULL ? blobstore_tmp_fd(f->tmp) : -1;
+	n->verified = fill_verified(f);
+	n->digest = f->by_digest || f->state == FILL_DONE ? &f->digest : NULL;
+	if (f->kind == FILL_MANIFEST && f->state == FILL_DONE) {
+		n->body = f->mbuf;
+		n->len = f->mlen;
+		n->media_type = f->media_type;
+	}
+	n->up_cache = f->up_cache;
+	n->upstream_ms = f->upstream_ms;
+	n->err = f->err;
+	n->why = f->err_why;
+	if (f->state == FILL_FAILED || f->persist_failed)
+		n->cause = f->why;
+}
+
+/*
+ * Tells every subscriber where the fill is: bytes while a blob streams,
+ * verified once (a blob's digest matched, or a manifest is done), stored
+ * (the last call) once it is indexed.  Subscribers may leave (and finish)
+ * meanwhile, and start other fills.
+ */
+static void
+fill_tell(struct fill *f)
+{
+	struct fill_sub *sub, *next;
+	struct fill_note n;
 
 	f->hold++;
-	for (r = TAILQ_FIRST(&f->waiters); r != NULL; r = next) {
-		next = TAILQ_NEXT(r, wentry);
-		fn(r);
+	for (sub = TAILQ_FIRST(&f->subs); sub != NULL; sub = next) {
+		next = TAILQ_NEXT(sub, entry);
+		fill_note(f, &n);
+		if (fill_verified(f) && !sub->told_verified) {
+			sub->told_verified = 1;
+			if (sub->cbs->verified != NULL)
+				sub->cbs->verified(sub->arg, &n);
+		} else if (f->state == FILL_STREAMING && f->kind == FILL_BLOB &&
+		    sub->cbs->bytes != NULL)
+			sub->cbs->bytes(sub->arg, &n);
+	}
+	while (f->state == FILL_DONE && (sub = TAILQ_FIRST(&f->subs)) != NULL) {
+		TAILQ_REMOVE(&f->subs, sub, entry);
+		fill_note(f, &n);
+		if (sub->cbs->stored != NULL)
+			sub->cbs->stored(sub->arg, &n);
+		free(sub);
 	}
 	f->hold--;
 	fill_maybe_free(f);
@@ -205,27 +253,10 @@ fill_wake_cb(evutil_socket_t fd, short what, void *arg)
 		fill_write_failed(f);
 		return;
 	}
-	fill_each_waiter(f, fill_pump);
+	fill_tell(f);
 }
 
-/* Tells every subscriber how it ended; they may start other fills. */
-static void
-fill_notify_subs(struct fill *f, const char *why)
-{
-	struct fill_sub *sub;
-
-	f->hold++;
-	while ((sub = TAILQ_FIRST(&f->subs)) != NULL) {
-		TAILQ_REMOVE(&f->subs, sub, entry);
-		sub->cb(sub->arg,
-		    f->state == FILL_DONE && why == NULL ? &f->digest : NULL,
-		    f->state == FILL_DONE && why == NULL ? NULL : why);
-		free(sub);
-	}
-	f->hold--;
-}
-
-/* Coalesces wake-ups: waiters are pumped once per loop iteration. */
+/* Coalesces wake-ups: subscribers are told once per loop iteration. */
 static void
 fill_wake(struct fill *f)
 {
@@ -233,23 +264,11 @@ fill_wake(struct fill *f)
 		event_active(f->wake_ev, 0, 0);
 }
 
-/* The error a waiter gets, and the reply of each failure. */
-static void
-fill_fail_waiter(struct req *r)
-{
-	if (r->state == REQ_STREAMING) {
-		req_abort(r, "upstream fetch failed");
-		return;
-	}
-	if (r->fill_failed != NULL && r->fill_failed(r) == 0)
-		return;
-	req_error(r, r->fill_err, r->fill_why);
-}
-
 static void
 fill_fail(struct fill *f, enum oci_err err, const char *why)
 {
-	struct req *r;
+	struct fill_sub *sub;
+	struct fill_note n;
 
 	if (f->state == FILL_FAILED || f->state == FILL_DONE ||
 	    f->state == FILL_VERIFIED)
@@ -262,20 +281,25 @@ fill_fail(struct fill *f, enum oci_err err, const char *why)
 	f->sxfer = NULL;
 	blobstore_tmp_free(f->tmp);
 	f->tmp = NULL;
-	TAILQ_FOREACH(r, &f->waiters, wentry) {
-		r->fill_err = err;
-		r->fill_why = why;
-	}
+	f->err = err;
+	f->err_why = why;
 	if (why == NULL && f->status > 0)
 		snprintf(f->why, sizeof f->why, "%s (upstream answered %ld)",
 		    oci_err_code(err), f->status);
 	else
 		xstrlcpy(f->why, why != NULL ? why : oci_err_code(err),
 		    sizeof f->why);
+	/* the last call for each; they may start other fills */
 	f->hold++;
-	fill_notify_subs(f, f->why);
+	while ((sub = TAILQ_FIRST(&f->subs)) != NULL) {
+		TAILQ_REMOVE(&f->subs, sub, entry);
+		fill_note(f, &n);
+		if (sub->cbs->failed != NULL)
+			sub->cbs->failed(sub->arg, &n);
+		free(sub);
+	}
 	f->hold--;
-	fill_each_waiter(f, fill_fail_waiter);
+	fill_maybe_free(f);
 }
 
 /* Content-Range: bytes A-B/T -> A, or -1. */
@@ -439,8 +463,7 @@ fill_persist_done(void *arg)
 	fill_unlist(f);
 	if (!f->persist_failed && !f->shared)
 		shared_upload_blob(f->srv, &f->digest);
-	fill_notify_subs(f, f->persist_failed ? f->why : NULL);
-	fill_wake(f);
+	fill_wake(f); /* stored: the subscribers' last call */
 	evict_check(f->srv, 0);
 	fill_maybe_free(f);
 }
@@ -473,7 +496,7 @@ fill_commit_blob(struct fill *f)
 	if (f->size < 0)
 		f->size = (int64_t)blobstore_tmp_size(f->tmp);
 	/*
-	 * Verified: waiters may send their last byte now.  The fsync and
+	 * Verified: streams may send their last byte now.  The fsync and
 	 * rename run on a worker; until they are done the fill stays listed,
 	 * so new requests join it and read the same (verified) file.
 	 */
@@ -569,7 +592,6 @@ fill_commit_manifest(struct fill *f)
 		    f->srv, &got, f->media_type, f->mbuf, f->mlen);
 	fill_set_state(f, FILL_DONE);
 	fill_unlist(f);
-	fill_notify_subs(f, NULL);
 	fill_wake(f);
 }
 
@@ -792,12 +814,21 @@ fill_shared_start(struct fill *f)
 	return f->sxfer != NULL ? 0 : -1;
 }
 
-/* A waiter that got bytes from the bad object: cut, it may retry. */
+/* Subscribers that passed bytes of the bad object on give up (a cut). */
 static void
-fill_shared_cut(struct req *r)
+fill_shared_cut(struct fill *f)
 {
-	if (r->state == REQ_STREAMING)
-		req_abort(r, "shared store object did not match its digest");
+	struct fill_sub *sub, *next;
+	struct fill_note n;
+
+	f->hold++;
+	for (sub = TAILQ_FIRST(&f->subs); sub != NULL; sub = next) {
+		next = TAILQ_NEXT(sub, entry);
+		fill_note(f, &n);
+		if (sub->cbs->restarted != NULL)
+			sub->cbs->restarted(sub->arg, &n);
+	}
+	f->hold--;
 }
 
 /*
@@ -821,7 +852,7 @@ fill_shared_refetch(struct fill *f, int discarded)
 		fill_start_xfer(f);
 		return 0;
 	}
-	fill_each_waiter(f, fill_shared_cut);
+	fill_shared_cut(f);
 	if (discarded || blobstore_tmp_reset(f->tmp) == -1) {
 		blobstore_tmp_free(f->tmp);
 		if ((f->tmp = blobstore_tmp_resume(
@@ -835,17 +866,6 @@ fill_shared_refetch(struct fill *f, int discarded)
 	fill_start_xfer(f);
 	return 0;
 }
-
-/* What a fill fetches: its identity for single flight. */
-struct fill_key {
-	enum fill_kind kind;
-	struct upstream *up;
-	const char *repo;
-	const char *tag; /* "" when by digest */
-	int by_digest;
-	const struct digest *digest;
-	const char *accept; /* manifests; NULL: everything */
-};
 
 static struct fill *
 fill_find(struct server *srv, const struct fill_key *k)
@@ -888,7 +908,6 @@ fill_new(struct server *srv, const struct fill_key *k)
 		? k->accept
 		: oci_accept_all());
 	f->start_ms = f->progress_ms = clock_now_ms();
-	TAILQ_INIT(&f->waiters);
 	TAILQ_INIT(&f->subs);
 	f->retry_ev = evtimer_new(srv->base, fill_retry_cb, f);
 	f->wake_ev = event_new(srv->base, -1, 0, fill_wake_cb, f);
@@ -904,6 +923,8 @@ fill_new(struct server *srv, const struct fill_key *k)
 	TAILQ_INSERT_TAIL(&srv->fills, f, entry);
 	srv->nfills++;
 	f->listed = 1;
+	if (f->by_digest) /* in flight: eviction and verify leave it alone */
+		f->reading = readers_add(srv, &f->digest);
 	f->hold++;
 	if (f->tmp != NULL && blobstore_tmp_complete(f->tmp)) {
 		/* an earlier run had all of it: no upstream request at all */
@@ -919,66 +940,42 @@ fill_new(struct server *srv, const struct fill_key *k)
 	return f;
 }
 
-static void
-fill_req_key(struct req *r, enum fill_kind kind, struct fill_key *k)
-{
-	k->kind = kind;
-	k->up = r->up;
-	k->repo = r->route.name;
-	k->tag = r->route.tag;
-	k->by_digest = r->route.by_digest;
-	k->digest = &r->route.digest;
-	k->accept = req_accept(r);
-}
-
 int
-fill_digest_busy(struct server *srv, const struct digest *d)
+fill_busy(struct server *srv, const struct fill_key *k)
 {
-	struct fill *f;
-
-	TAILQ_FOREACH(f, &srv->fills, entry)
-		if (f->by_digest && digest_equal(&f->digest, d))
-			return 1;
-	return 0;
-}
-
-int
-fill_in_flight(struct req *r, enum fill_kind kind)
-{
-	struct fill_key k;
-
-	fill_req_key(r, kind, &k);
-	return fill_find(r->srv, &k) != NULL;
+	return fill_find(srv, k) != NULL;
 }
 
 struct fill_sub *
-fill_fetch(struct server *srv, struct upstream *up, const char *repo,
-    enum fill_kind kind, const char *tag, const struct digest *d,
-    fill_fetch_cb cb, void *arg)
+fill_subscribe(struct server *srv, const struct fill_key *k,
+    const struct fill_cbs *cbs, void *arg, enum fill_join *join)
 {
-	struct fill_key k;
 	struct fill_sub *sub;
 	struct fill *f;
 
-	memset(&k, 0, sizeof k);
-	k.kind = kind;
-	k.up = up;
-	k.repo = repo;
-	k.tag = tag != NULL ? tag : "";
-	k.by_digest = tag == NULL;
-	k.digest = d;
-	if ((f = fill_find(srv, &k)) == NULL && (f = fill_new(srv, &k)) == NULL)
-		return NULL;
+	*join = FILL_JOINED;
+	if ((f = fill_find(srv, k)) == NULL) {
+		if ((f = fill_new(srv, k)) == NULL) {
+			if (errno == ENOSPC || errno == EDQUOT)
+				evict_nospace(srv, 0);
+			return NULL;
+		}
+		*join = FILL_STARTED;
+	}
+	if (fill_verified(f))
+		*join = FILL_JOINED_VERIFIED;
 	sub = xcalloc(1, sizeof *sub);
 	sub->f = f;
-	sub->cb = cb;
+	sub->cbs = cbs;
 	sub->arg = arg;
 	TAILQ_INSERT_TAIL(&f->subs, sub, entry);
+	if (*join != FILL_STARTED)
+		fill_wake(f); /* tell it where the fill is */
 	return sub;
 }
 
 void
-fill_fetch_cancel(struct fill_sub *sub)
+fill_unsubscribe(struct fill_sub *sub)
 {
 	struct fill *f;
 
@@ -990,62 +987,56 @@ fill_fetch_cancel(struct fill_sub *sub)
 	fill_maybe_free(f);
 }
 
-int
-fill_attach(struct req *r, enum fill_kind kind)
+/* Pre-warm: the result, not the bytes. */
+static void
+fill_fetch_stored_cb(void *arg, const struct fill_note *n)
 {
-	struct fill_key k;
-	struct fill *f;
-	int joined = 1;
+	struct fill_sub *sub = arg;
 
-	fill_req_key(r, kind, &k);
-	if ((f = fill_find(r->srv, &k)) == NULL) {
-		if ((f = fill_new(r->srv, &k)) == NULL) {
-			if (errno == ENOSPC || errno == EDQUOT) {
-				evict_nospace(r->srv, 0);
-				req_error(r, OCI_ERR_UNAVAILABLE,
-				    "the mirror's disk is full; retry later");
-			} else
-				req_error(r, OCI_ERR_INTERNAL,
-				    "cannot create temp file");
-			return -1;
-		}
-		joined = 0;
-	}
-	r->fill = f;
-	if (kind == FILL_BLOB && f->by_digest) {
-		/* a waiter reads the blob's file until it is done */
-		r->reading = f->digest;
-		r->reading_tab = evict_reader_add(r->srv, &f->digest);
-	}
-	r->state = REQ_WAITING;
-	r->cache = joined ? REQ_CACHE_COALESCED : REQ_CACHE_MISS;
-	if (fill_verified(f)) {
-		/* complete and verified on disk, only not renamed yet */
-		r->cache = REQ_CACHE_HIT;
-		joined = 0;
-		fill_wake(f);
-	}
-	TAILQ_INSERT_TAIL(&f->waiters, r, wentry);
-	if (joined) {
-		metrics_coalesced(r->srv);
-		fill_wake(f);
-	}
-	return joined;
+	sub->fetch_cb(
+	    sub->fetch_arg, n->cause == NULL ? n->digest : NULL, n->cause);
+}
+
+static void
+fill_fetch_failed_cb(void *arg, const struct fill_note *n)
+{
+	struct fill_sub *sub = arg;
+
+	sub->fetch_cb(sub->fetch_arg, NULL, n->cause);
+}
+
+struct fill_sub *
+fill_fetch(struct server *srv, struct upstream *up, const char *repo,
+    enum fill_kind kind, const char *tag, const struct digest *d,
+    fill_fetch_cb cb, void *arg)
+{
+	static const struct fill_cbs cbs = {
+	    .stored = fill_fetch_stored_cb,
+	    .failed = fill_fetch_failed_cb,
+	};
+	struct fill_key k;
+	struct fill_sub *sub;
+	enum fill_join join;
+
+	memset(&k, 0, sizeof k);
+	k.kind = kind;
+	k.up = up;
+	k.repo = repo;
+	k.tag = tag != NULL ? tag : "";
+	k.by_digest = tag == NULL;
+	k.digest = d;
+	if ((sub = fill_subscribe(srv, &k, &cbs, NULL, &join)) == NULL)
+		return NULL;
+	sub->arg = sub;
+	sub->fetch_cb = cb;
+	sub->fetch_arg = arg;
+	return sub;
 }
 
 void
-fill_detach(struct req *r)
+fill_fetch_cancel(struct fill_sub *sub)
 {
-	struct fill *f = r->fill;
-
-	if (f == NULL)
-		return;
-	TAILQ_REMOVE(&f->waiters, r, wentry);
-	r->fill = NULL;
-	evict_reader_del(r->reading_tab, &r->reading);
-	r->reading_tab = NULL;
-	r->upstream_ms = f->upstream_ms;
-	fill_maybe_free(f);
+	fill_unsubscribe(sub);
 }
 
 void
@@ -1059,102 +1050,4 @@ fill_abort_all(struct server *srv)
 		f->hold--;
 		fill_maybe_free(f);
 	}
-}
-
-static void
-fill_sent_cb(struct req *r)
-{
-	fill_pump(r);
-}
-
-static void
-fill_pump_manifest(struct req *r)
-{
-	struct fill *f = r->fill;
-	const void *body = f->mbuf;
-	size_t len = f->mlen;
-
-	if (f->state != FILL_DONE)
-		return;
-	fill_detach(r);
-	xstrlcpy(r->up_cache, f->up_cache, sizeof r->up_cache);
-	/* f stays alive: fill_each_waiter holds it while we run */
-	req_reply_mem(r, 200, f->media_type, &f->digest, body, len);
-}
-
-/* Stream what has landed; hold back the last byte until verified. */
-static void
-fill_pump_blob(struct req *r)
-{
-	struct fill *f = r->fill;
-	uint64_t written, limit, start, end, n;
-	int rr;
-
-	if (r->chunk_pending || f->state == FILL_CONNECTING)
-		return;
-	written = blobstore_tmp_size(f->tmp);
-	if (r->state == REQ_WAITING) {
-		xstrlcpy(r->up_cache, f->up_cache, sizeof r->up_cache);
-		if (f->size < 0) {
-			if (!fill_verified(f) && r->method == REQ_HEAD)
-				return;
-			r->off = 0;
-			r->end = UINT64_MAX;
-			req_stream_start(r, 200, -1, "application/octet-stream",
-			    &f->digest, 0);
-		} else {
-			rr = req_range(r, (uint64_t)f->size, &start, &end);
-			if (rr < 0) {
-				fill_detach(r);
-				req_range_invalid(r, (uint64_t)f->size);
-				return;
-			}
-			r->off = start;
-			r->end = end;
-			if (r->method == REQ_HEAD) {
-				fill_detach(r);
-				req_reply_mem(r, 200,
-				    "application/octet-stream", &f->digest,
-				    NULL, (size_t)f->size);
-				return;
-			}
-			req_stream_start(r, rr ? 206 : 200,
-			    (int64_t)(end - start), "application/octet-stream",
-			    &f->digest, (uint64_t)f->size);
-		}
-	}
-	/*
-	 * Length unknown when the reply started (chunked upstream): r->end
-	 * is UINT64_MAX, and ends where the verified file ends.  f->size is
-	 * no guide here: the commit fills it in once the digest matches.
-	 */
-	end = r->end;
-	if (end == UINT64_MAX && fill_verified(f))
-		end = written;
-	limit = written < end ? written : end;
-	if (!fill_verified(f) && limit == end && limit > 0)
-		limit--;
-	if (r->off < limit) {
-		n = limit - r->off;
-		if (n > FILL_CHUNK_MAX)
-			n = FILL_CHUNK_MAX;
-		start = r->off;
-		r->off += n;
-		req_stream_file(
-		    r, blobstore_tmp_fd(f->tmp), start, n, fill_sent_cb);
-		return;
-	}
-	if (fill_verified(f) && r->off >= end)
-		req_stream_end(r);
-}
-
-static void
-fill_pump(struct req *r)
-{
-	if (r->fill == NULL)
-		return;
-	if (r->fill->kind == FILL_MANIFEST)
-		fill_pump_manifest(r);
-	else
-		fill_pump_blob(r);
 }

@@ -467,7 +467,7 @@ req_range_invalid(struct req *r, uint64_t size)
 
 /* Sending a stored file: eviction leaves its digest alone until sent. */
 struct http_reader {
-	struct evict_readers *tab;
+	struct readers *tab;
 	struct digest d;
 };
 
@@ -478,7 +478,7 @@ http_reader_cb(const struct evbuffer_file_segment *seg, int flags, void *arg)
 
 	(void)seg;
 	(void)flags;
-	evict_reader_del(hr->tab, &hr->d);
+	readers_del(hr->tab, &hr->d);
 	free(hr);
 }
 
@@ -504,7 +504,7 @@ http_add_stored(struct req *r, struct evbuffer *buf, int fd, uint64_t off,
 	if (d != NULL) {
 		hr = xcalloc(1, sizeof *hr);
 		hr->d = *d;
-		hr->tab = evict_reader_add(r->srv, d);
+		hr->tab = readers_add(r->srv, d);
 		evbuffer_file_segment_add_cleanup_cb(seg, http_reader_cb, hr);
 	}
 	rc = evbuffer_add_file_segment(buf, seg, 0, (ev_off_t)len);
@@ -560,11 +560,11 @@ req_reply_file(struct req *r, int fd, uint64_t size, const char *ctype,
 
 void
 req_stream_start(struct req *r, int status, int64_t length, const char *ctype,
-    const struct digest *d, uint64_t total)
+    const struct digest *d, uint64_t start, uint64_t end, uint64_t total)
 {
 	http_headers(r, ctype, d, length);
 	if (length >= 0)
-		http_range_headers(r, r->off, r->end, total);
+		http_range_headers(r, start, end, total);
 	r->status = status;
 	r->state = REQ_STREAMING;
 	if (r->shadow) {
@@ -805,8 +805,6 @@ req_finish(struct req *r, int status, const char *why)
 		upstream_xfer_cancel(r->xfer);
 		r->xfer = NULL;
 	}
-	if (r->fill != NULL)
-		fill_detach(r);
 	if (r->link != NULL && !r->shadow)
 		loop_front_gone(r);
 	if (r->evcon != NULL && r->handed == NULL && !r->handed_done)

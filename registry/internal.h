@@ -102,8 +102,9 @@ struct server {
 	struct blobstore *store;
 	struct db *db;
 	struct upstream_client *uc;
-	struct pool *pool;   /* fsync + rename of stored blobs */
-	struct evict *evict; /* the budget, gc and verify */
+	struct pool *pool;	 /* fsync + rename of stored blobs */
+	struct evict *evict;	 /* the budget, gc and verify */
+	struct readers *readers; /* digests being read: not evicted */
 	struct upstream *upstreams[SERVER_MAX_UPSTREAMS];
 	size_t nupstreams;
 	TAILQ_HEAD(, fill) fills; /* in-flight fills (single flight) */
@@ -168,8 +169,7 @@ enum req_state {
 };
 
 struct req {
-	TAILQ_ENTRY(req) entry;	 /* loop->reqs */
-	TAILQ_ENTRY(req) wentry; /* fill->waiters */
+	TAILQ_ENTRY(req) entry; /* loop->reqs */
 	struct server *srv;
 	struct loop *loop; /* where it runs */
 	/* relayed between loops (loop.c): on a serving loop the front,
@@ -201,11 +201,8 @@ struct req {
 	struct evhttp_request *handed;
 	int handed_done; /* evhttp finished it before req_finish returned */
 	char *why;	 /* req_finish's cause, kept for that line */
-	/* streaming from a fill */
-	struct fill *fill;
-	uint64_t off; /* next byte to send */
-	uint64_t end; /* one past the last byte to send */
-	int ranged;
+	struct stream *stream;	       /* streaming a fill (stream.c) */
+	int ranged;		       /* req_range found a partial range */
 	int chunk_pending;	       /* a chunk is being written */
 	void (*sent_cb)(struct req *); /* called when it has been */
 	/* a transfer owned by this request (tags/list, HEAD, revalidation) */
@@ -214,14 +211,11 @@ struct req {
 	passthru_done_fn passthru_done;
 	/* the fill failed before streaming: 0 if this replied (STALE) */
 	int (*fill_failed)(struct req *);
-	enum oci_err fill_err; /* how the fill failed, for the reply */
-	const char *fill_why;
 	struct db_tag stale; /* the cached mapping, for STALE */
 	int have_stale;
-	/* a subsystem holding r while it waits (gc, verify): told first */
+	/* a subsystem holding r while it waits (a stream, gc, verify):
+	 * told first */
 	void (*finish_cb)(struct req *);
-	struct digest reading; /* a blob fill's digest, while a waiter */
-	struct evict_readers *reading_tab;
 	char peer[48];	      /* the client's address, "" if unknown */
 	struct digest served; /* the Docker-Content-Digest replied */
 	int have_served;
@@ -296,9 +290,11 @@ const char *req_header(struct req *, const char *name);
 const char *req_accept(struct req *);
 /* 416 with Content-Range: bytes * /size, then req_finish. */
 void req_range_invalid(struct req *, uint64_t size);
-/* Starts a streamed reply of known (or -1 unknown) length. */
+/* Starts a streamed reply of known (or -1 unknown) length: [start, end)
+ * of total bytes (Content-Range if req_range found a partial range). */
 void req_stream_start(struct req *, int status, int64_t length,
-    const char *content_type, const struct digest *, uint64_t total);
+    const char *content_type, const struct digest *, uint64_t start,
+    uint64_t end, uint64_t total);
 /* Queues [off, off+len) of fd (dup'ed) and calls back when written. */
 void req_stream_file(struct req *, int fd, uint64_t off, uint64_t len,
     void (*sent_cb)(struct req *));
@@ -307,22 +303,129 @@ void req_stream_end(struct req *);
 /* Cuts the connection before the declared length, then req_finish. */
 void req_abort(struct req *, const char *why);
 
-/* fill.c: one upstream fetch per digest, streamed to every waiter -------- */
+/* fill.c: one upstream fetch per digest (or tag), told to subscribers --- */
 
 /*
- * Attaches req to the in-flight fill for its blob or manifest, starting
- * one if there is none.  The fill replies to req (and finishes it).
- * Returns 1 if req joined an existing fill, 0 if it started one.
+ * A fill fetches one blob or manifest once however many want it (single
+ * flight): the transfer (upstream or the shared store, resumed with Range),
+ * the temp file (blobs) or memory (manifests), hashing, verification, the
+ * commit to the store and index.  It knows nothing of requests: whoever
+ * wants it is a subscriber with callbacks (a client's stream in stream.c,
+ * a pre-warm job through fill_fetch).
+ *
+ * A subscriber is told by value (struct fill_note) how far the fill got:
+ * "bytes [0, avail) are in the temp file", "verified", "stored", "failed".
+ * It reads the bytes from the file itself (pread, or a file segment of a
+ * dup of note->fd), never from the fill's memory, and keeps what it needs
+ * from a note rather than asking the fill later.  That is what lets a
+ * subscriber live on another event loop (thread): a note can be carried
+ * there as a message, and the file is shared by the kernel.  Today every
+ * subscriber is on the fill's loop and is called directly.
  */
-int fill_attach(struct req *, enum fill_kind);
-/* Called by req_finish: leaves the fill (which may free itself). */
-void fill_detach(struct req *);
-/* Fails every fill and its waiters (shutdown). */
+struct fill;
+struct fill_sub;
+
+/* What a fill fetches: its identity for single flight. */
+struct fill_key {
+	enum fill_kind kind;
+	struct upstream *up;
+	const char *repo;
+	const char *tag; /* "" when by digest */
+	int by_digest;
+	const struct digest *digest;
+	const char *accept; /* manifests; NULL: everything */
+};
+
+/* Everything in a note is valid for the call only: copy what you keep. */
+struct fill_note {
+	uint64_t avail; /* blob: bytes [0, avail) are in the temp file */
+	int64_t size;	/* blob: its size, -1 until known; final if verified */
+	int fd;		/* blob: the temp file (dup it to keep it), else -1 */
+	int verified;	/* the bytes are the content: a stream may end */
+	const struct digest *digest; /* by digest, or a manifest once stored */
+	/* a manifest, on verified and stored: its body and media type */
+	const void *body;
+	size_t len;
+	const char *media_type;
+	const char *up_cache; /* the tier above's X-Cache, or "" */
+	int64_t upstream_ms;  /* the upstream's time to headers */
+	/* failed: the OCI error for a reply and its detail (NULL: the code's
+	 * own text); cause: one line for logs and pre-warm, also set on
+	 * stored when the content verified but could not be stored */
+	enum oci_err err;
+	const char *why;
+	const char *cause;
+};
+
+/*
+ * The callbacks (any may be NULL), on the fill's loop, never from inside
+ * fill_subscribe.  bytes: a blob's bytes arrived (coalesced: at most once
+ * per loop pass; the first with avail possibly 0 once headers are in).
+ * verified: once; a blob's digest matched, or a manifest is complete and
+ * checked.  restarted: the bytes told so far were not the content (a
+ * shared-store object that did not hash to its name); the fill starts again
+ * from byte 0, and a subscriber that passed any on must give up.  stored
+ * (after verified) and failed are the last call: the subscription is freed
+ * after it returns; do not unsubscribe it.  A callback may unsubscribe
+ * itself, finish its request and start other fills.
+ */
+struct fill_cbs {
+	void (*bytes)(void *arg, const struct fill_note *);
+	void (*verified)(void *arg, const struct fill_note *);
+	void (*restarted)(void *arg, const struct fill_note *);
+	void (*stored)(void *arg, const struct fill_note *);
+	void (*failed)(void *arg, const struct fill_note *);
+};
+
+enum fill_join {
+	FILL_STARTED,	      /* no fill was in flight: this one started it */
+	FILL_JOINED,	      /* joined one in flight (coalesced) */
+	FILL_JOINED_VERIFIED, /* joined one already verified (as a hit) */
+};
+
+/*
+ * Subscribes to the fill for k, starting one if none is in flight.  NULL
+ * if it cannot start (errno ENOSPC or EDQUOT: the disk is full, an eviction
+ * pass has been asked for).  cbs is borrowed for the subscription's life.
+ */
+struct fill_sub *fill_subscribe(struct server *, const struct fill_key *,
+    const struct fill_cbs *, void *arg, enum fill_join *);
+/* No callback after this; NULL-safe.  Not after stored or failed. */
+void fill_unsubscribe(struct fill_sub *);
+/* Fails every fill and its subscribers (shutdown). */
 void fill_abort_all(struct server *);
-/* 1 if a fill for req's blob or manifest is in flight. */
-int fill_in_flight(struct req *, enum fill_kind);
-/* 1 if a fill by digest d (blob or manifest) is in flight. */
-int fill_digest_busy(struct server *, const struct digest *);
+/* 1 if a fill for k is in flight. */
+int fill_busy(struct server *, const struct fill_key *);
+
+/* stream.c: a client request streaming a fill (Range, HEAD, the pump) ---- */
+
+/*
+ * Subscribes r to the fill for its blob or manifest, starting one if there
+ * is none, and replies from it (and finishes r): a blob is streamed from
+ * the temp file as it grows, its last byte held until the digest verified.
+ * Returns 1 if r joined a fill in flight, 0 if it started one or the fill
+ * was verified already, -1 if it replied with an error.
+ */
+int stream_attach(struct req *, enum fill_kind);
+/* Leaves the fill (req_finish does it through r->finish_cb). */
+void stream_detach(struct req *);
+/* 1 if a fill for r's blob or manifest is in flight. */
+int stream_in_flight(struct req *, enum fill_kind);
+
+/* readers.c: digests being read (sent, streamed, filled) --------------- */
+
+/*
+ * d is being read from its file (a reply, a stream, a fill's partial file):
+ * eviction leaves it alone meanwhile.  add returns the table (a reference,
+ * NULL once the server is gone) that del takes back; it may outlive the
+ * server (libevent frees a reply's file segment when it likes).
+ */
+struct readers;
+struct readers *readers_new(void);
+void readers_unref(struct readers *); /* NULL-safe */
+struct readers *readers_add(struct server *, const struct digest *);
+void readers_del(struct readers *, const struct digest *);
+int readers_busy(const struct server *, const struct digest *);
 
 /* evict.c: the store's budget, gc and verify --------------------------- */
 
@@ -339,15 +442,6 @@ void evict_free(struct evict *);
 void evict_check(struct server *, uint64_t incoming);
 /* A fill failed for lack of space (wanted: its size, 0 unknown). */
 void evict_nospace(struct server *, uint64_t wanted);
-/*
- * A response is sending d from its file: it is not evicted meanwhile.  add
- * returns the reader table (a reference, NULL without eviction) that del
- * takes back; it may outlive the server (libevent frees a reply's file
- * segment when it likes).
- */
-struct evict_readers;
-struct evict_readers *evict_reader_add(struct server *, const struct digest *);
-void evict_reader_del(struct evict_readers *, const struct digest *);
 
 /* passthru.c: an upstream request owned by one client request -------- */
 

@@ -69,7 +69,7 @@ manifest_fill_failed(struct req *r)
 {
 	if (!r->have_stale)
 		return -1;
-	fill_detach(r);
+	stream_detach(r);
 	r->cache = REQ_CACHE_STALE;
 	return manifest_serve_stored(r, &r->stale.digest);
 }
@@ -105,7 +105,7 @@ manifest_revalidated(struct req *r, const struct passthru_result *px)
 	}
 	/* Moved (or no digest to compare): fetch it; stale stays the fallback.
 	 */
-	fill_attach(r, FILL_MANIFEST);
+	stream_attach(r, FILL_MANIFEST);
 }
 
 /*
@@ -162,7 +162,7 @@ manifest_from_index(struct req *r)
 	if (manifest_serve_stored(r, &r->route.digest) == 0)
 		return 0;
 	r->cache = REQ_CACHE_NONE;
-	fill_attach(r, FILL_MANIFEST);
+	stream_attach(r, FILL_MANIFEST);
 	return 0;
 }
 
@@ -209,7 +209,7 @@ manifest_handle(struct req *r)
 		if (manifest_serve_stored(r, &r->route.digest) == 0)
 			return;
 		r->cache = REQ_CACHE_NONE;
-		fill_attach(r, FILL_MANIFEST);
+		stream_attach(r, FILL_MANIFEST);
 		return;
 	}
 	rc = db_tag_get(srv->db, upstream_name(r->up), r->route.name,
@@ -241,5 +241,5 @@ manifest_handle(struct req *r)
 			return;
 		}
 	}
-	fill_attach(r, FILL_MANIFEST);
+	stream_attach(r, FILL_MANIFEST);
 }

@@ -485,6 +485,20 @@ enum range_result {
 enum range_result range_parse(
     const char *header, uint64_t size, uint64_t *start, uint64_t *end);
 
+/* stream.c: what a reply streaming a growing file sends next ------------ */
+
+enum stream_step {
+	STREAM_WAIT, /* nothing to send until more bytes land (or verify) */
+	STREAM_SEND, /* [off, off + *n) */
+	STREAM_END,  /* all sent and verified: the reply may end */
+};
+
+/* Pure: a reply of [off, end) (end UINT64_MAX: length unknown, it ends
+ * where the file ends once verified) from a file with avail bytes, at most
+ * max per step.  The reply's last byte is held back until verified. */
+enum stream_step stream_window(uint64_t off, uint64_t end, uint64_t avail,
+    int verified, uint64_t max, uint64_t *n);
+
 /* pool.c: worker threads for blocking work, completions on the loop ---- */
 
 struct pool;

@@ -132,6 +132,7 @@ server_new(struct event_base *base, const struct server_opts *o)
 	srv->pool = pool_new(base, SERVER_POOL_THREADS);
 	if (server_reconcile(srv) == -1)
 		goto fail;
+	srv->readers = readers_new();
 	srv->evict = evict_new(srv);
 	for (i = 0; i < o->nupstreams; i++) {
 		c = &o->upstreams[i];
@@ -260,9 +261,11 @@ server_free(struct server *srv)
 	while (
 	    srv->nloops > 0 && (r = TAILQ_FIRST(&srv->loops[0]->reqs)) != NULL)
 		req_abort(r, "shutting down");
-	loop_cut_all(srv);	/* every evhttp and connection */
-	evict_free(srv->evict); /* after evhttp: its readers call back */
+	loop_cut_all(srv); /* every evhttp and connection */
+	evict_free(srv->evict);
 	srv->evict = NULL;
+	readers_unref(srv->readers); /* after evhttp: its readers call back */
+	srv->readers = NULL;
 	for (i = 0; i < srv->nupstreams; i++)
 		upstream_free(srv->upstreams[i]);
 	shared_close(srv);
