@@ -30,7 +30,7 @@ static const struct cmd {
 	"serve [--config FILE] [--listen ADDR:PORT] [--data DIR]\n"
 	"        [--upstream URL | --upstream HOST=URL]... "
 	"[--tag-freshness SECONDS]\n"
-	"        [--log-level LEVEL] [--access-log FILE|-] [-n|--check]\n"
+	"        [--log-level LEVEL] [--access-log FILE|-] [--loops N] [-n|--check]\n"
 	"        [--max-bytes N[KMGT]] [--min-free-bytes N[KMGT]] "
 	"[--min-free-percent P]",
 	cmd_serve},
