@@ -1,5 +1,6 @@
 # ccprewarm: plain GNU make.  CC CFLAGS LDFLAGS PREFIX DESTDIR are yours to
-# override.  SANITIZE=1 builds into build-san/ with ASan+UBSan.
+# override.  SANITIZE=1 builds into build-san/ with ASan+UBSan,
+# SANITIZE=thread into build-tsan/ with ThreadSanitizer.
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -9,6 +10,12 @@ PKGS     = libevent libcurl lmdb jansson yaml-0.1 libcrypto
 ifeq ($(SANITIZE),1)
 BUILD   ?= build-san
 SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else ifeq ($(SANITIZE),thread)
+# ThreadSanitizer (several event loops): CCPREWARM_BIN=build-tsan/ccprewarm
+BUILD   ?= build-tsan
+SANFLAGS = -fsanitize=thread -fno-omit-frame-pointer
+# (gcc sees a false maybe-uninitialized in recipe.c with TSan only)
+TSANWARN = -Wno-error=maybe-uninitialized
 else
 BUILD   ?= build
 SANFLAGS =
@@ -17,7 +24,7 @@ endif
 WARN    = -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wpointer-arith \
           -Wstrict-prototypes -Wmissing-prototypes -Wwrite-strings
 CFLAGS  ?= -O2 -g
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) \
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(TSANWARN) $(CFLAGS) $(SANFLAGS) \
           $(shell pkg-config --cflags $(PKGS)) -MMD -MP
 ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
 LIBS    = $(shell pkg-config --libs $(PKGS)) -lpthread

@@ -30,7 +30,7 @@ static const struct cmd {
 	"serve [--config FILE] [--listen ADDR:PORT] [--data DIR]\n"
 	"        [--upstream URL | --upstream HOST=URL]... "
 	"[--tag-freshness SECONDS]\n"
-	"        [--log-level LEVEL] [--access-log FILE|-] [-n|--check]\n"
+	"        [--log-level LEVEL] [--access-log FILE|-] [--loops N] [-n|--check]\n"
 	"        [--access-log-buffer N[K|M]]\n"
 	"        [--max-bytes N[KMGT]] [--min-free-bytes N[KMGT]] "
 	"[--min-free-percent P]",
@@ -160,11 +160,13 @@ cmd_serve(int argc, char **argv)
 	    {"access-log-buffer", required_argument, NULL, 'B'},
 	    {"check", no_argument, NULL, 'n'},
 	    {"max-bytes", required_argument, NULL, 'M'},
+	    {"loops", required_argument, NULL, 'O'},
 	    {"min-free-bytes", required_argument, NULL, 'F'},
 	    {"min-free-percent", required_argument, NULL, 'P'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *maxb = NULL, *minfree = NULL, *minpct = NULL, *abuf = NULL;
+	const char *loops = NULL;
 	struct config cfg;
 	struct event_base *base = NULL;
 	struct event *sigterm = NULL, *sigint = NULL;
@@ -180,8 +182,8 @@ cmd_serve(int argc, char **argv)
 
 	config_init(&cfg);
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "c:l:d:u:t:L:a:B:nM:F:P:", longopts,
-		    NULL)) != -1) {
+	while ((c = getopt_long(argc, argv,
+		    "c:l:d:u:t:L:a:B:nM:F:P:O:", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			config_file = optarg;
@@ -220,6 +222,9 @@ cmd_serve(int argc, char **argv)
 			break;
 		case 'P':
 			minpct = optarg;
+			break;
+		case 'O':
+			loops = optarg;
 			break;
 		default:
 			cmd_usage(stderr);
@@ -273,6 +278,17 @@ cmd_serve(int argc, char **argv)
 	    cfg.opts.min_free_percent > 99) {
 		log_error("--min-free-percent: must be from 0 to 99");
 		cfg.errors++;
+	}
+	if (loops != NULL) {
+		char *ep;
+		long v = strtol(loops, &ep, 10);
+
+		if (*ep != '\0' || ep == loops || v < 1 || v > 16) {
+			log_error("--loops: '%s' is not a number from 1 to 16",
+			    loops);
+			cfg.errors++;
+		} else
+			cfg.opts.loops = v;
 	}
 	if (config_finish(&cfg) == -1) {
 		log_error("configuration has %d problem%s; not starting",

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -32,6 +33,15 @@ config_problem(struct config *cfg, const char *fmt, ...)
 	cfg->errors++;
 }
 
+/* One event loop per online CPU, at most 8 (README "loops"). */
+static int64_t
+config_default_loops(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 1 ? 1 : n > 8 ? 8 : (int64_t)n;
+}
+
 void
 config_init(struct config *cfg)
 {
@@ -52,6 +62,7 @@ config_init(struct config *cfg)
 	cfg->opts.manifest_cache_bytes = 4 << 20;
 	cfg->opts.runs_keep = 50;
 	cfg->opts.shared_pins_s = 60;
+	cfg->opts.loops = config_default_loops();
 }
 
 void
@@ -420,7 +431,8 @@ static const char *const config_keys[] = {"listen", "data", "upstream",
     "min_free_bytes", "min_free_percent", "low_water_percent", "runs_keep",
     "header_timeout_seconds", "index_map_bytes", "upstream_stall_seconds",
     "upstream_stall_total_seconds", "recipe_versions", "shared_store",
-    "access_log_buffer_bytes", "access_log_flush_ms", "manifest_cache_bytes"};
+    "access_log_buffer_bytes", "access_log_flush_ms", "manifest_cache_bytes",
+    "loops"};
 
 /* The store's budget (storage/lru.c): bytes and percentages, 0 is off. */
 static void
@@ -558,6 +570,7 @@ config_load_root(struct config *cfg, json_t *root, const char *path)
 	config_int(
 	    cfg, root, "drain_timeout_seconds", 0, 3600, &o->drain_timeout_s);
 	config_int(cfg, root, "max_requests", 1, 1000000, &o->max_requests);
+	config_int(cfg, root, "loops", 1, 16, &o->loops);
 	config_int(cfg, root, "recipe_versions", 1, 32, &cfg->recipe_versions);
 	config_budget(cfg, root);
 	config_int(cfg, root, "runs_keep", 1, 100000, &o->runs_keep);

@@ -21,13 +21,11 @@
 static int
 admin_peer_is_loopback(struct req *r)
 {
-	char *addr = NULL;
-	ev_uint16_t port;
+	/* taken when it arrived, on whichever loop (a relayed request has
+	 * no connection here) */
+	const char *addr = r->peer;
 
-	if (r->evcon == NULL)
-		return 0;
-	evhttp_connection_get_peer(r->evcon, &addr, &port);
-	if (addr == NULL)
+	if (addr[0] == '\0')
 		return 0;
 	return strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0 ||
 	    strcmp(addr, "::ffff:127.0.0.1") == 0;
@@ -147,7 +145,11 @@ admin_handle(struct req *r)
 			continue;
 		r->admin_arg =
 		    path + (a->path[n - 1] == '/' ? n : strlen(path));
+		/* the request hook (runs) reads what these change, from
+		 * every loop */
+		pthread_mutex_lock(&srv->hook_mu);
 		a->fn(r, a->arg);
+		pthread_mutex_unlock(&srv->hook_mu);
 		return;
 	}
 	req_error(r, OCI_ERR_NOT_FOUND, "unknown admin command or method");

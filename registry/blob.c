@@ -79,8 +79,10 @@ blob_shared_head_cb(struct req *r, enum s3_result res, int64_t length,
 	blob_head_upstream(r);
 }
 
-void
-blob_handle(struct req *r)
+/* A stored blob: 0 if it answered, -1 (nothing sent) if not stored.
+ * Safe on any loop (LMDB reads, the store's files). */
+int
+blob_hit(struct req *r)
 {
 	struct server *srv = r->srv;
 	const struct digest *d = &r->route.digest;
@@ -88,14 +90,22 @@ blob_handle(struct req *r)
 	off_t size;
 	int fd;
 
-	if (db_blob_get(srv->db, d, &meta) == 0 &&
-	    (fd = blobstore_open_blob(srv->store, d, &size)) != -1) {
-		db_touch(srv->db, d, clock_wall_s());
-		r->cache = REQ_CACHE_HIT;
-		req_reply_file(
-		    r, fd, (uint64_t)size, "application/octet-stream", d);
+	if (db_blob_get(srv->db, d, &meta) != 0 ||
+	    (fd = blobstore_open_blob(srv->store, d, &size)) == -1)
+		return -1;
+	db_touch(srv->db, d, clock_wall_s());
+	r->cache = REQ_CACHE_HIT;
+	req_reply_file(r, fd, (uint64_t)size, "application/octet-stream", d);
+	return 0;
+}
+
+void
+blob_handle(struct req *r)
+{
+	const struct digest *d = &r->route.digest;
+
+	if (blob_hit(r) == 0)
 		return;
-	}
 	/*
 	 * Upstream said 429: until its Retry-After has passed, a miss is
 	 * answered here (with the time left) rather than asked again.

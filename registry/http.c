@@ -24,6 +24,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 
 #include "../common/common.h"
 #include "internal.h"
@@ -36,6 +37,7 @@ enum http_methods {
 };
 
 static void http_base_handle(struct req *);
+static int http_base_hit(struct req *);
 
 /* Routing is data: which methods each route takes, and who handles it. */
 static const struct http_handler {
@@ -43,15 +45,20 @@ static const struct http_handler {
 	int methods; /* 0: refused with UNSUPPORTED (push, delete) */
 	int needs_upstream;
 	void (*fn)(struct req *);
+	/* on a serving loop (not loop 0): 0 if answered there, from the
+	 * store; -1 (nothing sent) relays the request to loop 0 */
+	int (*hit)(struct req *);
 } http_handlers[] = {
-    {ROUTE_BASE, HTTP_M_GET | HTTP_M_HEAD, 0, http_base_handle},
-    {ROUTE_MANIFEST, HTTP_M_GET | HTTP_M_HEAD, 1, manifest_handle},
-    {ROUTE_BLOB, HTTP_M_GET | HTTP_M_HEAD, 1, blob_handle},
-    {ROUTE_TAGS, HTTP_M_GET, 1, tags_handle},
-    {ROUTE_UPLOAD, 0, 0, NULL},
-    {ROUTE_CATALOG, 0, 0, NULL},
-    {ROUTE_METRICS, HTTP_M_GET, 0, metrics_handle},
-    {ROUTE_ADMIN, HTTP_M_GET | HTTP_M_POST | HTTP_M_DELETE, 0, admin_handle},
+    {ROUTE_BASE, HTTP_M_GET | HTTP_M_HEAD, 0, http_base_handle, http_base_hit},
+    {ROUTE_MANIFEST, HTTP_M_GET | HTTP_M_HEAD, 1, manifest_handle,
+	manifest_hit},
+    {ROUTE_BLOB, HTTP_M_GET | HTTP_M_HEAD, 1, blob_handle, blob_hit},
+    {ROUTE_TAGS, HTTP_M_GET, 1, tags_handle, NULL},
+    {ROUTE_UPLOAD, 0, 0, NULL, NULL},
+    {ROUTE_CATALOG, 0, 0, NULL, NULL},
+    {ROUTE_METRICS, HTTP_M_GET, 0, metrics_handle, NULL},
+    {ROUTE_ADMIN, HTTP_M_GET | HTTP_M_POST | HTTP_M_DELETE, 0, admin_handle,
+	NULL},
 };
 
 static const struct http_method {
@@ -281,7 +288,7 @@ http_unhand(struct req *r)
 		return;
 	evhttp_request_set_on_complete_cb(r->handed, NULL, NULL);
 	if (r->evcon != NULL)
-		conn_set_closecb(r->srv->conns, r->evcon, NULL, NULL);
+		conn_set_closecb(r->loop->conns, r->evcon, NULL, NULL);
 	r->handed = NULL;
 	r->handed_done = 1;
 }
@@ -330,7 +337,7 @@ http_hand_over(struct req *r)
 		return;
 	r->handed = r->ev;
 	evhttp_request_set_on_complete_cb(r->ev, http_complete_cb, r);
-	conn_set_closecb(r->srv->conns, r->evcon, http_handed_close_cb, r);
+	conn_set_closecb(r->loop->conns, r->evcon, http_handed_close_cb, r);
 }
 
 /* Hands the finished reply to evhttp; the request is evhttp's from here. */
@@ -338,6 +345,14 @@ static void
 http_send(struct req *r, int status, struct evbuffer *body)
 {
 	r->status = status;
+	if (r->shadow) {
+		/* its front sends it (and counts the bytes) */
+		loop_shadow_reply(
+		    r, status, r->method == REQ_HEAD ? NULL : body);
+		evhttp_request_free(r->ev);
+		r->ev = NULL;
+		return;
+	}
 	if (body != NULL && r->method != REQ_HEAD)
 		r->sent += evbuffer_get_length(body);
 	http_hand_over(r);
@@ -579,16 +594,18 @@ req_stream_start(struct req *r, int status, int64_t length, const char *ctype,
 		http_range_headers(r, start, end, total);
 	r->status = status;
 	r->state = REQ_STREAMING;
+	if (r->shadow) {
+		loop_shadow_start(r, status);
+		return;
+	}
 	evhttp_send_reply_start(r->ev, status, http_reason(status));
 }
 
-static void
-http_chunk_cb(struct evhttp_connection *evcon, void *arg)
+void
+req_chunk_sent(struct req *r)
 {
-	struct req *r = arg;
 	void (*cb)(struct req *);
 
-	(void)evcon;
 	if (!r->chunk_pending)
 		return;
 	r->chunk_pending = 0;
@@ -598,6 +615,13 @@ http_chunk_cb(struct evhttp_connection *evcon, void *arg)
 		cb(r);
 }
 
+static void
+http_chunk_cb(struct evhttp_connection *evcon, void *arg)
+{
+	(void)evcon;
+	req_chunk_sent(arg);
+}
+
 void
 req_stream_file(struct req *r, int fd, uint64_t off, uint64_t len,
     void (*sent_cb)(struct req *))
@@ -605,6 +629,16 @@ req_stream_file(struct req *r, int fd, uint64_t off, uint64_t len,
 	struct evbuffer *buf;
 	int dfd;
 
+	if (r->shadow) {
+		if (loop_shadow_file(r, fd, off, len) == -1) {
+			req_abort(r, "cannot dup fill fd");
+			return;
+		}
+		r->chunk_pending = 1;
+		r->sent_cb = sent_cb;
+		r->sent += len;
+		return;
+	}
 	if ((dfd = dup(fd)) == -1) {
 		req_abort(r, "cannot dup fill fd");
 		return;
@@ -626,6 +660,13 @@ req_stream_file(struct req *r, int fd, uint64_t off, uint64_t len,
 void
 req_stream_end(struct req *r)
 {
+	if (r->shadow) {
+		loop_shadow_end(r);
+		evhttp_request_free(r->ev);
+		r->ev = NULL;
+		req_finish(r, r->status, NULL);
+		return;
+	}
 	http_hand_over(r);
 	evhttp_send_reply_end(r->ev);
 	r->ev = NULL;
@@ -635,7 +676,10 @@ req_stream_end(struct req *r)
 void
 req_abort(struct req *r, const char *why)
 {
-	if (r->ev != NULL) {
+	if (r->ev != NULL && r->shadow) {
+		evhttp_request_free(r->ev); /* its front is cut at retire */
+		r->ev = NULL;
+	} else if (r->ev != NULL) {
 		if (r->evcon != NULL) {
 			/*
 			 * Freeing the connection closes the socket before the
@@ -643,7 +687,7 @@ req_abort(struct req *r, const char *why)
 			 * client sees a broken transfer, never a clean reply.
 			 * It also frees the request.
 			 */
-			conn_set_closecb(r->srv->conns, r->evcon, NULL, NULL);
+			conn_set_closecb(r->loop->conns, r->evcon, NULL, NULL);
 			evhttp_connection_free(r->evcon);
 			r->evcon = NULL;
 		} else
@@ -799,6 +843,14 @@ http_retire(struct req *r, const char *why)
 	struct server *srv = r->srv;
 
 	http_unhand(r);
+	if (r->shadow) {
+		/* its front counts and logs it */
+		loop_shadow_retire(r, why);
+		TAILQ_REMOVE(&r->loop->reqs, r, entry);
+		__atomic_sub_fetch(&r->loop->nreqs, 1, __ATOMIC_RELEASE);
+		goto out;
+	}
+	pthread_mutex_lock(&srv->hook_mu);
 	if (srv->req_hook != NULL) {
 		struct req_summary sum = {
 		    .method = r->method,
@@ -816,9 +868,12 @@ http_retire(struct req *r, const char *why)
 
 		srv->req_hook(srv->req_hook_arg, &sum);
 	}
+	pthread_mutex_unlock(&srv->hook_mu);
 	http_access_log(r, why);
-	TAILQ_REMOVE(&srv->reqs, r, entry);
-	srv->nreqs--;
+	TAILQ_REMOVE(&r->loop->reqs, r, entry);
+	__atomic_sub_fetch(&r->loop->nreqs, 1, __ATOMIC_RELEASE);
+	__atomic_sub_fetch(&srv->nlive, 1, __ATOMIC_RELEASE);
+out:
 	free(r->why);
 	free(r->path);
 	free(r->accept);
@@ -861,12 +916,15 @@ req_finish(struct req *r, int status, const char *why)
 		upstream_xfer_cancel(r->xfer);
 		r->xfer = NULL;
 	}
+	if (r->link != NULL && !r->shadow)
+		loop_front_gone(r);
 	if (r->evcon != NULL && r->handed == NULL && !r->handed_done)
-		conn_set_closecb(r->srv->conns, r->evcon, NULL, NULL);
+		conn_set_closecb(r->loop->conns, r->evcon, NULL, NULL);
 	if (r->px.body != NULL)
 		evbuffer_free(r->px.body);
 	r->px.body = NULL;
-	metrics_request_done(srv, r);
+	if (!r->shadow)
+		metrics_request_done(srv, r);
 	if (r->handed != NULL) {
 		r->why = why != NULL ? xstrdup(why) : NULL;
 		return;
@@ -880,11 +938,20 @@ http_base_handle(struct req *r)
 	req_reply_mem(r, 200, "application/json", NULL, "{}", 2);
 }
 
+static int
+http_base_hit(struct req *r)
+{
+	http_base_handle(r);
+	return 0;
+}
+
 void
 req_hook_set(struct server *srv, req_hook_fn fn, void *arg)
 {
+	pthread_mutex_lock(&srv->hook_mu);
 	srv->req_hook = fn;
 	srv->req_hook_arg = arg;
+	pthread_mutex_unlock(&srv->hook_mu);
 }
 
 /* The peer's address, kept: the connection may be gone at req_finish. */
@@ -907,11 +974,11 @@ http_peer(struct req *r)
  * our request and finish it (that completes evhttp's side too).
  */
 static void
-http_failed_request(struct server *srv, struct evhttp_request *ev)
+http_failed_request(struct loop *l, struct evhttp_request *ev)
 {
 	struct req *r;
 
-	TAILQ_FOREACH(r, &srv->reqs, entry) {
+	TAILQ_FOREACH(r, &l->reqs, entry) {
 		if (r->ev == ev) {
 			r->client_gone = 1;
 			req_abort(r, "connection failed");
@@ -944,51 +1011,29 @@ http_length_conflict(struct evhttp_request *ev)
 	return 0;
 }
 
+/*
+ * Routes r and runs its handler.  On a serving loop (not loop 0) only a
+ * store hit is answered there; any other request is relayed to loop 0.
+ */
 static void
-http_request_cb(struct evhttp_request *ev, void *arg)
+http_dispatch(struct req *r, struct evhttp_request *ev, int m)
 {
-	struct server *srv = arg;
+	struct server *srv = r->srv;
 	const struct evhttp_uri *uri;
+	struct evhttp_uri *own = NULL;
 	const struct http_handler *h = NULL;
 	enum oci_err err;
 	const char *why, *path;
-	struct req *r;
 	size_t i;
-	int m;
 
-	if (evhttp_request_get_uri(ev) == NULL) {
-		http_failed_request(srv, ev);
-		return;
-	}
-	r = xcalloc(1, sizeof *r);
-	r->srv = srv;
-	r->ev = ev;
-	r->evcon = evhttp_request_get_connection(ev);
-	r->start_ms = clock_now_ms();
-	r->upstream_ms = -1;
-	r->path = xstrdup(evhttp_request_get_uri(ev));
-	r->method = REQ_OTHER;
-	m = 0;
-	for (i = 0; i < nitems(http_methods_table); i++) {
-		if (http_methods_table[i].cmd ==
-		    evhttp_request_get_command(ev)) {
-			r->method = http_methods_table[i].method;
-			m = http_methods_table[i].mask;
-		}
-	}
-	TAILQ_INSERT_TAIL(&srv->reqs, r, entry);
-	srv->nreqs++;
-	http_peer(r);
-	http_nodelay(r->evcon);
-	conn_dispatched(srv->conns, r->evcon);
-	conn_set_closecb(srv->conns, r->evcon, http_close_cb, r);
 	/*
 	 * evhttp 2.1 has no connection cap; live requests are what hold
 	 * fds, transfers and temp files, so they are capped here, and idle
 	 * connections are closed by the idle timeout.
 	 */
-	if (srv->opts->max_requests > 0 &&
-	    srv->nreqs > (size_t)srv->opts->max_requests) {
+	if (!r->shadow && srv->opts->max_requests > 0 &&
+	    __atomic_load_n(&srv->nlive, __ATOMIC_ACQUIRE) >
+		(size_t)srv->opts->max_requests) {
 		evhttp_add_header(
 		    evhttp_request_get_output_headers(ev), "Retry-After", "1");
 		evhttp_add_header(evhttp_request_get_output_headers(ev),
@@ -1005,7 +1050,11 @@ http_request_cb(struct evhttp_request *ev, void *arg)
 		    "conflicting Content-Length headers");
 		return;
 	}
-	uri = evhttp_request_get_evhttp_uri(ev);
+	if (r->shadow)
+		uri = own = evhttp_uri_parse_with_flags(
+		    r->path, EVHTTP_URI_NONCONFORMANT);
+	else
+		uri = evhttp_request_get_evhttp_uri(ev);
 	path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
 	if (path == NULL ||
 	    route_parse(
@@ -1014,9 +1063,13 @@ http_request_cb(struct evhttp_request *ev, void *arg)
 			err = OCI_ERR_NOT_FOUND;
 			why = "no path";
 		}
+		if (own != NULL)
+			evhttp_uri_free(own);
 		req_error(r, err, why);
 		return;
 	}
+	if (own != NULL)
+		evhttp_uri_free(own);
 	r->routed = 1;
 	for (i = 0; i < nitems(http_handlers); i++) {
 		if (http_handlers[i].kind == r->route.kind) {
@@ -1035,50 +1088,220 @@ http_request_cb(struct evhttp_request *ev, void *arg)
 		req_error(r, err, why);
 		return;
 	}
-	if (srv->draining) {
+	if (__atomic_load_n(&srv->draining, __ATOMIC_ACQUIRE)) {
 		req_error(r, OCI_ERR_UNAVAILABLE, "shutting down");
+		return;
+	}
+	if (r->loop->id != 0) {
+		if (h->hit == NULL || h->hit(r) == -1) {
+			r->relay_mask = m;
+			loop_relay(r);
+		}
 		return;
 	}
 	h->fn(r);
 }
 
-int
-http_start(struct server *srv)
+static void
+http_request_cb(struct evhttp_request *ev, void *arg)
 {
-	const struct server_opts *o = srv->opts;
+	struct loop *l = arg;
+	struct server *srv = l->srv;
+	struct req *r;
+	size_t i;
+	int m;
 
-	if ((srv->http = evhttp_new(srv->base)) == NULL) {
+	if (evhttp_request_get_uri(ev) == NULL) {
+		http_failed_request(l, ev);
+		return;
+	}
+	r = xcalloc(1, sizeof *r);
+	r->srv = srv;
+	r->loop = l;
+	r->ev = ev;
+	r->evcon = evhttp_request_get_connection(ev);
+	r->start_ms = clock_now_ms();
+	r->upstream_ms = -1;
+	r->path = xstrdup(evhttp_request_get_uri(ev));
+	r->method = REQ_OTHER;
+	m = 0;
+	for (i = 0; i < nitems(http_methods_table); i++) {
+		if (http_methods_table[i].cmd ==
+		    evhttp_request_get_command(ev)) {
+			r->method = http_methods_table[i].method;
+			m = http_methods_table[i].mask;
+		}
+	}
+	TAILQ_INSERT_TAIL(&l->reqs, r, entry);
+	__atomic_add_fetch(&l->nreqs, 1, __ATOMIC_RELEASE);
+	__atomic_add_fetch(&srv->nlive, 1, __ATOMIC_RELEASE);
+	http_peer(r);
+	http_nodelay(r->evcon);
+	conn_dispatched(l->conns, r->evcon);
+	conn_set_closecb(l->conns, r->evcon, http_close_cb, r);
+	http_dispatch(r, ev, m);
+}
+
+void
+http_shadow_new(struct loop *l, struct loop_link *link, enum req_method method,
+    int mask, const char *path, const char *peer, struct evkeyvalq *headers,
+    struct evbuffer *body)
+{
+	struct evhttp_request *ev = evhttp_request_new(NULL, NULL);
+	struct evkeyval *kv;
+	struct req *r;
+
+	if (ev == NULL)
+		fatal("out of memory relaying a request");
+	TAILQ_FOREACH(kv, headers, next)
+		evhttp_add_header(
+		    evhttp_request_get_input_headers(ev), kv->key, kv->value);
+	if (body != NULL)
+		evbuffer_add_buffer(evhttp_request_get_input_buffer(ev), body);
+	r = xcalloc(1, sizeof *r);
+	r->srv = l->srv;
+	r->loop = l;
+	r->shadow = 1;
+	r->link = link;
+	loop_shadow_attach(r);
+	r->ev = ev;
+	r->start_ms = clock_now_ms();
+	r->upstream_ms = -1;
+	r->path = xstrdup(path);
+	r->method = method;
+	xstrlcpy(r->peer, peer, sizeof r->peer);
+	TAILQ_INSERT_TAIL(&l->reqs, r, entry);
+	__atomic_add_fetch(&l->nreqs, 1, __ATOMIC_RELEASE);
+	http_dispatch(r, ev, mask);
+}
+
+void
+req_relayed(struct req *r, const struct loop_relay *a)
+{
+	r->cache = a->cache;
+	r->upstream_ms = a->upstream_ms;
+	r->served = a->served;
+	r->have_served = a->have_served;
+	xstrlcpy(r->up_cache, a->up_cache, sizeof r->up_cache);
+}
+
+static void
+http_copy_output(struct req *r, struct evkeyvalq *headers)
+{
+	struct evkeyvalq *h = evhttp_request_get_output_headers(r->ev);
+	struct evkeyval *kv;
+
+	TAILQ_FOREACH(kv, headers, next)
+		evhttp_add_header(h, kv->key, kv->value);
+}
+
+void
+req_relay_start(struct req *r, int status, struct evkeyvalq *headers)
+{
+	http_copy_output(r, headers);
+	r->status = status;
+	r->state = REQ_STREAMING;
+	evhttp_send_reply_start(r->ev, status, http_reason(status));
+}
+
+void
+req_relay_reply(struct req *r, int status, struct evkeyvalq *headers,
+    struct evbuffer *body, const char *why)
+{
+	http_copy_output(r, headers);
+	http_send(r, status, body);
+	req_finish(r, status, why);
+}
+
+void
+req_relay_end(struct req *r, const char *why)
+{
+	http_hand_over(r);
+	evhttp_send_reply_end(r->ev);
+	r->ev = NULL;
+	req_finish(r, r->status, why);
+}
+
+/* An SO_REUSEPORT listener on the configured address (every loop has
+ * one; the kernel spreads connections over them). */
+static struct evhttp_bound_socket *
+http_bind_reuseport(struct loop *l, const char *host, unsigned short port)
+{
+	struct evutil_addrinfo hints, *ai = NULL;
+	struct evconnlistener *lev;
+	char service[8];
+	int err;
+
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	hints.ai_flags = EVUTIL_AI_PASSIVE | EVUTIL_AI_ADDRCONFIG;
+	snprintf(service, sizeof service, "%u", port);
+	if ((err = evutil_getaddrinfo(host, service, &hints, &ai)) != 0) {
+		errno = EADDRNOTAVAIL;
+		return NULL;
+	}
+	lev = evconnlistener_new_bind(l->base, NULL, NULL,
+	    LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_FREE |
+		LEV_OPT_CLOSE_ON_EXEC,
+	    -1, ai->ai_addr, (int)ai->ai_addrlen);
+	evutil_freeaddrinfo(ai);
+	if (lev == NULL)
+		return NULL;
+	return evhttp_bind_listener(l->http, lev);
+}
+
+int
+http_start(struct loop *l, int reuseport, unsigned short port)
+{
+	const struct server_opts *o = l->srv->opts;
+
+	if ((l->http = evhttp_new(l->base)) == NULL) {
 		log_error("cannot create the http server");
 		return -1;
 	}
-	evhttp_set_allowed_methods(srv->http,
+	evhttp_set_allowed_methods(l->http,
 	    EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
 		EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
 		EVHTTP_REQ_OPTIONS);
-	evhttp_set_default_content_type(srv->http, NULL);
-	evhttp_set_timeout(srv->http, (int)o->idle_timeout_s);
-	evhttp_set_max_headers_size(srv->http, 64 * 1024);
-	evhttp_set_max_body_size(srv->http, 64 * 1024);
-	evhttp_set_gencb(srv->http, http_request_cb, srv);
-	srv->bound = evhttp_bind_socket_with_handle(
-	    srv->http, o->listen_host, o->listen_port);
-	if (srv->bound == NULL) {
-		log_error("cannot listen on '%s:%u': %s", o->listen_host,
-		    o->listen_port, strerror(errno));
+	evhttp_set_default_content_type(l->http, NULL);
+	evhttp_set_timeout(l->http, (int)o->idle_timeout_s);
+	evhttp_set_max_headers_size(l->http, 64 * 1024);
+	evhttp_set_max_body_size(l->http, 64 * 1024);
+	evhttp_set_gencb(l->http, http_request_cb, l);
+	if (reuseport)
+		l->bound = http_bind_reuseport(l, o->listen_host, port);
+	else
+		l->bound = evhttp_bind_socket_with_handle(
+		    l->http, o->listen_host, port);
+	if (l->bound == NULL) {
+		log_error("cannot listen on '%s:%u': %s", o->listen_host, port,
+		    strerror(errno));
 		return -1;
 	}
-	srv->conns = conn_guard_new(
-	    srv->base, srv->http, srv->bound, o->header_timeout_s);
+	l->conns =
+	    conn_guard_new(l->base, l->http, l->bound, o->header_timeout_s);
 	return 0;
 }
 
 /* Stops accepting; live requests carry on. */
 void
-http_stop(struct server *srv)
+http_stop(struct loop *l)
 {
-	if (srv->bound != NULL) {
-		conn_guard_stop(srv->conns);
-		evhttp_del_accept_socket(srv->http, srv->bound);
-		srv->bound = NULL;
+	if (l->bound != NULL) {
+		conn_guard_stop(l->conns);
+		evhttp_del_accept_socket(l->http, l->bound);
+		l->bound = NULL;
 	}
+}
+
+void
+http_free(struct loop *l)
+{
+	if (l->http != NULL)
+		evhttp_free(l->http);
+	l->http = NULL;
+	conn_guard_free(l->conns);
+	l->conns = NULL;
 }

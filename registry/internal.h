@@ -10,12 +10,15 @@
 
 #include <sys/queue.h>
 
+#include <pthread.h>
+
 struct evhttp;
 struct evhttp_request;
 struct evhttp_connection;
 struct evhttp_bound_socket;
 struct evbuffer;
 struct event;
+struct evkeyvalq;
 
 /*
  * metrics.c: the counters behind /metrics and `ccprewarm stats`.
@@ -57,12 +60,45 @@ struct server_counters {
 	struct metrics_store store_flushed;
 };
 
+/*
+ * loop.c: one event loop, its thread, its listener and its requests.
+ * Loop 0 is the owner (the server's base, main's thread): fills, the curl
+ * multi, LMDB writes, eviction, admin.  Other loops serve store hits and
+ * relay everything else to the owner (a shadow request there); see
+ * docs/design.md "Event loops".
+ */
+#define SERVER_MAX_LOOPS 16
+
+struct loop_msg;
+struct loop {
+	struct server *srv;
+	int id;
+	struct event_base *base;
+	struct evhttp *http;
+	struct evhttp_bound_socket *bound;
+	struct conn_guard *conns;    /* fd exhaustion, header deadline */
+	TAILQ_HEAD(, req) reqs;	     /* this loop's live requests */
+	size_t nreqs;		     /* written here, read by loop 0 (atomic) */
+	struct server_counters *ctr; /* loop 0: &srv->ctr */
+	struct server_counters own;  /* the others' */
+	pthread_mutex_t ctr_mu;	     /* ctr, against metrics' snapshot */
+	pthread_mutex_t mu;	     /* inbox */
+	TAILQ_HEAD(, loop_msg) inbox;
+	int wake[2]; /* pipe: a message arrived */
+	struct event *wake_ev;
+	struct event *drain_ev; /* the others: their part of a drain */
+	pthread_t thread;
+	int running; /* thread started */
+	int done;    /* its loop has returned (atomic) */
+};
+
 struct server {
 	struct event_base *base;
 	const struct server_opts *opts;
-	struct evhttp *http;
-	struct evhttp_bound_socket *bound;
-	struct conn_guard *conns; /* fd exhaustion, header deadline */
+	struct loop *loops[SERVER_MAX_LOOPS]; /* [0]: the owner */
+	size_t nloops;
+	size_t nlive; /* client requests in progress, all loops (atomic) */
+	pthread_mutex_t hook_mu; /* req_hook, admin and metrics writers */
 	struct blobstore *store;
 	struct db *db;
 	struct upstream_client *uc;
@@ -71,8 +107,6 @@ struct server {
 	struct readers *readers; /* digests being read: not evicted */
 	struct upstream *upstreams[SERVER_MAX_UPSTREAMS];
 	size_t nupstreams;
-	TAILQ_HEAD(, req) reqs; /* every live request */
-	size_t nreqs;
 	TAILQ_HEAD(, fill) fills; /* in-flight fills (single flight) */
 	struct shared *shared;	  /* NULL: no shared store */
 	size_t nfills;		  /* kept by fill.c */
@@ -139,8 +173,15 @@ struct shared_get; /* shared.c */
 struct rangefwd;   /* rangefwd.c */
 
 struct req {
-	TAILQ_ENTRY(req) entry; /* server->reqs */
+	TAILQ_ENTRY(req) entry; /* loop->reqs */
 	struct server *srv;
+	struct loop *loop; /* where it runs */
+	/* relayed between loops (loop.c): on a serving loop the front,
+	 * talking to the client; on loop 0 its shadow, doing the work */
+	struct loop_link *link;
+	int shadow;
+	int relay_mask;		    /* the method's bit, for the shadow */
+	struct loop_msg *relay_end; /* a shadow's last word, sent at retire */
 	struct evhttp_request *ev;
 	struct evhttp_connection *evcon;
 	enum req_method method;
@@ -195,8 +236,57 @@ struct req {
 
 /* http.c: struct req's one lifecycle -------------------------------------- */
 
-int http_start(struct server *);
-void http_stop(struct server *);
+/* Binds l's listener (SO_REUSEPORT if reuseport) and its evhttp. */
+int http_start(struct loop *l, int reuseport, unsigned short port);
+/* Stops accepting; live requests carry on. */
+void http_stop(struct loop *);
+/* Frees the evhttp (and every connection) and the connection guard. */
+void http_free(struct loop *);
+/* loop 0: a shadow for a front on another loop, dispatched at once. */
+struct loop_link;
+void http_shadow_new(struct loop *, struct loop_link *, enum req_method,
+    int mask, const char *path, const char *peer, struct evkeyvalq *headers,
+    struct evbuffer *body);
+/* What a shadow tells its front besides the bytes (for the counters and
+ * the access line). */
+struct loop_relay {
+	enum req_cache cache;
+	int64_t upstream_ms;
+	struct digest served;
+	int have_served;
+	char up_cache[32];
+};
+/* A front applies what its shadow said. */
+void req_relayed(struct req *, const struct loop_relay *);
+void req_relay_start(struct req *, int status, struct evkeyvalq *headers);
+void req_relay_reply(struct req *, int status, struct evkeyvalq *headers,
+    struct evbuffer *body, const char *why);
+void req_relay_end(struct req *, const char *why);
+/* A shadow's file segment was written by its front. */
+void req_chunk_sent(struct req *);
+
+/* loop.c: the event loops (see struct loop) ------------------------------ */
+int loop_start(struct server *);
+void loop_stop_accepting(struct server *);
+/* 1 if no loop has a live request. */
+int loop_idle(struct server *);
+void loop_join(struct server *);
+/* Cuts every request and frees every evhttp; then the counters may be
+ * flushed before loop_free_all frees the loops. */
+void loop_cut_all(struct server *);
+void loop_free_all(struct server *);
+/* A serving loop's request that is not a store hit: loop 0 does it. */
+void loop_relay(struct req *);
+/* The front ends before its shadow said its last word. */
+void loop_front_gone(struct req *);
+/* A shadow's output, relayed to its front. */
+void loop_shadow_attach(struct req *);
+void loop_shadow_start(struct req *, int status);
+int loop_shadow_file(struct req *, int fd, uint64_t off, uint64_t len);
+void loop_shadow_reply(struct req *, int status, struct evbuffer *body);
+void loop_shadow_end(struct req *);
+void loop_shadow_retire(struct req *, const char *why);
+void loop_shadow_discard(struct req *);
 /* Replies (if nothing went out yet: with the OCI error for status), writes
  * the access line, detaches from fills and transfers, frees.  The one exit
  * of every request. */
@@ -392,6 +482,9 @@ void passthru_start(struct req *, enum upstream_method, const char *path,
 
 void manifest_handle(struct req *);
 void blob_handle(struct req *);
+/* The store alone, on any loop: 0 if answered, -1 (nothing sent) if not. */
+int manifest_hit(struct req *);
+int blob_hit(struct req *);
 void tags_handle(struct req *);
 void metrics_handle(struct req *);
 /* admin.c: /_ccprewarm/v1/..., refused unless from loopback. */

@@ -295,6 +295,35 @@ manifest_from_index(struct req *r)
 	return 0;
 }
 
+/*
+ * The store alone: by digest, or a fresh tag mapping whose type the
+ * client accepts.  0 if it answered, -1 (nothing sent) if it takes more.
+ * Safe on any loop (LMDB reads, the store's files).
+ */
+int
+manifest_hit(struct req *r)
+{
+	struct server *srv = r->srv;
+	struct db_blob meta;
+	struct db_tag t;
+
+	if (!r->route.by_digest && manifest_tag_from_ram(r) == 0)
+		return 0;
+	r->cache = REQ_CACHE_HIT;
+	if (r->route.by_digest) {
+		if (manifest_serve_stored(r, &r->route.digest) == 0)
+			return 0;
+	} else if (db_tag_get(srv->db, upstream_name(r->up), r->route.name,
+		       r->route.tag, &t) == 0 &&
+	    clock_wall_s() - t.confirmed_at < srv->opts->tag_freshness_s &&
+	    oci_accepts(req_accept(r), t.media_type) &&
+	    db_blob_get(srv->db, &t.digest, &meta) == 0 &&
+	    manifest_serve(r, &t.digest, &meta) == 0)
+		return 0;
+	r->cache = REQ_CACHE_NONE;
+	return -1;
+}
+
 void
 manifest_handle(struct req *r)
 {

@@ -65,16 +65,57 @@ metrics_open(struct server *srv)
 	return 0;
 }
 
+/* a += b, every counter (all uint64_t but the duration sums). */
+static void
+metrics_sum(struct server_counters *a, const struct server_counters *b)
+{
+	const uint64_t *pb = (const uint64_t *)(const void *)b;
+	uint64_t *pa = (uint64_t *)(void *)a;
+	size_t i, j,
+	    n = offsetof(struct server_counters, http_sum) / sizeof(uint64_t);
+
+	for (i = 0; i < n; i++)
+		pa[i] += pb[i];
+	for (i = 0; i < METRICS_NROUTES; i++) {
+		a->http_sum[i] += b->http_sum[i];
+		a->http_count[i] += b->http_count[i];
+	}
+	for (j = 0; j < sizeof a->store / sizeof(uint64_t); j++)
+		((uint64_t *)(void *)&a->store)[j] +=
+		    ((const uint64_t *)(const void *)&b->store)[j];
+}
+
+/*
+ * Every loop's counters added up (loop 0's hold the owner-only ones too),
+ * each read under its loop's lock; store_flushed is loop 0's.  On loop 0.
+ */
+static void
+metrics_snapshot(struct server *srv, struct server_counters *out)
+{
+	struct loop *l;
+	size_t i;
+
+	*out = srv->ctr;
+	for (i = 1; i < srv->nloops; i++) {
+		l = srv->loops[i];
+		pthread_mutex_lock(&l->ctr_mu);
+		metrics_sum(out, l->ctr);
+		pthread_mutex_unlock(&l->ctr_mu);
+	}
+}
+
 void
 metrics_flush(struct server *srv)
 {
 	const struct metrics_store_def *d;
+	struct server_counters sum;
 	uint64_t now, then;
 	size_t i;
 
+	metrics_snapshot(srv, &sum);
 	for (i = 0; i < nitems(metrics_store_defs); i++) {
 		d = &metrics_store_defs[i];
-		now = METRICS_FIELD(&srv->ctr.store, d);
+		now = METRICS_FIELD(&sum.store, d);
 		then = METRICS_FIELD(&srv->ctr.store_flushed, d);
 		if (now == then)
 			continue;
@@ -101,10 +142,22 @@ metrics_status_index(int status)
 	return METRICS_NSTATUS - 1; /* "other" */
 }
 
+static void metrics_request_count(struct server_counters *, const struct req *);
+
 void
 metrics_request_done(struct server *srv, const struct req *r)
 {
-	struct server_counters *c = &srv->ctr;
+	struct loop *l = r->loop;
+
+	(void)srv;
+	pthread_mutex_lock(&l->ctr_mu);
+	metrics_request_count(l->ctr, r);
+	pthread_mutex_unlock(&l->ctr_mu);
+}
+
+static void
+metrics_request_count(struct server_counters *c, const struct req *r)
+{
 	double secs = (double)(clock_now_ms() - r->start_ms) / 1000.0;
 	size_t route, b;
 	int k;
@@ -328,13 +381,15 @@ void
 metrics_handle(struct req *r)
 {
 	struct server *srv = r->srv;
-	const struct server_counters *c = &srv->ctr;
+	struct server_counters sum;
+	const struct server_counters *c = &sum;
 	const struct metrics_store_def *d;
 	struct evbuffer *b = evbuffer_new();
 	struct db_totals tot;
 	char name[96];
 	size_t i;
 
+	metrics_snapshot(srv, &sum);
 	metrics_head(b, "ccprewarm_build_info", "gauge",
 	    "Always 1; the version is a label");
 	evbuffer_add_printf(
@@ -380,7 +435,18 @@ metrics_handle(struct req *r)
 	metrics_one(b, "ccprewarm_inflight_fetches", "gauge",
 	    "Upstream fetches in progress", srv->nfills);
 	metrics_one(b, "ccprewarm_inflight_requests", "gauge",
-	    "Client requests in progress", srv->nreqs);
+	    "Client requests in progress",
+	    __atomic_load_n(&srv->nlive, __ATOMIC_ACQUIRE));
+	metrics_head(b, "ccprewarm_loop_requests_total", "counter",
+	    "Client requests finished, by the event loop that served them "
+	    "(0 also does what the others relay)");
+	for (i = 0; i < srv->nloops; i++) {
+		pthread_mutex_lock(&srv->loops[i]->ctr_mu);
+		evbuffer_add_printf(b,
+		    "ccprewarm_loop_requests_total{loop=\"%zu\"} %" PRIu64 "\n",
+		    i, srv->loops[i]->ctr->requests);
+		pthread_mutex_unlock(&srv->loops[i]->ctr_mu);
+	}
 	if (db_totals(srv->db, &tot) == 0) {
 		metrics_one(b, "ccprewarm_store_blobs", "gauge",
 		    "Blobs and manifests in the store", tot.blobs);
@@ -399,8 +465,10 @@ metrics_handle(struct req *r)
 	metrics_http(b, c);
 	metrics_upstreams(b, srv);
 	metrics_mcache(b, srv);
+	pthread_mutex_lock(&srv->hook_mu);
 	for (i = 0; i < srv->nmetrics_extra; i++)
 		srv->metrics_extra[i].fn(b, srv->metrics_extra[i].arg);
+	pthread_mutex_unlock(&srv->hook_mu);
 	req_reply_mem(r, 200, "text/plain; version=0.0.4; charset=utf-8", NULL,
 	    evbuffer_pullup(b, -1), evbuffer_get_length(b));
 	evbuffer_free(b);
@@ -457,12 +525,14 @@ metrics_json_pair(struct metrics_json *j, const char *key, const char *ka,
 char *
 metrics_json(struct server *srv)
 {
-	const struct server_counters *c = &srv->ctr;
+	struct server_counters sum;
+	const struct server_counters *c = &sum;
 	struct metrics_json j = {evbuffer_new(), 1};
 	uint64_t nblobs = 0, nbytes = 0;
 	size_t i;
 	char *out;
 
+	metrics_snapshot(srv, &sum);
 	db_blob_totals(srv->db, &nblobs, &nbytes);
 	metrics_json_open(&j, NULL);
 	metrics_json_key(&j, "version");

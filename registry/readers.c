@@ -20,6 +20,9 @@ struct readers_entry {
  * so each holder keeps a reference.
  */
 struct readers {
+	/* added and removed from every event loop (a hit on any loop sends
+	 * from its file), read by eviction on loop 0 */
+	pthread_mutex_t mu;
 	unsigned refs;
 	struct readers_entry *r;
 	size_t n;
@@ -43,16 +46,31 @@ readers_new(void)
 
 	t = xcalloc(1, sizeof *t);
 	t->refs = 1;
+	pthread_mutex_init(&t->mu, NULL);
 	return t;
+}
+
+/* With t->mu held; releases it. */
+static void
+readers_unref_locked(struct readers *t)
+{
+	if (--t->refs > 0) {
+		pthread_mutex_unlock(&t->mu);
+		return;
+	}
+	pthread_mutex_unlock(&t->mu);
+	pthread_mutex_destroy(&t->mu);
+	free(t->r);
+	free(t);
 }
 
 void
 readers_unref(struct readers *t)
 {
-	if (t == NULL || --t->refs > 0)
+	if (t == NULL)
 		return;
-	free(t->r);
-	free(t);
+	pthread_mutex_lock(&t->mu);
+	readers_unref_locked(t);
 }
 
 struct readers *
@@ -63,6 +81,7 @@ readers_add(struct server *srv, const struct digest *d)
 
 	if (t == NULL)
 		return NULL;
+	pthread_mutex_lock(&t->mu);
 	if ((r = readers_find(t, d)) == NULL) {
 		t->r = xreallocarray(t->r, t->n + 1, sizeof *t->r);
 		r = &t->r[t->n++];
@@ -71,6 +90,7 @@ readers_add(struct server *srv, const struct digest *d)
 	}
 	r->n++;
 	t->refs++;
+	pthread_mutex_unlock(&t->mu);
 	return t;
 }
 
@@ -81,13 +101,22 @@ readers_del(struct readers *t, const struct digest *d)
 
 	if (t == NULL)
 		return;
+	pthread_mutex_lock(&t->mu);
 	if ((r = readers_find(t, d)) != NULL && --r->n == 0)
 		*r = t->r[--t->n];
-	readers_unref(t);
+	readers_unref_locked(t);
 }
 
 int
 readers_busy(const struct server *srv, const struct digest *d)
 {
-	return readers_find(srv->readers, d) != NULL;
+	struct readers *t = srv->readers;
+	int busy;
+
+	if (t == NULL)
+		return 0;
+	pthread_mutex_lock(&t->mu);
+	busy = readers_find(t, d) != NULL;
+	pthread_mutex_unlock(&t->mu);
+	return busy;
 }

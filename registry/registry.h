@@ -567,6 +567,7 @@ struct server_opts {
 	struct s3_conf shared_store; /* .url NULL: no shared store */
 	const char *shared_node;     /* pin set name; NULL: the host name */
 	int64_t shared_pins_s;	     /* publish the pin set this often */
+	int64_t loops; /* event loops (threads) serving clients; 1: one */
 };
 
 /* Opens the store and index, binds the listener.  NULL (logged) on error. */

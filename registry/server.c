@@ -85,8 +85,15 @@ server_new(struct event_base *base, const struct server_opts *o)
 	srv = xcalloc(1, sizeof *srv);
 	srv->base = base;
 	srv->opts = o;
-	TAILQ_INIT(&srv->reqs);
 	TAILQ_INIT(&srv->fills);
+	{
+		pthread_mutexattr_t a;
+
+		pthread_mutexattr_init(&a);
+		pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+		pthread_mutex_init(&srv->hook_mu, &a);
+		pthread_mutexattr_destroy(&a);
+	}
 	if (server_mkdir(o->data_dir) == -1)
 		goto fail;
 	if ((srv->store = blobstore_open(o->data_dir)) == NULL)
@@ -133,7 +140,7 @@ server_new(struct event_base *base, const struct server_opts *o)
 	if (shared_open(srv) == -1)
 		goto fail;
 	admin_add(srv, "stats", REQ_GET, admin_stats, NULL);
-	if (http_start(srv) == -1)
+	if (loop_start(srv) == -1)
 		goto fail;
 	srv->flush_ev = event_new(base, -1, EV_PERSIST, server_flush_cb, srv);
 	if (srv->flush_ev == NULL)
@@ -154,9 +161,9 @@ server_port(const struct server *srv)
 	socklen_t len = sizeof ss;
 	evutil_socket_t fd;
 
-	if (srv->bound == NULL)
+	if (srv->nloops == 0 || srv->loops[0]->bound == NULL)
 		return 0;
-	fd = evhttp_bound_socket_get_fd(srv->bound);
+	fd = evhttp_bound_socket_get_fd(srv->loops[0]->bound);
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1)
 		return 0;
 	if (ss.ss_family == AF_INET)
@@ -201,9 +208,8 @@ server_drain_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (TAILQ_EMPTY(&srv->reqs) ||
-	    clock_now_ms() >= srv->drain_deadline_ms) {
-		if (!TAILQ_EMPTY(&srv->reqs))
+	if (loop_idle(srv) || clock_now_ms() >= srv->drain_deadline_ms) {
+		if (!loop_idle(srv))
 			log_warn(
 			    "drain deadline passed; cutting live requests");
 		event_base_loopexit(srv->base, NULL);
@@ -218,8 +224,8 @@ server_shutdown(struct server *srv)
 	if (srv->draining)
 		return;
 	log_info("shutting down: draining live requests");
-	srv->draining = 1;
-	http_stop(srv);
+	__atomic_store_n(&srv->draining, 1, __ATOMIC_RELEASE);
+	loop_stop_accepting(srv);
 	alog_flush(srv->alog);
 	srv->drain_deadline_ms =
 	    clock_now_ms() + srv->opts->drain_timeout_s * 1000;
@@ -237,20 +243,22 @@ server_free(struct server *srv)
 
 	if (srv == NULL)
 		return;
-	srv->draining = 1; /* nothing new goes to the pool from here */
+	/* nothing new goes to the pool from here */
+	__atomic_store_n(&srv->draining, 1, __ATOMIC_RELEASE);
+	/* The serving loops stop; their requests are loop 0's to end. */
+	loop_join(srv);
 	/* Blobs being stored finish first: their fills become DONE. */
 	pool_free(srv->pool);
 	srv->pool = NULL;
 	fill_abort_all(srv);
-	while ((r = TAILQ_FIRST(&srv->reqs)) != NULL)
+	while (
+	    srv->nloops > 0 && (r = TAILQ_FIRST(&srv->loops[0]->reqs)) != NULL)
 		req_abort(r, "shutting down");
-	if (srv->http != NULL)
-		evhttp_free(srv->http);
+	loop_cut_all(srv); /* every evhttp and connection */
 	evict_free(srv->evict);
 	srv->evict = NULL;
 	readers_unref(srv->readers); /* after evhttp: its readers call back */
 	srv->readers = NULL;
-	conn_guard_free(srv->conns);
 	for (i = 0; i < srv->nupstreams; i++)
 		upstream_free(srv->upstreams[i]);
 	shared_close(srv);
@@ -261,9 +269,11 @@ server_free(struct server *srv)
 		event_free(srv->drain_ev);
 	if (srv->db != NULL)
 		metrics_flush(srv);
+	loop_free_all(srv);
 	db_free(srv->db);
 	blobstore_free(srv->store);
 	mcache_free(srv->mcache);
 	alog_close(srv->alog); /* last: the lines of the drain above */
+	pthread_mutex_destroy(&srv->hook_mu);
 	free(srv);
 }

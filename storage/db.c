@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,7 +48,12 @@ struct db {
 	char *dir;
 	size_t mapsize;
 	MDB_dbi blobs, tags, pins, jobs, counters, meta, runs;
+	/* Touches come from every event loop: the table is under touch_mu;
+	 * a flush swaps it with spare and writes that (one flush at a time,
+	 * flush_mu), so a hit never waits for the write. */
+	pthread_mutex_t touch_mu, flush_mu;
 	struct db_touch *touch; /* DB_TOUCH_SLOTS entries */
+	struct db_touch *spare;
 	size_t ntouch;
 	/* running totals of the blob records; fills index on worker threads */
 	_Atomic uint64_t bytes, count;
@@ -316,6 +322,9 @@ db_open(const char *dir)
 	db->dir = xstrdup(dir);
 	db->mapsize = DB_MAP_SIZE;
 	db->touch = xcalloc(DB_TOUCH_SLOTS, sizeof *db->touch);
+	db->spare = xcalloc(DB_TOUCH_SLOTS, sizeof *db->spare);
+	pthread_mutex_init(&db->touch_mu, NULL);
+	pthread_mutex_init(&db->flush_mu, NULL);
 
 	if (mkdir(dir, 0755) == -1 && errno != EEXIST) {
 		log_error(
@@ -371,13 +380,16 @@ db_free(struct db *db)
 		mdb_env_close(db->env);
 	}
 	free(db->touch);
+	free(db->spare);
+	pthread_mutex_destroy(&db->touch_mu);
+	pthread_mutex_destroy(&db->flush_mu);
 	free(db->dir);
 	free(db);
 }
 
 /* Pending touches ---------------------------------------------------------- */
 
-/* The slot holding d, or the empty slot where it would go. */
+/* The slot holding d, or the empty slot where it would go; touch_mu. */
 static struct db_touch *
 db_touch_slot(struct db *db, const struct digest *d)
 {
@@ -395,21 +407,39 @@ db_touch_slot(struct db *db, const struct digest *d)
 	}
 }
 
+/* The pending access time of d, 0 if none. */
+static int64_t
+db_touch_at(struct db *db, const struct digest *d)
+{
+	struct db_touch *e;
+	int64_t at;
+
+	pthread_mutex_lock(&db->touch_mu);
+	e = db_touch_slot(db, d);
+	at = e->used ? e->at : 0;
+	pthread_mutex_unlock(&db->touch_mu);
+	return at;
+}
+
 void
 db_touch(struct db *db, const struct digest *d, int64_t now)
 {
 	struct db_touch *e;
+	int full = 0;
 
+	pthread_mutex_lock(&db->touch_mu);
 	e = db_touch_slot(db, d);
 	if (e->used) {
 		if (now > e->at)
 			e->at = now;
-		return;
+	} else {
+		e->used = 1;
+		e->digest = *d;
+		e->at = now;
+		full = ++db->ntouch >= DB_TOUCH_MAX;
 	}
-	e->used = 1;
-	e->digest = *d;
-	e->at = now;
-	if (++db->ntouch >= DB_TOUCH_MAX)
+	pthread_mutex_unlock(&db->touch_mu);
+	if (full)
 		db_flush(db);
 }
 
@@ -425,12 +455,22 @@ db_flush(struct db *db)
 	size_t i;
 	int err, rc = -1;
 
-	if (db->ntouch == 0)
+	pthread_mutex_lock(&db->flush_mu);
+	pthread_mutex_lock(&db->touch_mu);
+	if (db->ntouch == 0) {
+		pthread_mutex_unlock(&db->touch_mu);
+		pthread_mutex_unlock(&db->flush_mu);
 		return 0;
+	}
+	e = db->touch;
+	db->touch = db->spare;
+	db->spare = e;
+	db->ntouch = 0;
+	pthread_mutex_unlock(&db->touch_mu);
 	if (db_txn_begin(db, 0, &txn) == -1)
 		goto out;
 	for (i = 0; i < DB_TOUCH_SLOTS; i++) {
-		e = &db->touch[i];
+		e = &db->spare[i];
 		if (!e->used)
 			continue;
 		k = db_val(e->digest.b, DIGEST_LEN);
@@ -465,8 +505,8 @@ out:
 	 * Dropped even on failure: access times only guide eviction, and
 	 * keeping them would let the table grow past its bound.
 	 */
-	memset(db->touch, 0, DB_TOUCH_SLOTS * sizeof *db->touch);
-	db->ntouch = 0;
+	memset(db->spare, 0, DB_TOUCH_SLOTS * sizeof *db->spare);
+	pthread_mutex_unlock(&db->flush_mu);
 	return rc;
 }
 
@@ -522,7 +562,7 @@ int
 db_blob_get(struct db *db, const struct digest *d, struct db_blob *out)
 {
 	char ds[DIGEST_STRLEN];
-	struct db_touch *e;
+	int64_t at;
 	int rc;
 
 	digest_format(d, ds);
@@ -531,9 +571,8 @@ db_blob_get(struct db *db, const struct digest *d, struct db_blob *out)
 	if (rc != 0)
 		return rc;
 	/* A touch not yet flushed is still the latest access. */
-	e = db_touch_slot(db, d);
-	if (e->used && e->at > out->last_access)
-		out->last_access = e->at;
+	if ((at = db_touch_at(db, d)) > out->last_access)
+		out->last_access = at;
 	return 0;
 }
 
@@ -677,18 +716,14 @@ db_blob_del_if(struct db *db, const struct digest *d, int evict,
     int64_t last_access, struct db_blob *out)
 {
 	char ds[DIGEST_STRLEN];
-	struct db_touch *e;
 	struct db_blob b;
 	MDB_txn *txn = NULL;
 	MDB_val k, v;
 	int err, rc = -1;
 
 	digest_format(d, ds);
-	if (evict) {
-		e = db_touch_slot(db, d);
-		if (e->used && e->at > last_access)
-			return 1;
-	}
+	if (evict && db_touch_at(db, d) > last_access)
+		return 1;
 	if (db_txn_begin(db, 0, &txn) == -1)
 		return -1;
 	k = db_val(d->b, DIGEST_LEN);

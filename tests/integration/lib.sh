@@ -380,7 +380,7 @@ restart_ccprewarm() {
 
 # asan_report LOGFILE: print sanitizer findings in a log (empty if none).
 asan_report() {
-	grep -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: (Address|Leak|UndefinedBehavior)Sanitizer' "$1" 2>/dev/null | head -5
+	grep -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: (Address|Leak|UndefinedBehavior|Thread)Sanitizer|WARNING: ThreadSanitizer' "$1" 2>/dev/null | head -5
 }
 
 # start_proxy NAME UPSTREAM_URL [MODE] [ARGS...]: tests/tools/faultproxy.py.

@@ -1,0 +1,2 @@
+build-tsan/common/xmalloc.o: common/xmalloc.c common/common.h
+common/common.h:

@@ -1,0 +1,4 @@
+build-tsan/storage/blobstore.o: storage/blobstore.c \
+ storage/../common/common.h storage/storage.h
+storage/../common/common.h:
+storage/storage.h:
