@@ -51,6 +51,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -73,6 +74,7 @@ TMP = os.environ["BENCH_TMP"]
 CCP_BIN = os.environ.get("CCPREWARM_BIN", os.path.join(TOP, "build",
                                                        "ccprewarm"))
 WRITE_REPORT = os.environ.get("BENCH_REPORT", "1") != "0"
+MAIN = os.environ.get("BENCH_MAIN", "1") != "0"     # 0: figures 1-6 skipped
 # How cost grows (docs/perf/README.md): fan-in, store size, /metrics.
 SCALE = os.environ.get("BENCH_SCALE", "1") != "0"
 SCALE_CLIENTS = [int(x) for x in os.environ.get(
@@ -81,6 +83,9 @@ SCALE_MB = float(os.environ.get("BENCH_SCALE_MB", "10"))
 SCALE_REPS = int(os.environ.get("BENCH_SCALE_REPS", "1"))
 STORE_BLOBS = int(os.environ.get("BENCH_STORE_BLOBS", "100000"))
 STORE_SMALL = 100
+# Where those two stores live: tmpfs by default, so that 100,000 fills are
+# not 200,000 fsyncs of a shared disk (docs/perf/README.md); "" for $TMP.
+STORE_DIR = os.environ.get("BENCH_STORE_DIR", "/dev/shm")
 SCRAPES = 21
 SVG = os.environ.get("BENCH_SVG", "1") != "0"
 WORSE_PCT = 10.0    # a figure this much worse than the last report: warning
@@ -348,14 +353,15 @@ class Upstream(Server):
 
 
 class Ccprewarm(Server):
-    def __init__(self, upstream, kind="ccprewarm"):
+    def __init__(self, upstream, kind="ccprewarm", root=None):
         super().__init__(kind)
         self.upstream = upstream
         self.logpath = os.path.join(OUT, kind + ".log")
+        self.data = os.path.join(root or TMP, kind + "-data")
 
     def start(self):
         self.starts += 1
-        data = os.path.join(TMP, self.kind + "-data")
+        data = self.data
         shutil.rmtree(data, ignore_errors=True)
         os.makedirs(data)
         self.port = free_port()
@@ -1267,8 +1273,11 @@ def store_phase(servers, img, tag, pdig):
              "digest_rps": "/v2/%s/manifests/%s" % (img["repo"], pdig)}
     sizes = sorted({min(STORE_SMALL, STORE_BLOBS), STORE_BLOBS})
     st = {}
+    root = None
+    if STORE_DIR:
+        root = tempfile.mkdtemp(prefix="ccp-bench-store.", dir=STORE_DIR)
     for size in sizes:
-        c = Ccprewarm(ngx, kind="ccprewarm-store%d" % size)
+        c = Ccprewarm(ngx, kind="ccprewarm-store%d" % size, root=root)
         servers[c.kind] = c     # stopped with the others
         c.start()
         secs, reqs, bad = fill_store(c, lst, size)
@@ -1307,6 +1316,8 @@ def store_phase(servers, img, tag, pdig):
     for size in sizes:
         st[size]["srv"].stop()
         del servers[st[size]["srv"].kind]
+    if root:
+        shutil.rmtree(root, ignore_errors=True)
     log("store sizes: %.0f s" % (time.monotonic() - t_phase))
     return {str(size): {"fill_s": round(e["fill_s"], 2),
                         "fill_requests": e["fill_requests"],
@@ -1564,7 +1575,7 @@ def main():
         # Servers interleaved within each rep so that noise spreads over
         # all of them.
         t_phase = time.monotonic()
-        for fn in (single, fanout):
+        for fn in (single, fanout) if MAIN else ():
             for rep in range(REPS):
                 for kind in ("direct", "nginx", "ccprewarm", "distribution"):
                     if not fn(rep, kind):
@@ -1588,7 +1599,7 @@ def main():
              "bytes_per_s"),
         ]
         wrk_raw = {}
-        for rep in range(REPS):
+        for rep in range(REPS if MAIN else 0):
             for key, path, conns, hdrs, field in wrk_targets:
                 for kind in ("nginx", "ccprewarm", "distribution", "direct"):
                     if kind == "direct" and key != "large_blob_MBps":
