@@ -16,6 +16,7 @@
 #
 # Environment: BENCH_ENGINE_KB (65536: total size of the set's layers)
 # BENCH_ENGINE_REPS (BENCH_REPS, 3) CCPREWARM_BIN (build/ccprewarm).
+# shellcheck disable=SC2119 # pull_all takes no arguments
 set -u
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 export CCPREWARM_BIN=${CCPREWARM_BIN:-$TOP/build/ccprewarm}
@@ -89,21 +90,30 @@ one() {
 		fail "bench-engine/dockerd" "private dockerd did not come up (see $T_OUT/dockerd-D.log)"
 		return 1
 	fi
+	# A run with a failed pull is reported and not counted.
 	t0=$(now)
-	pull_all || fail "bench-engine/$kind-cold-$rep" "a cold docker pull failed (see $T_OUT/docker.log)"
-	tc=$(secs "$t0" "$(now)")
+	if pull_all; then
+		tc=$(secs "$t0" "$(now)")
+		cold[$kind]+="$tc "
+	else
+		tc=failed
+		fail "bench-engine/$kind-cold-$rep" "a cold docker pull failed (see $T_OUT/docker.log)"
+	fi
 	# shellcheck disable=SC2086
 	dockercli D rmi $REFS >>"$T_OUT/docker.log" 2>&1
 	dockercli D image prune -af >>"$T_OUT/docker.log" 2>&1
 	t0=$(now)
-	pull_all || fail "bench-engine/$kind-warm-$rep" "a warm docker pull failed (see $T_OUT/docker.log)"
-	tw=$(secs "$t0" "$(now)")
+	if pull_all; then
+		tw=$(secs "$t0" "$(now)")
+		warm[$kind]+="$tw "
+	else
+		tw=failed
+		fail "bench-engine/$kind-warm-$rep" "a warm docker pull failed (see $T_OUT/docker.log)"
+	fi
 	stop D 30
 	[ "$kind" = direct ] || stop S 20
 	rm -rf "$T_TMP/dockerd-D" "$T_TMP/ccp-$rep" "$T_TMP/registry-S"
 	echo "engine: rep $rep $kind: cold ${tc}s, warm ${tw}s"
-	cold[$kind]+="$tc "
-	warm[$kind]+="$tw "
 }
 
 for ((i = 1; i <= REPS; i++)); do
@@ -115,6 +125,7 @@ done
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 json='{}'
 for kind in direct ccprewarm distribution; do
+	if [ -z "${cold[$kind]:-}" ] || [ -z "${warm[$kind]:-}" ]; then continue; fi
 	# shellcheck disable=SC2086
 	mc=$(median ${cold[$kind]}) mw=$(median ${warm[$kind]})
 	json=$(jq -c --arg k "$kind" --argjson c "$mc" --argjson w "$mw" \
