@@ -1111,7 +1111,7 @@ def fill_store(srv, paths_file, n):
     return secs, reqs, bad
 
 
-def write_svg(path, scale):
+def write_svg(path, scale, unique_bytes):
     """Wall time against clients (median), one line per server, through
     gnuplot; returns path, or None when gnuplot is missing or failed."""
     if not shutil.which("gnuplot"):
@@ -1135,11 +1135,13 @@ def write_svg(path, scale):
         "set terminal svg size 720,480 dynamic enhanced "
         "font 'sans,12' background rgb 'white'",
         "set output '%s'" % path,
-        "set title 'Cold pull of a %.0f MB subset: wall time against "
-        "concurrent clients'" % SCALE_MB,
+        "set title 'Cold pull of a %.1f MB subset by each client: wall "
+        "time against concurrent clients'" % (unique_bytes / 1e6),
         "set xlabel 'concurrent clients (log scale)'",
         "set ylabel 'wall time until the last client is done (s)'",
         "set logscale x 2",
+        "set xrange [%g:%g]" % (min(SCALE_CLIENTS) / 1.3,
+                                max(SCALE_CLIENTS) * 1.3),
         "set xtics (%s)" % ", ".join(str(n) for n in SCALE_CLIENTS),
         "set key top left",
         "set grid",
@@ -1684,7 +1686,7 @@ def main():
     if growth.get("scale") and SVG:
         svg = os.path.join(PERF, stamp + "-scale.svg") if WRITE_REPORT \
             else os.path.join(OUT, "scale.svg")
-        if write_svg(svg, growth["scale"]):
+        if write_svg(svg, growth["scale"], growth["scale_unique_bytes"]):
             growth["svg"] = os.path.basename(svg)
             log("wrote %s" % os.path.relpath(svg, TOP))
     prev_path, prev = previous_report(set())
