@@ -86,7 +86,7 @@ STORE_SMALL = 100
 # Where those two stores live: tmpfs by default, so that 100,000 fills are
 # not 200,000 fsyncs of a shared disk (docs/perf/README.md); "" for $TMP.
 STORE_DIR = os.environ.get("BENCH_STORE_DIR", "/dev/shm")
-SCRAPES = 21
+SCRAPES = 401      # /metrics scrapes per measurement (CPU needs many ticks)
 SVG = os.environ.get("BENCH_SVG", "1") != "0"
 WORSE_PCT = 10.0    # a figure this much worse than the last report: warning
 
@@ -867,7 +867,8 @@ def flat_figures(rep):
     for size, e in (g.get("store") or {}).items():
         for what, hb, u in (("tag_rps", True, "/s"),
                             ("digest_rps", True, "/s"),
-                            ("scrape_ms", False, "ms")):
+                            ("scrape_ms", False, "ms"),
+                            ("scrape_cpu_ms", False, "ms")):
             v = e.get(what, {}).get("median")
             if v is not None:
                 out[("store_%s@%s" % (what, size), "ccprewarm")] = (v, hb, u)
@@ -1022,10 +1023,22 @@ def metric_value(url, name):
     return None
 
 
-def scrape_ms(url, n):
-    """Median wall time of n GET /metrics, each on a new connection, and
-    the size of the last body."""
+def cpu_ticks(pid):
+    """utime + stime of a process, in clock ticks."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def scrape_ms(url, n, pid=None):
+    """Median wall time of n GET /metrics, each on a new connection, the
+    size of the last body, and (with pid) the server's CPU time per scrape
+    in ms over the n (less sensitive to the load on the box than wall)."""
     times, size = [], 0
+    c0 = cpu_ticks(pid) if pid else None
     for _ in range(n):
         t0 = time.perf_counter()
         st, _, body = http_get(url + "/metrics", timeout=60)
@@ -1035,13 +1048,23 @@ def scrape_ms(url, n):
             continue
         times.append(dt)
         size = len(body)
-    return median(times), size
+    c1 = cpu_ticks(pid) if pid else None
+    cpu = None
+    if c0 is not None and c1 is not None and times:
+        cpu = (c1 - c0) * 1000.0 / os.sysconf("SC_CLK_TCK") / len(times)
+    return median(times), size, cpu
 
 
-def make_filler(root, n):
+def make_filler(root, n, where=None):
     """n tiny distinct blobs as static files under nginx's root (repository
-    bench/filler); returns the file of their paths, one a line."""
-    bdir = os.path.join(root, "v2", "bench", "filler", "blobs")
+    bench/filler; the files in directory `where`, linked from the root, when
+    given); returns the file of their paths, one a line."""
+    fdir = os.path.join(root, "v2", "bench", "filler")
+    bdir = os.path.join(fdir, "blobs")
+    if where and not os.path.exists(fdir):
+        os.makedirs(os.path.join(where, "filler-blobs"), exist_ok=True)
+        os.makedirs(fdir)
+        os.symlink(os.path.join(where, "filler-blobs"), bdir)
     os.makedirs(bdir, exist_ok=True)
     lst = os.path.join(TMP, "filler-%d.txt" % n)
     with open(lst, "w") as out:
@@ -1188,15 +1211,16 @@ def growth_lines(rep, md=False):
     st = g.get("store")
     if st:
         if md:
-            lines += ["", "| store (blobs in /metrics) | filled in | "
+            lines += ["", "| store (blobs in /metrics) | filled in (s) | "
                       "tag GETs/s | digest GETs/s | /metrics scrape (ms) | "
-                      "/metrics bytes |", "|---|---|---|---|---|---|"]
+                      "its CPU (ms) | /metrics bytes |",
+                      "|---|---|---|---|---|---|---|"]
         else:
             lines += ["", "ccprewarm with a store of N blobs (filled through "
                       "its pull path), medians of %d:" % rep["config"]["reps"],
-                      "  %-22s %10s %10s %13s %12s %9s" % (
+                      "  %-22s %10s %10s %13s %10s %8s %7s" % (
                           "store (blobs)", "fill s", "tag GET/s",
-                          "digest GET/s", "scrape ms", "bytes")]
+                          "digest GET/s", "scrape ms", "CPU ms", "bytes")]
         for size in sorted(st, key=int):
             e = st[size]
             cells = ["%s (%s)" % (size, fmt(e.get("store_blobs"))),
@@ -1204,11 +1228,12 @@ def growth_lines(rep, md=False):
                      fmt(e.get("tag_rps", {}).get("median")),
                      fmt(e.get("digest_rps", {}).get("median")),
                      fmt(e.get("scrape_ms", {}).get("median")),
+                     fmt(e.get("scrape_cpu_ms", {}).get("median")),
                      str(e.get("scrape_bytes", "-"))]
             if md:
                 lines.append("| " + " | ".join(cells) + " |")
             else:
-                lines.append("  %-22s %10s %10s %13s %12s %9s"
+                lines.append("  %-22s %10s %10s %13s %10s %8s %7s"
                              % tuple(cells))
     return lines
 
@@ -1266,18 +1291,26 @@ def store_phase(servers, img, tag, pdig):
     path: one GET per tiny blob (a cold fill each: fetched, hashed,
     written, indexed).  Both stay up and are measured interleaved."""
     t_phase = time.monotonic()
+    root = None
+    if STORE_DIR:
+        root = tempfile.mkdtemp(prefix="ccp-bench-store.", dir=STORE_DIR)
+    try:
+        return store_sizes(servers, img, tag, pdig, root, t_phase)
+    finally:
+        if root:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def store_sizes(servers, img, tag, pdig, root, t_phase):
     ngx = servers["nginx"]
     ngx.start()
-    lst = make_filler(ngx.root, STORE_BLOBS)
+    lst = make_filler(ngx.root, STORE_BLOBS, root)
     log("%d filler blobs under nginx in %.1f s" % (
         STORE_BLOBS, time.monotonic() - t_phase))
     paths = {"tag_rps": "/v2/%s/manifests/%s" % (img["repo"], tag),
              "digest_rps": "/v2/%s/manifests/%s" % (img["repo"], pdig)}
     sizes = sorted({min(STORE_SMALL, STORE_BLOBS), STORE_BLOBS})
     st = {}
-    root = None
-    if STORE_DIR:
-        root = tempfile.mkdtemp(prefix="ccp-bench-store.", dir=STORE_DIR)
     for size in sizes:
         c = Ccprewarm(ngx, kind="ccprewarm-store%d" % size, root=root)
         servers[c.kind] = c     # stopped with the others
@@ -1295,7 +1328,8 @@ def store_phase(servers, img, tag, pdig):
                     "fills" % (c.kind, nb, size))
         st[size] = {"srv": c, "fill_s": secs, "fill_requests": reqs,
                     "fill_bad": bad, "store_blobs": nb, "tag_rps": [],
-                    "digest_rps": [], "scrape_ms": [], "scrape_bytes": 0}
+                    "digest_rps": [], "scrape_ms": [], "scrape_cpu_ms": [],
+                    "scrape_bytes": 0}
         log("store of %d: filled in %.1f s (%.0f fills/s), /metrics says "
             "%s blobs" % (size, secs, size / secs if secs else 0, nb))
     for rep in range(REPS):
@@ -1306,20 +1340,21 @@ def store_phase(servers, img, tag, pdig):
                 w = wrk(c.url + path, 32, WRK_SECONDS, ["Accept: " + ACCEPT])
                 if w["rps"] and not (w["non_2xx"] or w["errors"]):
                     e[key].append(w["rps"])
-            ms, nbytes = scrape_ms(c.url, SCRAPES)
+            ms, nbytes, cpu = scrape_ms(c.url, SCRAPES, c.daemon.pid)
             if ms is not None:
                 e["scrape_ms"].append(ms)
+            if cpu is not None:
+                e["scrape_cpu_ms"].append(cpu)
             e["scrape_bytes"] = nbytes
-            log("rep %d store of %6d: tag %s/s, digest %s/s, /metrics %s ms"
-                % (rep + 1, size, fmt(e["tag_rps"][-1:] and
-                                      e["tag_rps"][-1] or None),
-                   fmt(e["digest_rps"][-1:] and e["digest_rps"][-1] or None),
-                   fmt(ms)))
+            log("rep %d store of %6d: tag %s/s, digest %s/s, /metrics %s ms "
+                "(%s ms CPU)" % (
+                    rep + 1, size,
+                    fmt(e["tag_rps"][-1] if e["tag_rps"] else None),
+                    fmt(e["digest_rps"][-1] if e["digest_rps"] else None),
+                    fmt(ms), fmt(cpu)))
     for size in sizes:
         st[size]["srv"].stop()
         del servers[st[size]["srv"].kind]
-    if root:
-        shutil.rmtree(root, ignore_errors=True)
     log("store sizes: %.0f s" % (time.monotonic() - t_phase))
     return {str(size): {"fill_s": round(e["fill_s"], 2),
                         "fill_requests": e["fill_requests"],
@@ -1327,6 +1362,7 @@ def store_phase(servers, img, tag, pdig):
                         "tag_rps": fig_entry(e["tag_rps"]),
                         "digest_rps": fig_entry(e["digest_rps"]),
                         "scrape_ms": fig_entry(e["scrape_ms"]),
+                        "scrape_cpu_ms": fig_entry(e["scrape_cpu_ms"]),
                         "scrape_bytes": e["scrape_bytes"]}
             for size, e in st.items()}
 
