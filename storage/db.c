@@ -52,8 +52,10 @@ struct db {
 	/*
 	 * Totals of the blob records (all, and those with pins > 0): walked
 	 * once at open, then kept by every write to a record.  A write adds
-	 * its change to pend inside its transaction; db_txn_commit applies it
-	 * (one owner per store: blobstore.c's lock).
+	 * its change to pend inside its transaction (under LMDB's writer
+	 * lock); db_txn_commit applies it with atomic adds once committed.
+	 * One process owns a store (blobstore.c's lock), so nothing else
+	 * changes the records under these totals.
 	 */
 	struct db_totals tot, pend;
 	uint64_t walks; /* full walks of the blob records */
@@ -275,19 +277,28 @@ static int
 db_txn_commit(
     struct db *db, MDB_txn **txn, const char *what, const char *subject)
 {
+	struct db_totals d;
 	int err;
 
+	/*
+	 * Taken while this transaction still holds LMDB's writer lock (the
+	 * next writer's begin clears pend), added after the commit with atomic
+	 * adds, so that writers on other threads cannot lose a change.
+	 */
+	d = db->pend;
+	memset(&db->pend, 0, sizeof db->pend);
 	err = mdb_txn_commit(*txn);
 	*txn = NULL;
 	if (err != 0) {
 		db_log(db, what, subject, err);
 		return -1;
 	}
-	db->tot.blobs += db->pend.blobs;
-	db->tot.bytes += db->pend.bytes;
-	db->tot.pinned_blobs += db->pend.pinned_blobs;
-	db->tot.pinned_bytes += db->pend.pinned_bytes;
-	memset(&db->pend, 0, sizeof db->pend);
+	__atomic_fetch_add(&db->tot.blobs, d.blobs, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&db->tot.bytes, d.bytes, __ATOMIC_RELAXED);
+	__atomic_fetch_add(
+	    &db->tot.pinned_blobs, d.pinned_blobs, __ATOMIC_RELAXED);
+	__atomic_fetch_add(
+	    &db->tot.pinned_bytes, d.pinned_bytes, __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -774,13 +785,13 @@ db_blob_evict(struct db *db, const struct digest *d, int64_t last_access,
 uint64_t
 db_store_bytes(struct db *db)
 {
-	return db->tot.bytes;
+	return __atomic_load_n(&db->tot.bytes, __ATOMIC_RELAXED);
 }
 
 uint64_t
 db_store_count(struct db *db)
 {
-	return db->tot.blobs;
+	return __atomic_load_n(&db->tot.blobs, __ATOMIC_RELAXED);
 }
 
 uint64_t
@@ -939,7 +950,12 @@ out:
 int
 db_totals(struct db *db, struct db_totals *t)
 {
-	*t = db->tot;
+	t->blobs = __atomic_load_n(&db->tot.blobs, __ATOMIC_RELAXED);
+	t->bytes = __atomic_load_n(&db->tot.bytes, __ATOMIC_RELAXED);
+	t->pinned_blobs =
+	    __atomic_load_n(&db->tot.pinned_blobs, __ATOMIC_RELAXED);
+	t->pinned_bytes =
+	    __atomic_load_n(&db->tot.pinned_bytes, __ATOMIC_RELAXED);
 	return 0;
 }
 
