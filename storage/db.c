@@ -55,8 +55,16 @@ struct db {
 	struct db_touch *touch; /* DB_TOUCH_SLOTS entries */
 	struct db_touch *spare;
 	size_t ntouch;
-	/* running totals of the blob records; fills index on worker threads */
-	_Atomic uint64_t bytes, count;
+	/*
+	 * Totals of the blob records (all, and those with pins > 0): walked
+	 * once at open, then kept by every write to a record.  A write adds
+	 * its change to pend inside its transaction (under LMDB's writer
+	 * lock); db_txn_commit applies it with atomic adds once committed.
+	 * One process owns a store (blobstore.c's lock), so nothing else
+	 * changes the records under these totals.
+	 */
+	struct db_totals tot, pend;
+	uint64_t walks; /* full walks of the blob records */
 };
 
 static const struct {
@@ -265,6 +273,8 @@ db_txn_begin(struct db *db, unsigned int flags, MDB_txn **txn)
 		db_log(db, "begin a transaction in", db->dir, err);
 		return -1;
 	}
+	if (!(flags & MDB_RDONLY))
+		memset(&db->pend, 0, sizeof db->pend);
 	return 0;
 }
 
@@ -273,15 +283,56 @@ static int
 db_txn_commit(
     struct db *db, MDB_txn **txn, const char *what, const char *subject)
 {
+	struct db_totals d;
 	int err;
 
+	/*
+	 * Taken while this transaction still holds LMDB's writer lock (the
+	 * next writer's begin clears pend), added after the commit with atomic
+	 * adds, so that writers on other threads cannot lose a change.
+	 */
+	d = db->pend;
+	memset(&db->pend, 0, sizeof db->pend);
 	err = mdb_txn_commit(*txn);
 	*txn = NULL;
 	if (err != 0) {
 		db_log(db, what, subject, err);
 		return -1;
 	}
+	__atomic_fetch_add(&db->tot.blobs, d.blobs, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&db->tot.bytes, d.bytes, __ATOMIC_RELAXED);
+	__atomic_fetch_add(
+	    &db->tot.pinned_blobs, d.pinned_blobs, __ATOMIC_RELAXED);
+	__atomic_fetch_add(
+	    &db->tot.pinned_bytes, d.pinned_bytes, __ATOMIC_RELAXED);
 	return 0;
+}
+
+/*
+ * A blob record changes from old to new inside a write transaction (NULL:
+ * absent); the totals follow at commit.  Unsigned wrap-around makes the
+ * subtractions exact once added.
+ */
+static void
+db_totals_change(
+    struct db *db, const struct db_blob *old, const struct db_blob *new)
+{
+	if (old != NULL) {
+		db->pend.blobs--;
+		db->pend.bytes -= old->size;
+		if (old->pins > 0) {
+			db->pend.pinned_blobs--;
+			db->pend.pinned_bytes -= old->size;
+		}
+	}
+	if (new != NULL) {
+		db->pend.blobs++;
+		db->pend.bytes += new->size;
+		if (new->pins > 0) {
+			db->pend.pinned_blobs++;
+			db->pend.pinned_bytes += new->size;
+		}
+	}
 }
 
 static void
@@ -672,7 +723,6 @@ db_blob_put(struct db *db, const struct digest *d, const struct db_blob *b)
 	struct db_blob old, nb = *b;
 	MDB_txn *txn = NULL;
 	MDB_val k, v;
-	uint64_t oldsize = 0;
 	int err, had = 0, rc = -1;
 
 	digest_format(d, ds);
@@ -682,7 +732,6 @@ db_blob_put(struct db *db, const struct digest *d, const struct db_blob *b)
 	err = mdb_get(txn, db->blobs, &k, &v);
 	if (err == 0 && db_blob_decode(&v, &old) == 0) {
 		had = 1;
-		oldsize = old.size;
 	} else if (err != 0 && err != MDB_NOTFOUND) {
 		db_log(db, "read blob record", ds, err);
 		goto out;
@@ -697,10 +746,9 @@ db_blob_put(struct db *db, const struct digest *d, const struct db_blob *b)
 		db_log(db, "write blob record", ds, err);
 		goto out;
 	}
+	db_totals_change(db, had ? &old : NULL, &nb);
 	if (db_txn_commit(db, &txn, "write blob record", ds) == -1)
 		goto out;
-	db->bytes += nb.size - oldsize;
-	db->count += !had;
 	rc = 0;
 out:
 	db_txn_abort(&txn);
@@ -745,11 +793,9 @@ db_blob_del_if(struct db *db, const struct digest *d, int evict,
 		db_log(db, "delete blob record", ds, err);
 		goto out;
 	}
+	db_totals_change(db, &b, NULL);
 	if (db_txn_commit(db, &txn, "delete blob record", ds) == -1)
 		goto out;
-	db->bytes -= b.size < db->bytes ? b.size : db->bytes;
-	if (db->count > 0)
-		db->count--;
 	if (out != NULL)
 		*out = b;
 	rc = 0;
@@ -774,25 +820,61 @@ db_blob_evict(struct db *db, const struct digest *d, int64_t last_access,
 uint64_t
 db_store_bytes(struct db *db)
 {
-	return db->bytes;
+	return __atomic_load_n(&db->tot.bytes, __ATOMIC_RELAXED);
 }
 
 uint64_t
 db_store_count(struct db *db)
 {
-	return db->count;
+	return __atomic_load_n(&db->tot.blobs, __ATOMIC_RELAXED);
 }
 
+uint64_t
+db_walks(struct db *db)
+{
+	return db->walks;
+}
+
+/* The totals from every record: once, at open. */
 static int
 db_totals_walk(struct db *db)
 {
-	struct db_totals t;
+	struct db_blob b;
+	MDB_cursor *cur = NULL;
+	MDB_txn *txn = NULL;
+	MDB_val k, v;
+	int err, rc = -1;
 
-	if (db_totals(db, &t) == -1)
+	memset(&db->tot, 0, sizeof db->tot);
+	db->walks++;
+	if (db_txn_begin(db, MDB_RDONLY, &txn) == -1)
 		return -1;
-	db->bytes = t.bytes;
-	db->count = t.blobs;
-	return 0;
+	if ((err = mdb_cursor_open(txn, db->blobs, &cur)) != 0) {
+		db_log(db, "walk blob records in", db->dir, err);
+		goto out;
+	}
+	while ((err = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+		if (db_blob_decode(&v, &b) == -1) {
+			log_error("corrupt blob record in '%s'", db->dir);
+			goto out;
+		}
+		db->tot.blobs++;
+		db->tot.bytes += b.size;
+		if (b.pins > 0) {
+			db->tot.pinned_blobs++;
+			db->tot.pinned_bytes += b.size;
+		}
+	}
+	if (err != MDB_NOTFOUND) {
+		db_log(db, "walk blob records in", db->dir, err);
+		goto out;
+	}
+	rc = 0;
+out:
+	if (cur != NULL)
+		mdb_cursor_close(cur);
+	db_txn_abort(&txn);
+	return rc;
 }
 
 int
@@ -903,41 +985,13 @@ out:
 int
 db_totals(struct db *db, struct db_totals *t)
 {
-	struct db_blob b;
-	MDB_cursor *cur = NULL;
-	MDB_txn *txn = NULL;
-	MDB_val k, v;
-	int err, rc = -1;
-
-	memset(t, 0, sizeof *t);
-	if (db_txn_begin(db, MDB_RDONLY, &txn) == -1)
-		return -1;
-	if ((err = mdb_cursor_open(txn, db->blobs, &cur)) != 0) {
-		db_log(db, "walk blob records in", db->dir, err);
-		goto out;
-	}
-	while ((err = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
-		if (db_blob_decode(&v, &b) == -1) {
-			log_error("corrupt blob record in '%s'", db->dir);
-			goto out;
-		}
-		t->blobs++;
-		t->bytes += b.size;
-		if (b.pins > 0) {
-			t->pinned_blobs++;
-			t->pinned_bytes += b.size;
-		}
-	}
-	if (err != MDB_NOTFOUND) {
-		db_log(db, "walk blob records in", db->dir, err);
-		goto out;
-	}
-	rc = 0;
-out:
-	if (cur != NULL)
-		mdb_cursor_close(cur);
-	db_txn_abort(&txn);
-	return rc;
+	t->blobs = __atomic_load_n(&db->tot.blobs, __ATOMIC_RELAXED);
+	t->bytes = __atomic_load_n(&db->tot.bytes, __ATOMIC_RELAXED);
+	t->pinned_blobs =
+	    __atomic_load_n(&db->tot.pinned_blobs, __ATOMIC_RELAXED);
+	t->pinned_bytes =
+	    __atomic_load_n(&db->tot.pinned_bytes, __ATOMIC_RELAXED);
+	return 0;
 }
 
 /*
@@ -1142,7 +1196,7 @@ db_pins_adjust(
     struct db *db, MDB_txn *txn, const unsigned char *list, size_t n, int delta)
 {
 	unsigned char buf[DB_BLOB_VAL_MAX];
-	struct db_blob b;
+	struct db_blob b, old;
 	MDB_val k, v;
 	size_t i;
 	int err;
@@ -1155,6 +1209,7 @@ db_pins_adjust(
 			log_error("cannot update pin count in '%s'", db->dir);
 			return -1;
 		}
+		old = b;
 		if (delta < 0 && b.pins > 0)
 			b.pins--;
 		else if (delta > 0)
@@ -1164,6 +1219,7 @@ db_pins_adjust(
 			db_log(db, "update pin count in", db->dir, err);
 			return -1;
 		}
+		db_totals_change(db, &old, &b);
 	}
 	return 0;
 }
@@ -1338,7 +1394,7 @@ db_pins_check(struct db *db, int repair,
 {
 	unsigned char buf[DB_BLOB_VAL_MAX];
 	struct db_pincount *pc = NULL, key, *hit;
-	struct db_blob b;
+	struct db_blob b, old;
 	MDB_cursor *cur = NULL;
 	MDB_txn *txn = NULL;
 	MDB_val k, v;
@@ -1398,12 +1454,14 @@ db_pins_check(struct db *db, int repair,
 			fn(arg, &key.d, b.pins, want);
 		if (!repair)
 			continue;
+		old = b;
 		b.pins = want;
 		v = db_val(buf, db_blob_encode(&b, buf));
 		if ((err = mdb_cursor_put(cur, &k, &v, MDB_CURRENT)) != 0) {
 			db_log(db, "update pin count in", db->dir, err);
 			goto out;
 		}
+		db_totals_change(db, &old, &b);
 	}
 	if (err != MDB_NOTFOUND) {
 		db_log(db, "walk blob records in", db->dir, err);

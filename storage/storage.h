@@ -204,12 +204,18 @@ int db_blob_put(struct db *, const struct digest *, const struct db_blob *);
 int db_blob_del(struct db *, const struct digest *);
 /* Number of blobs and their total size. */
 int db_blob_totals(struct db *, uint64_t *count, uint64_t *bytes);
-/* All of them and those with a pin count above zero, in one walk. */
+/*
+ * All of them and those with a pin count above zero: totals walked once at
+ * open and kept by every write since (O(1); a scrape of /metrics reads it).
+ */
 struct db_totals {
 	uint64_t blobs, bytes;
 	uint64_t pinned_blobs, pinned_bytes;
 };
 int db_totals(struct db *, struct db_totals *);
+/* How many times the blob records were walked for the totals: once, at
+ * open (db_totals reads the totals kept since; tests check it). */
+uint64_t db_walks(struct db *);
 /* Digests with a pin count above zero (new array; 0 or -1). */
 int db_pinned(struct db *, struct digest **, size_t *n);
 

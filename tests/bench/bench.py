@@ -20,9 +20,20 @@ Figures (each timed one BENCH_REPS times, the median reported):
   4 tag / digest manifest GETs/s, wrk, 32 connections, 10 s
   5 largest blob MB/s, wrk, 4 connections, 10 s
   6 peak RSS of each server during figure 3 (VmRSS every 100 ms)
+  7 a real dockerd pulling a lasuite-docs-like set, cold and warm
+    (tests/bench/engine.sh, run before this script; its JSON)
+  8 two nodes: node B's cold pull from the shared S3 store vs node A's
+    from upstream (tests/bench/two_nodes.sh, run before; its JSON)
+How cost grows:
+  cold fan-in with 1, 8, 32, 128 clients (wall, amplification) for
+  direct, ccprewarm and distribution on a small subset of the set, drawn
+  as an SVG with gnuplot; tag/digest manifest GETs/s and /metrics scrape
+  time with a store of 100 and of 100,000 blobs (filled through
+  ccprewarm's own pull path from an nginx upstream of tiny blobs)
 
-Writes docs/perf/YYYY-MM-DD-HHMM.{md,json} and docs/perf/latest.json and
-prints a table (and the change against the previous report).
+Writes docs/perf/YYYY-MM-DD-HHMM.{md,json,-scale.svg} and
+docs/perf/latest.json and prints the tables, the change against the
+previous report and a warning for every figure more than 10% worse.
 Python standard library only.
 """
 
@@ -40,6 +51,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -62,6 +74,21 @@ TMP = os.environ["BENCH_TMP"]
 CCP_BIN = os.environ.get("CCPREWARM_BIN", os.path.join(TOP, "build",
                                                        "ccprewarm"))
 WRITE_REPORT = os.environ.get("BENCH_REPORT", "1") != "0"
+MAIN = os.environ.get("BENCH_MAIN", "1") != "0"     # 0: figures 1-6 skipped
+# How cost grows (docs/perf/README.md): fan-in, store size, /metrics.
+SCALE = os.environ.get("BENCH_SCALE", "1") != "0"
+SCALE_CLIENTS = [int(x) for x in os.environ.get(
+    "BENCH_SCALE_CLIENTS", "1 8 32 128").split()]
+SCALE_MB = float(os.environ.get("BENCH_SCALE_MB", "10"))
+SCALE_REPS = int(os.environ.get("BENCH_SCALE_REPS", "1"))
+STORE_BLOBS = int(os.environ.get("BENCH_STORE_BLOBS", "100000"))
+STORE_SMALL = 100
+# Where those two stores live: tmpfs by default, so that 100,000 fills are
+# not 200,000 fsyncs of a shared disk (docs/perf/README.md); "" for $TMP.
+STORE_DIR = os.environ.get("BENCH_STORE_DIR", "/dev/shm")
+SCRAPES = 401      # /metrics scrapes per measurement (CPU needs many ticks)
+SVG = os.environ.get("BENCH_SVG", "1") != "0"
+WORSE_PCT = 10.0    # a figure this much worse than the last report: warning
 
 ACCEPT = ", ".join([
     "application/vnd.docker.distribution.manifest.v2+json",
@@ -326,14 +353,15 @@ class Upstream(Server):
 
 
 class Ccprewarm(Server):
-    def __init__(self, upstream):
-        super().__init__("ccprewarm")
+    def __init__(self, upstream, kind="ccprewarm", root=None):
+        super().__init__(kind)
         self.upstream = upstream
-        self.logpath = os.path.join(OUT, "ccprewarm.log")
+        self.logpath = os.path.join(OUT, kind + ".log")
+        self.data = os.path.join(root or TMP, kind + "-data")
 
     def start(self):
         self.starts += 1
-        data = os.path.join(TMP, "ccp-data")
+        data = self.data
         shutil.rmtree(data, ignore_errors=True)
         os.makedirs(data)
         self.port = free_port()
@@ -538,7 +566,7 @@ def run_pulls(server, refs, n, tag):
         for r in refs:
             argv += ["--ref", r]
         procs.append(subprocess.Popen(argv, stdin=subprocess.PIPE))
-    time.sleep(0.3)     # let every client import and be ready
+    time.sleep(0.3 + 0.03 * n)  # let every client import and be ready
     t0 = time.monotonic()
     for p in procs:
         p.stdin.write(b"go\n")
@@ -647,6 +675,12 @@ FIG_TITLES = [
     ("large_blob_MBps", "5. largest blob MB/s (4 conns)", "MB/s", True),
     ("peak_rss_MB", "6. peak RSS during figure 3 (MB)", "MB", False),
     ("peak_anon_MB", "6. of which anonymous (MB)", "MB", False),
+    ("engine_cold_s", "7. dockerd pull, lasuite-docs-like, cold (s)", "s",
+     False),
+    ("engine_warm_s", "7. dockerd pull, lasuite-docs-like, warm (s)", "s",
+     False),
+    ("two_nodes_s", "8. two nodes: B cold from shared store (s)", "s",
+     False),
 ]
 
 # What the table shows beside each figure: the issue's target, as a ratio
@@ -660,6 +694,9 @@ TABLE_TARGET = {
     "digest_manifest_rps": ("nginx", ""),
     "large_blob_MBps": ("nginx", ">= 0.95x nginx"),
     "peak_rss_MB": ("distribution", ""),
+    "engine_cold_s": ("direct", ""),
+    "engine_warm_s": ("direct", ""),
+    "two_nodes_s": ("node_a", ""),
 }
 
 RATIOS = [
@@ -682,6 +719,11 @@ RATIOS = [
     ("large_blob_MBps", "ccprewarm", "direct"),
     ("large_blob_MBps", "distribution", "nginx"),
     ("peak_rss_MB", "ccprewarm", "distribution"),
+    ("engine_cold_s", "ccprewarm", "direct"),
+    ("engine_cold_s", "distribution", "direct"),
+    ("engine_warm_s", "ccprewarm", "direct"),
+    ("engine_warm_s", "distribution", "direct"),
+    ("two_nodes_s", "ccprewarm", "node_a"),
 ]
 
 
@@ -783,9 +825,14 @@ def target_lines(rep, md=False):
 
 
 def previous_report(exclude):
-    """The newest earlier report of the same set size (else the newest)."""
-    cands = [p for p in glob.glob(os.path.join(PERF, "*.json"))
-             if os.path.basename(p) != "latest.json" and p not in exclude]
+    """The previous report: latest.json when its set has the same size,
+    else the newest earlier report of the same size (else the newest)."""
+    latest = os.path.join(PERF, "latest.json")
+    r = read_json(latest)
+    if r and r.get("config", {}).get("size_mb") == SIZE_MB:
+        return latest, r
+    cands = [p for p in glob.glob(os.path.join(PERF, "[0-9]*.json"))
+             if p not in exclude]
     found = []
     for p in sorted(cands):
         try:
@@ -799,48 +846,86 @@ def previous_report(exclude):
     return pick[-1] if pick else (None, None)
 
 
+def flat_figures(rep):
+    """Every median of a report as {(figure, server): (value, higher is
+    better, unit)}: the main figures and the growth tables."""
+    out = {}
+    units = {k: (u, hb) for k, _, u, hb in FIG_TITLES}
+    for key, per in rep.get("figures", {}).items():
+        u, hb = units.get(key, ("", key.endswith(("_rps", "MBps"))))
+        for srv, e in per.items():
+            if isinstance(e, dict) and e.get("median") is not None:
+                out[(key, srv)] = (e["median"], hb, u)
+    g = rep.get("growth", {})
+    for srv, per in (g.get("scale") or {}).items():
+        for n, e in per.items():
+            for what, key, u in (("wall", "scale_wall_s", "s"),
+                                 ("amp", "scale_amplification", "x")):
+                v = e.get(what, {}).get("median")
+                if v is not None:
+                    out[("%s@%s" % (key, n), srv)] = (v, False, u)
+    for size, e in (g.get("store") or {}).items():
+        for what, hb, u in (("tag_rps", True, "/s"),
+                            ("digest_rps", True, "/s"),
+                            ("scrape_ms", False, "ms"),
+                            ("scrape_cpu_ms", False, "ms")):
+            v = e.get(what, {}).get("median")
+            if v is not None:
+                out[("store_%s@%s" % (what, size), "ccprewarm")] = (v, hb, u)
+    return out
+
+
 def change_lines(rep, prev, prev_path, md=False):
-    lines = []
+    """The change of every figure against the previous report, and a
+    warning for each one more than WORSE_PCT worse.  Returns (lines,
+    warnings)."""
+    lines, warns = [], []
     if not prev:
-        return lines
+        return lines, warns
     pc = prev.get("config", {})
     if pc.get("size_mb") != rep["config"]["size_mb"]:
         lines.append("no earlier report of a %s MB set to compare with "
                      "(newest: %s, %s MB)" % (
                          rep["config"]["size_mb"],
                          os.path.relpath(prev_path, TOP), pc.get("size_mb")))
-        return lines
+        return lines, warns
     head = "change vs %s (informational, never fails):" % (
         os.path.relpath(prev_path, TOP))
     lines.append(head)
     if md:
         lines += ["", "| figure | server | then | now | change |",
                   "|---|---|---|---|---|"]
-    for key, title, unit, higher_better in FIG_TITLES:
-        for s in SERVERS:
-            now = rep["figures"].get(key, {}).get(s, {}).get("median")
-            then = prev.get("figures", {}).get(key, {}).get(s, {}).get(
-                "median")
-            if now is None or not then:
-                continue
-            ch = (now - then) / then * 100
-            better = (ch > 0) == higher_better if abs(ch) >= 0.5 else None
-            tag = {True: "better", False: "worse", None: "same"}[better]
-            if md:
-                lines.append("| %s | %s | %s | %s | %+.1f%% %s |" % (
-                    key, s, fmt(then, unit), fmt(now, unit), ch, tag))
-            else:
-                lines.append("  %-22s %-12s %10s -> %-10s %+7.1f%% %s" % (
-                    key, s, fmt(then, unit), fmt(now, unit), ch, tag))
-    return lines
+    order = {k: i for i, (k, _, _, _) in enumerate(FIG_TITLES)}
+    now_f = flat_figures(rep)
+    then_f = flat_figures(prev)
+    keys = sorted(now_f, key=lambda ks: (order.get(ks[0], len(order)),
+                                         ks[0], ks[1]))
+    for key, s in keys:
+        now, higher_better, unit = now_f[(key, s)]
+        then = then_f.get((key, s), (None,))[0]
+        if not then:
+            continue
+        ch = (now - then) / then * 100
+        better = (ch > 0) == higher_better if abs(ch) >= 0.5 else None
+        tag = {True: "better", False: "worse", None: "same"}[better]
+        if better is False and abs(ch) > WORSE_PCT:
+            warns.append("WARNING: %s (%s) is %.1f%% worse than in %s: "
+                         "%s -> %s" % (key, s, abs(ch),
+                                       os.path.basename(prev_path),
+                                       fmt(then, unit), fmt(now, unit)))
+        if md:
+            lines.append("| %s | %s | %s | %s | %+.1f%% %s |" % (
+                key, s, fmt(then, unit), fmt(now, unit), ch, tag))
+        else:
+            lines.append("  %-28s %-12s %10s -> %-10s %+7.1f%% %s" % (
+                key, s, fmt(then, unit), fmt(now, unit), ch, tag))
+    return lines, warns
 
 
-def write_reports(rep, stamp):
+def write_reports(rep, stamp, prev_path, prev):
     os.makedirs(PERF, exist_ok=True)
     jpath = os.path.join(PERF, stamp + ".json")
     mpath = os.path.join(PERF, stamp + ".md")
-    prev_path, prev = previous_report({jpath})
-    rep["previous"] = os.path.basename(prev_path) if prev_path else None
     with open(jpath, "w") as f:
         json.dump(rep, f, indent=1, sort_keys=True)
         f.write("\n")
@@ -879,15 +964,432 @@ def write_reports(rep, stamp):
         md.append("| %s | %d | %d | %d | %d | %d |" % (
             srv, t["get_bytes"], s["unique_bytes"], t["gets"],
             t["blob_gets"], t["heads"]))
+    if rep.get("growth"):
+        md += ["", "## How cost grows", ""]
+        g = rep["growth"]
+        if g.get("scale"):
+            md += ["Cold fan-in: %.1f MB subset (%s), wall until the last "
+                   "client is done and upstream bytes / unique bytes, "
+                   "medians of %d." % (g["scale_unique_bytes"] / 1e6,
+                                       ", ".join(g["scale_refs"]),
+                                       g["scale_reps"]), ""]
+            if g.get("svg"):
+                md += ["![wall time against clients](%s)" % g["svg"], ""]
+        md += growth_lines(rep, md=True)
+        if g.get("store"):
+            md += ["", "Stores filled through ccprewarm's own pull path "
+                   "(one GET per blob from an nginx upstream of tiny "
+                   "blobs), then measured interleaved."]
     if prev:
-        md += [""] + change_lines(rep, prev, prev_path, md=True)
+        md += [""] + change_lines(rep, prev, prev_path, md=True)[0]
     md += ["", "## Problems seen", ""]
     md += ["- " + p for p in rep["problems"]] or ["none"]
     if rep.get("notes"):
         md += ["", "## Notes", ""] + rep["notes"]
+    if rep.get("warnings"):
+        md += ["", "## Warnings: figures more than %.0f%% worse than the "
+               "previous report" % WORSE_PCT, ""]
+        md += ["- " + w for w in rep["warnings"]]
     with open(mpath, "w") as f:
         f.write("\n".join(md) + "\n")
-    return jpath, mpath, prev_path, prev
+    return jpath, mpath
+
+
+# ------------------------------------------------------------------ growth
+
+def scale_refs(seed):
+    """The small subset of the set the fan-in figure pulls: images by
+    ascending size while their blobs sum to at most BENCH_SCALE_MB (at
+    least one image)."""
+    sized = sorted(((sum(b["size"] for b in img["blobs"]), img["ref"])
+                    for img in seed["images"]))
+    refs, total = [], 0
+    for size, ref in sized:
+        if refs and total + size > SCALE_MB * (1 << 20):
+            break
+        refs.append(ref)
+        total += size
+    return refs
+
+
+def metric_value(url, name):
+    st, _, body = http_get(url + "/metrics", timeout=60)
+    if st != 200:
+        return None
+    for line in body.decode("utf-8", "replace").splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == name:
+            return float(parts[1])
+    return None
+
+
+def cpu_ticks(pid):
+    """utime + stime of a process, in clock ticks."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def scrape_ms(url, n, pid=None):
+    """Median wall time of n GET /metrics, each on a new connection, the
+    size of the last body, and (with pid) the server's CPU time per scrape
+    in ms over the n (less sensitive to the load on the box than wall)."""
+    times, size = [], 0
+    c0 = cpu_ticks(pid) if pid else None
+    for _ in range(n):
+        t0 = time.perf_counter()
+        st, _, body = http_get(url + "/metrics", timeout=60)
+        dt = (time.perf_counter() - t0) * 1000.0
+        if st != 200:
+            problem("GET %s/metrics: %d" % (url, st))
+            continue
+        times.append(dt)
+        size = len(body)
+    c1 = cpu_ticks(pid) if pid else None
+    cpu = None
+    if c0 is not None and c1 is not None and times:
+        cpu = (c1 - c0) * 1000.0 / os.sysconf("SC_CLK_TCK") / len(times)
+    return median(times), size, cpu
+
+
+def make_filler(root, n, where=None):
+    """n tiny distinct blobs as static files under nginx's root (repository
+    bench/filler; the files in directory `where`, linked from the root, when
+    given); returns the file of their paths, one a line."""
+    fdir = os.path.join(root, "v2", "bench", "filler")
+    bdir = os.path.join(fdir, "blobs")
+    if where and not os.path.exists(fdir):
+        os.makedirs(os.path.join(where, "filler-blobs"), exist_ok=True)
+        os.makedirs(fdir)
+        os.symlink(os.path.join(where, "filler-blobs"), bdir)
+    os.makedirs(bdir, exist_ok=True)
+    lst = os.path.join(TMP, "filler-%d.txt" % n)
+    with open(lst, "w") as out:
+        for i in range(n):
+            body = b"ccprewarm bench filler blob %d\n" % i
+            hexd = hashlib.sha256(body).hexdigest()
+            path = os.path.join(bdir, "sha256:" + hexd)
+            if not os.path.exists(path):
+                with open(path, "wb") as f:
+                    f.write(body)
+            out.write("/v2/bench/filler/blobs/sha256:%s\n" % hexd)
+    return lst
+
+
+def fill_store(srv, paths_file, n):
+    """GET the first n paths of paths_file through srv once each (wrk,
+    tests/bench/fill.lua): every one a cold fill through ccprewarm's own
+    pull path.  Done when /metrics counts n blobs in the store (wrk itself
+    runs for its whole -d); then wrk is interrupted and its counts read.
+    Returns (seconds, requests, non_2xx + errors)."""
+    part = paths_file + ".%d" % n
+    with open(paths_file) as f, open(part, "w") as out:
+        for i, line in enumerate(f):
+            if i >= n:
+                break
+            out.write(line)
+    threads = 2 if n >= 2 else 1
+    limit = max(120, n // 20)
+    argv = ["wrk", "-t%d" % threads, "-c%d" % min(16, max(threads, n)),
+            "-d%ds" % limit, "--timeout", "60s", "-s",
+            os.path.join(BENCH, "fill.lua"), srv.url, "--", part,
+            str(threads)]
+    t0 = time.monotonic()
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    secs = None
+    while time.monotonic() - t0 < limit and p.poll() is None:
+        time.sleep(0.2)
+        nb = metric_value(srv.url, "ccprewarm_store_blobs")
+        if nb is not None and nb >= n:
+            secs = time.monotonic() - t0
+            break
+    if p.poll() is None:
+        p.send_signal(signal.SIGINT)    # wrk prints its summary
+    try:
+        out, err = p.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+    if secs is None:
+        problem("filling %s: %d blobs not in the store within %d s"
+                % (srv.kind, n, limit))
+        secs = time.monotonic() - t0
+    m = re.search(r"(\d+) requests in", out)
+    reqs = int(m.group(1)) if m else 0
+    bad = 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        bad += int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
+                  r"timeout (\d+)", out)
+    if m:
+        bad += sum(int(x) for x in m.groups())
+    if bad:
+        problem("filling %s with %d blobs: %d bad answers: %s"
+                % (srv.kind, n, bad, (out + err)[-500:]))
+    return secs, reqs, bad
+
+
+def write_svg(path, scale, unique_bytes):
+    """Wall time against clients (median), one line per server, through
+    gnuplot; returns path, or None when gnuplot is missing or failed."""
+    if not shutil.which("gnuplot"):
+        problem("gnuplot not installed: no SVG (apt-get install gnuplot-nox)")
+        return None
+    kinds = [k for k in ("ccprewarm", "distribution", "direct")
+             if scale.get(k)]
+    dat = os.path.join(TMP, "scale.dat")
+    with open(dat, "w") as f:
+        f.write("# clients " + " ".join(kinds) + "\n")
+        for n in SCALE_CLIENTS:
+            row = [str(n)]
+            for k in kinds:
+                v = scale[k].get(str(n), {}).get("wall", {}).get("median")
+                row.append("NaN" if v is None else "%.3f" % v)
+            f.write(" ".join(row) + "\n")
+    plots = ", ".join(
+        "'%s' using 1:%d with linespoints linewidth 2 pointtype 7 "
+        "title '%s'" % (dat, i + 2, k) for i, k in enumerate(kinds))
+    script = "\n".join([
+        "set terminal svg size 720,480 dynamic enhanced "
+        "font 'sans,12' background rgb 'white'",
+        "set output '%s'" % path,
+        "set title 'Cold pull of a %.1f MB subset by each client: wall "
+        "time against concurrent clients'" % (unique_bytes / 1e6),
+        "set xlabel 'concurrent clients (log scale)'",
+        "set ylabel 'wall time until the last client is done (s)'",
+        "set logscale x 2",
+        "set xrange [%g:%g]" % (min(SCALE_CLIENTS) / 1.3,
+                                max(SCALE_CLIENTS) * 1.3),
+        "set xtics (%s)" % ", ".join(str(n) for n in SCALE_CLIENTS),
+        "set key top left",
+        "set grid",
+        "set yrange [0:*]",
+        "plot " + plots, ""])
+    p = subprocess.run(["gnuplot"], input=script, capture_output=True,
+                       text=True)
+    if p.returncode != 0 or not os.path.exists(path):
+        problem("gnuplot failed: %s" % p.stderr[-500:])
+        return None
+    return path
+
+
+def growth_lines(rep, md=False):
+    """The 'how cost grows' tables."""
+    lines = []
+    g = rep.get("growth", {})
+    sc = g.get("scale")
+    if sc:
+        kinds = ("direct", "ccprewarm", "distribution")
+        hdr = ["clients"] + ["%s wall (s)" % k for k in kinds] + [
+            "%s upstream/unique" % k for k in kinds]
+        if md:
+            lines += ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
+        else:
+            lines.append("cold fan-in, %.1f MB subset (%s), medians of %d:"
+                         % (g["scale_unique_bytes"] / 1e6,
+                            " ".join(g["scale_refs"]), g["scale_reps"]))
+            lines.append("  %7s %10s %10s %13s %11s %11s %13s" % (
+                "clients", "direct s", "ccprewarm", "distribution",
+                "direct amp", "ccp amp", "dist amp"))
+        for n in SCALE_CLIENTS:
+            cell = []
+            for what in ("wall", "amp"):
+                for k in kinds:
+                    v = sc.get(k, {}).get(str(n), {}).get(what, {}).get(
+                        "median")
+                    cell.append(fmt(v, "x" if what == "amp" else ""))
+            if md:
+                lines.append("| %d | %s |" % (n, " | ".join(cell)))
+            else:
+                lines.append("  %7d %10s %10s %13s %11s %11s %13s"
+                             % tuple([n] + cell))
+    st = g.get("store")
+    if st:
+        if md:
+            lines += ["", "| store (blobs in /metrics) | filled in (s) | "
+                      "tag GETs/s | digest GETs/s | /metrics scrape (ms) | "
+                      "its CPU (ms) | /metrics bytes |",
+                      "|---|---|---|---|---|---|---|"]
+        else:
+            lines += ["", "ccprewarm with a store of N blobs (filled through "
+                      "its pull path), medians of %d:" % rep["config"]["reps"],
+                      "  %-22s %10s %10s %13s %10s %8s %7s" % (
+                          "store (blobs)", "fill s", "tag GET/s",
+                          "digest GET/s", "scrape ms", "CPU ms", "bytes")]
+        for size in sorted(st, key=int):
+            e = st[size]
+            cells = ["%s (%s)" % (size, fmt(e.get("store_blobs"))),
+                     fmt(e.get("fill_s")),
+                     fmt(e.get("tag_rps", {}).get("median")),
+                     fmt(e.get("digest_rps", {}).get("median")),
+                     fmt(e.get("scrape_ms", {}).get("median")),
+                     fmt(e.get("scrape_cpu_ms", {}).get("median")),
+                     str(e.get("scrape_bytes", "-"))]
+            if md:
+                lines.append("| " + " | ".join(cells) + " |")
+            else:
+                lines.append("  %-22s %10s %10s %13s %10s %8s %7s"
+                             % tuple(cells))
+    return lines
+
+
+def scale_phase(servers, up, seed, died):
+    """Cold fan-in with BENCH_SCALE_CLIENTS clients (direct, ccprewarm,
+    distribution, interleaved), on the small subset of scale_refs()."""
+    t_phase = time.monotonic()
+    srefs = scale_refs(seed)
+    _, res = run_pulls(up, srefs, 1, "scaleprobe")
+    if not res[0].get("ok"):
+        problem("fan-in figure skipped: the probe pull failed")
+        return {}
+    s_unique = res[0]["unique_bytes"]
+    kinds = ("direct", "ccprewarm", "distribution")
+    runs = {k: {n: {"wall": [], "amp": []} for n in SCALE_CLIENTS}
+            for k in kinds}
+    for rep in range(SCALE_REPS):
+        for n in SCALE_CLIENTS:
+            for kind in kinds:
+                srv = servers[kind]
+                srv.restart_cold()
+                up.quiesce(idle=0.5)
+                off = up.log_offset()
+                wall, res = run_pulls(srv, srefs, n, "scale%d-%d" % (n, rep))
+                if died(srv, "fan-in %d clients" % n):
+                    srv.start()
+                    continue
+                if not all(r.get("ok") for r in res):
+                    log("fan-in rep %d %-12s %d clients: failed, not "
+                        "counted" % (rep + 1, kind, n))
+                    continue
+                up.quiesce()
+                t = up.traffic(off)
+                amp = t["get_bytes"] / s_unique
+                if kind == "direct" and t["get_bytes"] != n * s_unique:
+                    problem("measurement: the upstream logged %d GET bytes "
+                            "for %d direct clients, expected %d" % (
+                                t["get_bytes"], n, n * s_unique))
+                runs[kind][n]["wall"].append(wall)
+                runs[kind][n]["amp"].append(amp)
+                log("fan-in rep %d %-12s %3d clients %.2f s, upstream/"
+                    "unique %.4f" % (rep + 1, kind, n, wall, amp))
+    log("fan-in: %.0f s" % (time.monotonic() - t_phase))
+    scale = {k: {str(n): {w: fig_entry(v) for w, v in e.items() if v}
+                 for n, e in per.items()} for k, per in runs.items()}
+    return {"scale": scale, "scale_refs": srefs,
+            "scale_unique_bytes": s_unique, "scale_reps": SCALE_REPS}
+
+
+def store_phase(servers, img, tag, pdig):
+    """Manifest GETs/s and /metrics scrape time with a store of 100 and of
+    BENCH_STORE_BLOBS blobs.  Each store is a ccprewarm of its own whose
+    upstream is the bench's nginx, filled through ccprewarm's own pull
+    path: one GET per tiny blob (a cold fill each: fetched, hashed,
+    written, indexed).  Both stay up and are measured interleaved."""
+    t_phase = time.monotonic()
+    root = None
+    if STORE_DIR:
+        root = tempfile.mkdtemp(prefix="ccp-bench-store.", dir=STORE_DIR)
+    try:
+        return store_sizes(servers, img, tag, pdig, root, t_phase)
+    finally:
+        if root:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def store_sizes(servers, img, tag, pdig, root, t_phase):
+    ngx = servers["nginx"]
+    ngx.start()
+    lst = make_filler(ngx.root, STORE_BLOBS, root)
+    log("%d filler blobs under nginx in %.1f s" % (
+        STORE_BLOBS, time.monotonic() - t_phase))
+    paths = {"tag_rps": "/v2/%s/manifests/%s" % (img["repo"], tag),
+             "digest_rps": "/v2/%s/manifests/%s" % (img["repo"], pdig)}
+    sizes = sorted({min(STORE_SMALL, STORE_BLOBS), STORE_BLOBS})
+    st = {}
+    for size in sizes:
+        c = Ccprewarm(ngx, kind="ccprewarm-store%d" % size, root=root)
+        servers[c.kind] = c     # stopped with the others
+        c.start()
+        secs, reqs, bad = fill_store(c, lst, size)
+        for path in paths.values():
+            code, _, body = http_get(c.url + path, {"Accept": ACCEPT},
+                                     timeout=60)
+            if code != 200:
+                problem("%s GET %s: %d %s" % (c.kind, path, code,
+                                              body[:300]))
+        nb = metric_value(c.url, "ccprewarm_store_blobs")
+        if nb is None or nb < size:
+            problem("%s: /metrics says %s blobs in the store after %d "
+                    "fills" % (c.kind, nb, size))
+        st[size] = {"srv": c, "fill_s": secs, "fill_requests": reqs,
+                    "fill_bad": bad, "store_blobs": nb, "tag_rps": [],
+                    "digest_rps": [], "scrape_ms": [], "scrape_cpu_ms": [],
+                    "scrape_bytes": 0}
+        log("store of %d: filled in %.1f s (%.0f fills/s), /metrics says "
+            "%s blobs" % (size, secs, size / secs if secs else 0, nb))
+    for rep in range(REPS):
+        for size in sizes:
+            e = st[size]
+            c = e["srv"]
+            for key, path in paths.items():
+                w = wrk(c.url + path, 32, WRK_SECONDS, ["Accept: " + ACCEPT])
+                if w["rps"] and not (w["non_2xx"] or w["errors"]):
+                    e[key].append(w["rps"])
+            ms, nbytes, cpu = scrape_ms(c.url, SCRAPES, c.daemon.pid)
+            if ms is not None:
+                e["scrape_ms"].append(ms)
+            if cpu is not None:
+                e["scrape_cpu_ms"].append(cpu)
+            e["scrape_bytes"] = nbytes
+            log("rep %d store of %6d: tag %s/s, digest %s/s, /metrics %s ms "
+                "(%s ms CPU)" % (
+                    rep + 1, size,
+                    fmt(e["tag_rps"][-1] if e["tag_rps"] else None),
+                    fmt(e["digest_rps"][-1] if e["digest_rps"] else None),
+                    fmt(ms), fmt(cpu)))
+    for size in sizes:
+        st[size]["srv"].stop()
+        del servers[st[size]["srv"].kind]
+    log("store sizes: %.0f s" % (time.monotonic() - t_phase))
+    return {str(size): {"fill_s": round(e["fill_s"], 2),
+                        "fill_requests": e["fill_requests"],
+                        "store_blobs": e["store_blobs"],
+                        "tag_rps": fig_entry(e["tag_rps"]),
+                        "digest_rps": fig_entry(e["digest_rps"]),
+                        "scrape_ms": fig_entry(e["scrape_ms"]),
+                        "scrape_cpu_ms": fig_entry(e["scrape_cpu_ms"]),
+                        "scrape_bytes": e["scrape_bytes"]}
+            for size, e in st.items()}
+
+
+def read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def outside_figures(figs):
+    """Figures 7 and 8 from the scripts run.sh ran before this one."""
+    eng = read_json(os.path.join(TMP, "engine.json"))
+    if eng:
+        for k in ("direct", "ccprewarm", "distribution"):
+            if k in eng:
+                figs["engine_cold_s"][k] = fig_entry(eng[k]["cold_runs"])
+                figs["engine_warm_s"][k] = fig_entry(eng[k]["warm_runs"])
+    two = read_json(os.path.join(TMP, "two-nodes.json"))
+    if two:
+        figs["two_nodes_s"]["ccprewarm"] = fig_entry(
+            two.get("node_b_runs") or [two["node_b_shared_store_s"]])
+        figs["two_nodes_s"]["node_a"] = fig_entry(
+            two.get("node_a_runs") or [two["node_a_upstream_s"]])
+    return eng, two
 
 
 # ------------------------------------------------------------------ main
@@ -1111,7 +1613,7 @@ def main():
         # Servers interleaved within each rep so that noise spreads over
         # all of them.
         t_phase = time.monotonic()
-        for fn in (single, fanout):
+        for fn in (single, fanout) if MAIN else ():
             for rep in range(REPS):
                 for kind in ("direct", "nginx", "ccprewarm", "distribution"):
                     if not fn(rep, kind):
@@ -1135,7 +1637,7 @@ def main():
              "bytes_per_s"),
         ]
         wrk_raw = {}
-        for rep in range(REPS):
+        for rep in range(REPS if MAIN else 0):
             for key, path, conns, hdrs, field in wrk_targets:
                 for kind in ("nginx", "ccprewarm", "distribution", "direct"):
                     if kind == "direct" and key != "large_blob_MBps":
@@ -1167,6 +1669,12 @@ def main():
             for kind in SERVERS:
                 if runs[key][kind]:
                     figs[key][kind] = fig_entry(runs[key][kind])
+
+        growth = {}
+        if SCALE and SCALE_CLIENTS:
+            growth.update(scale_phase(servers, up, seed, died))
+        if STORE_BLOBS > 0:
+            growth["store"] = store_phase(servers, img, tag, pdig)
     finally:
         for s in list(servers.values())[::-1]:
             if s is not up:
@@ -1189,7 +1697,10 @@ def main():
                    "seed": SEED, "layer_downloads_per_client": 3,
                    "wrk_manifest_connections": 32,
                    "wrk_blob_connections": 4,
-                   "manifest_image": img["repo"] + ":" + tag},
+                   "manifest_image": img["repo"] + ":" + tag,
+                   "scale_clients": SCALE_CLIENTS if SCALE else [],
+                   "scale_mb": SCALE_MB, "scale_reps": SCALE_REPS,
+                   "store_blobs": STORE_BLOBS, "scrapes": SCRAPES},
         "set": {"refs": refs, "unique_bytes": unique_bytes,
                 "unique_objects": len(unique),
                 "largest_blob": big, "largest_blob_bytes": blob_sizes[big],
@@ -1201,9 +1712,21 @@ def main():
         "fanout_traffic": {k: med_traffic(v) for k, v in fan_traffic.items()
                            if v},
         "wrk_output": wrk_raw,
+        "growth": growth,
         "problems": PROBLEMS,
         "runtime_s": round(time.monotonic() - t_start, 1),
     }
+    eng, two = outside_figures(figs)
+    rep["engine"] = eng
+    rep["two_nodes"] = two
+    if growth.get("scale") and SVG:
+        svg = os.path.join(PERF, stamp + "-scale.svg") if WRITE_REPORT \
+            else os.path.join(OUT, "scale.svg")
+        if write_svg(svg, growth["scale"], growth["scale_unique_bytes"]):
+            growth["svg"] = os.path.basename(svg)
+            log("wrote %s" % os.path.relpath(svg, TOP))
+    prev_path, prev = previous_report(set())
+    rep["previous"] = os.path.basename(prev_path) if prev_path else None
     rep["ratios"] = {"%s:%s/%s" % (f, a, b): ratio(figs, f, a, b)
                      for f, a, b in RATIOS}
     rep["targets"] = targets_eval(figs)
@@ -1224,11 +1747,18 @@ def main():
     print()
     print("ratios:")
     print("\n".join(ratio_lines(rep)))
+    if growth:
+        print()
+        print("how cost grows:")
+        print("\n".join(growth_lines(rep)))
+        if growth.get("svg"):
+            print("  drawn: %s" % growth["svg"])
+    changes, rep["warnings"] = change_lines(rep, prev, prev_path)
+    if changes:
+        print()
+        print("\n".join(changes))
     if WRITE_REPORT:
-        jpath, mpath, prev_path, prev = write_reports(rep, stamp)
-        if prev:
-            print()
-            print("\n".join(change_lines(rep, prev, prev_path)))
+        jpath, mpath = write_reports(rep, stamp, prev_path, prev)
         print()
         print("report: %s, %s, docs/perf/latest.json" % (
             os.path.relpath(mpath, TOP), os.path.relpath(jpath, TOP)))
@@ -1240,6 +1770,12 @@ def main():
     else:
         print("problems seen: none")
     print("runtime %.0f s" % rep["runtime_s"])
+    if rep["warnings"]:
+        print()
+        print("%d figure(s) more than %.0f%% worse than %s:" % (
+            len(rep["warnings"]), WORSE_PCT, rep["previous"]))
+        for w in rep["warnings"]:
+            print(w)
 
 
 if __name__ == "__main__":

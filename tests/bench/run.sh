@@ -10,7 +10,11 @@
 # (build/bench-out: daemon logs) BENCH_REPORT=0 (no docs/perf files)
 # BENCH_KEEP=1 (keep the scratch directory) CCPREWARM_BIN (build/ccprewarm)
 # BENCH_TWO_NODES=0 (skip the two-nodes figure, tests/bench/two_nodes.sh)
-# BENCH_TWO_NODES_MB (100).
+# BENCH_TWO_NODES_MB (100) BENCH_ENGINE=0 (skip the dockerd figure,
+# tests/bench/engine.sh) BENCH_ENGINE_KB BENCH_ENGINE_REPS BENCH_SCALE=0
+# BENCH_SCALE_CLIENTS BENCH_SCALE_MB BENCH_SCALE_REPS (how cost grows with
+# clients) BENCH_STORE_BLOBS=0 (skip the big-store figures) BENCH_SVG=0.
+# The options and what each figure costs: docs/perf/README.md.
 
 set -u
 
@@ -22,6 +26,10 @@ command -v wrk >/dev/null || missing+=(wrk)
 command -v nginx >/dev/null || missing+=(nginx-light)
 command -v docker-registry >/dev/null || missing+=(docker-registry)
 command -v curl >/dev/null || missing+=(curl)
+command -v jq >/dev/null || missing+=(jq)
+if [ "${BENCH_SVG:-1}" != 0 ]; then
+	command -v gnuplot >/dev/null || missing+=(gnuplot-nox)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "bench: missing ${missing[*]}; install them (apt-get install ${missing[*]})" >&2
@@ -87,16 +95,23 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+rc=0
+# The "two nodes" figure (shared store on radosgw) and the "real engine"
+# figure (a private dockerd): their own scripts, which start and stop their
+# daemons themselves (tests/integration/lib.sh).  They run first and leave
+# JSON that bench.py puts in the report (a script that fails or is skipped
+# leaves none: the report shows the figure as missing).
+if [ "${BENCH_TWO_NODES:-1}" != 0 ]; then
+	TWO_NODES_JSON=$BENCH_TMP/two-nodes.json \
+		"$TOP/tests/bench/two_nodes.sh" || rc=1
+fi
+if [ "${BENCH_ENGINE:-1}" != 0 ]; then
+	ENGINE_JSON=$BENCH_TMP/engine.json "$TOP/tests/bench/engine.sh" || rc=1
+fi
 # Its own process group (pull clients and wrk included), so that the trap
 # can stop all of it; daemons get their own sessions and are listed in pids/.
 setsid "$PY" -u "$TOP/tests/bench/bench.py" &
 BENCH_PID=$!
-wait "$BENCH_PID"
-rc=$?
+wait "$BENCH_PID" || rc=1
 BENCH_PID=
-# The "two nodes" figure (shared store on radosgw): its own script, which
-# starts and stops its daemons itself (tests/integration/lib.sh).
-if [ "${BENCH_TWO_NODES:-1}" != 0 ]; then
-	CCPREWARM_BIN=$BENCH_TMP/ccprewarm "$TOP/tests/bench/two_nodes.sh" || rc=1
-fi
 exit "$rc"

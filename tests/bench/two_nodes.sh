@@ -5,11 +5,14 @@
 # cold from the upstream (docker-registry on loopback) and uploads it in the
 # background; node B, with an empty store, then pulls the same set cold,
 # which it gets from the bucket.  Each repetition uses fresh stores and a
-# fresh prefix in the bucket; the medians are printed and, unless
-# BENCH_REPORT=0, written to docs/perf/two-nodes-latest.json.
+# fresh prefix in the bucket; the medians are printed and written as JSON
+# to $TWO_NODES_JSON (make bench sets it: bench.py puts the figure in the
+# main report) or, run alone and unless BENCH_REPORT=0, to
+# docs/perf/two-nodes-latest.json.
 #
 # Environment: BENCH_TWO_NODES_MB (100) BENCH_REPS (3) CCPREWARM_BIN
-# (build/ccprewarm).  Skipped (exit 0, with a message) without Ceph.
+# (build/ccprewarm) TWO_NODES_JSON.  Skipped (exit 0, with a message)
+# without Ceph.
 set -u
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 export CCPREWARM_BIN=${CCPREWARM_BIN:-$TOP/build/ccprewarm}
@@ -93,12 +96,18 @@ mb=$(median "${b_times[@]}")
 mbs() { awk -v b="$bytes" -v s="$1" 'BEGIN { printf "%.1f", (s > 0 ? b / 1048576 / s : 0) }'; }
 line="two nodes: cold pull of $((bytes / 1048576)) MiB (skopeo, 1 client), median of $REPS: node A from upstream ${ma}s ($(mbs "$ma") MiB/s), node B from the shared store ${mb}s ($(mbs "$mb") MiB/s); ceph up in ${S3_SECS}s; load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "$line"
-if [ "${BENCH_REPORT:-1}" != 0 ]; then
+OUTJ=${TWO_NODES_JSON:-}
+if [ -z "$OUTJ" ] && [ "${BENCH_REPORT:-1}" != 0 ]; then
+	OUTJ=$TOP/docs/perf/two-nodes-latest.json
+fi
+if [ -n "$OUTJ" ]; then
 	jq -n --arg line "$line" --argjson bytes "$bytes" --argjson reps "$REPS" \
 		--argjson a "$ma" --argjson b "$mb" --arg git "$(git -C "$TOP" describe --always --dirty 2>/dev/null)" \
 		--arg when "$(date -u +%Y-%m-%dT%H:%MZ)" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
+		--argjson ar "$(printf '%s\n' "${a_times[@]}" | jq -s -c .)" \
+		--argjson br "$(printf '%s\n' "${b_times[@]}" | jq -s -c .)" \
 		'{when: $when, git: $git, bytes: $bytes, reps: $reps, node_a_upstream_s: $a,
-		  node_b_shared_store_s: $b, load: $load, summary: $line}' \
-		>"$TOP/docs/perf/two-nodes-latest.json"
+		  node_b_shared_store_s: $b, node_a_runs: $ar, node_b_runs: $br,
+		  load: $load, summary: $line}' >"$OUTJ"
 fi
 t_done
