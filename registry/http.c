@@ -1305,3 +1305,20 @@ http_free(struct loop *l)
 	conn_guard_free(l->conns);
 	l->conns = NULL;
 }
+
+unsigned short
+http_port(const struct loop *l)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+	evutil_socket_t fd;
+
+	if (l->bound == NULL)
+		return 0;
+	fd = evhttp_bound_socket_get_fd(l->bound);
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1)
+		return 0;
+	if (ss.ss_family == AF_INET)
+		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}

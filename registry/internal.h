@@ -238,6 +238,8 @@ struct req {
 
 /* Binds l's listener (SO_REUSEPORT if reuseport) and its evhttp. */
 int http_start(struct loop *l, int reuseport, unsigned short port);
+/* The port l listens on (0 if none): for the next loops, and --listen :0. */
+unsigned short http_port(const struct loop *l);
 /* Stops accepting; live requests carry on. */
 void http_stop(struct loop *);
 /* Frees the evhttp (and every connection) and the connection guard. */

@@ -437,7 +437,7 @@ loop_start(struct server *srv)
 			fatal("cannot create event loop %zu", i);
 		l = loop_new(srv, (int)i, base);
 		srv->loops[srv->nloops++] = l;
-		if (http_start(l, 1, server_port(srv)) == -1)
+		if (http_start(l, 1, http_port(srv->loops[0])) == -1)
 			return -1;
 	}
 	for (i = 1; i < srv->nloops; i++) {

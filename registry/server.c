@@ -157,18 +157,7 @@ fail:
 unsigned short
 server_port(const struct server *srv)
 {
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof ss;
-	evutil_socket_t fd;
-
-	if (srv->nloops == 0 || srv->loops[0]->bound == NULL)
-		return 0;
-	fd = evhttp_bound_socket_get_fd(srv->loops[0]->bound);
-	if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1)
-		return 0;
-	if (ss.ss_family == AF_INET)
-		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-	return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	return srv->nloops > 0 ? http_port(srv->loops[0]) : 0;
 }
 
 struct event_base *
