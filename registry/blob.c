@@ -63,19 +63,17 @@ static void
 blob_shared_head_cb(struct req *r, enum s3_result res, int64_t length,
     const char *body, size_t len)
 {
-	struct s3_stats *st = s3_counters(shared_s3(r->srv));
-
 	(void)body;
 	(void)len;
 	if (res == S3_OK && length >= 0) {
-		st->hits++;
+		shared_count(r->srv, SHARED_HIT);
 		r->cache = REQ_CACHE_MISS;
 		req_reply_mem(r, 200, "application/octet-stream",
 		    &r->route.digest, NULL, (size_t)length);
 		return;
 	}
 	if (res == S3_ENOTFOUND)
-		st->misses++;
+		shared_count(r->srv, SHARED_MISS);
 	blob_head_upstream(r);
 }
 

@@ -838,7 +838,6 @@ static void
 fill_shared_done_cb(void *arg, enum s3_result res, const char *why)
 {
 	struct fill *f = arg;
-	struct s3_stats *st = s3_counters(shared_s3(f->srv));
 
 	(void)why;
 	f->sxfer = NULL;
@@ -856,13 +855,13 @@ fill_shared_done_cb(void *arg, enum s3_result res, const char *why)
 			fill_commit_manifest(f);
 		if (f->shared &&
 		    (f->state == FILL_VERIFIED || f->state == FILL_DONE))
-			st->hits++;
+			shared_count(f->srv, SHARED_HIT);
 		f->hold--;
 		fill_maybe_free(f);
 		return;
 	}
 	if (res == S3_ENOTFOUND)
-		st->misses++;
+		shared_count(f->srv, SHARED_MISS);
 	if (f->kind == FILL_MANIFEST) {
 		f->mlen = 0;
 		f->shared = 0;
@@ -913,7 +912,7 @@ fill_shared_refetch(struct fill *f, int discarded)
 {
 	char d[DIGEST_STRLEN];
 
-	s3_counters(shared_s3(f->srv))->corrupt++;
+	shared_count(f->srv, SHARED_CORRUPT);
 	digest_format(&f->digest, d);
 	log_warn("shared store object for %s does not match its digest; "
 		 "treated as absent, fetching it from upstream",

@@ -521,6 +521,9 @@ void shared_close(struct server *);
 /* The bucket, or NULL if none is configured. */
 struct s3 *shared_s3(struct server *);
 /* Background uploads of what this node verified; errors are logged. */
+/* A lookup in the bucket by digest: counted in its /metrics family. */
+enum shared_lookup { SHARED_HIT, SHARED_MISS, SHARED_CORRUPT };
+void shared_count(struct server *, enum shared_lookup);
 void shared_upload_blob(struct server *, const struct digest *);
 void shared_upload_mem(struct server *, const struct digest *,
     const char *media_type, const void *, size_t);

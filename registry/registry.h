@@ -247,7 +247,7 @@ struct s3_cbs {
 
 struct s3_stats {
 	int available;			/* 0 while the breaker is open */
-	uint64_t hits, misses, corrupt; /* counted by fill.c */
+	uint64_t hits, misses, corrupt; /* shared_count() */
 	uint64_t bytes_in, bytes_out;
 	uint64_t errors;  /* failed requests */
 	uint64_t skipped; /* not tried: breaker open */
@@ -262,7 +262,7 @@ void s3_free(struct s3 *);
 /* 0 while the breaker is open: callers go straight to upstream. */
 int s3_usable(const struct s3 *);
 void s3_stats(const struct s3 *, struct s3_stats *);
-/* The counters fill.c keeps (hits, misses, corrupt), by field. */
+/* The counters shared.c keeps for fills (hits, misses, corrupt). */
 struct s3_stats *s3_counters(struct s3 *);
 const char *s3_bucket(const struct s3 *);
 /* The pool that hashes multipart parts (each part is signed with its own

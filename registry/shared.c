@@ -499,6 +499,20 @@ shared_pins_event_cb(evutil_socket_t fd, short what, void *arg)
 	free(text);
 }
 
+void
+shared_count(struct server *srv, enum shared_lookup what)
+{
+	static const size_t field[] = {
+	    [SHARED_HIT] = offsetof(struct s3_stats, hits),
+	    [SHARED_MISS] = offsetof(struct s3_stats, misses),
+	    [SHARED_CORRUPT] = offsetof(struct s3_stats, corrupt),
+	};
+	struct s3 *s3 = shared_s3(srv);
+
+	if (s3 != NULL)
+		(*(uint64_t *)((char *)s3_counters(s3) + field[what]))++;
+}
+
 /* /metrics: the ccprewarm_shared_store_* family. */
 static void
 shared_metrics(struct evbuffer *b, void *arg)
