@@ -1,8 +1,0 @@
-build-tsan/cmd/catalogue.o: cmd/catalogue.c cmd/../common/common.h \
- cmd/cmd.h cmd/../prewarm/prewarm.h cmd/../prewarm/../registry/registry.h \
- cmd/../prewarm/../registry/../storage/storage.h
-cmd/../common/common.h:
-cmd/cmd.h:
-cmd/../prewarm/prewarm.h:
-cmd/../prewarm/../registry/registry.h:
-cmd/../prewarm/../registry/../storage/storage.h:

@@ -1,2 +1,0 @@
-build-tsan/common/clock.o: common/clock.c common/common.h
-common/common.h:

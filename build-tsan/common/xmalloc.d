@@ -1,2 +1,0 @@
-build-tsan/common/xmalloc.o: common/xmalloc.c common/common.h
-common/common.h:

@@ -1,6 +1,0 @@
-build-tsan/registry/conn.o: registry/conn.c registry/../common/common.h \
- registry/internal.h registry/registry.h registry/../storage/storage.h
-registry/../common/common.h:
-registry/internal.h:
-registry/registry.h:
-registry/../storage/storage.h:

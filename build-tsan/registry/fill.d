@@ -1,6 +1,0 @@
-build-tsan/registry/fill.o: registry/fill.c registry/../common/common.h \
- registry/internal.h registry/registry.h registry/../storage/storage.h
-registry/../common/common.h:
-registry/internal.h:
-registry/registry.h:
-registry/../storage/storage.h:

@@ -1,7 +1,0 @@
-build-tsan/registry/server.o: registry/server.c \
- registry/../common/common.h registry/internal.h registry/registry.h \
- registry/../storage/storage.h
-registry/../common/common.h:
-registry/internal.h:
-registry/registry.h:
-registry/../storage/storage.h:
